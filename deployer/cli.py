@@ -1,0 +1,171 @@
+"""Command-line entry points behind provision.py and teardown.py.
+
+They parse flags, assemble the pieces (settings, state file, session, clients,
+step context) and hand over to the runner. A `DeployerError` becomes its
+one-paragraph message on stderr and its exit code; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from deployer import runner
+from deployer.clients import AwsClients, account_id, build_clients, create_session
+from deployer.errors import EXIT_INTERRUPTED, DeployerError
+from deployer.settings import CONFIG_FILE_NAME, Settings, load_settings
+from deployer.state import State, StateFile, check_identity
+from deployer.steps.base import StepContext
+from deployer.steps.image import missing_image_error
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_STATE_FILE = "state.json"
+
+
+def provision_main(argv: Sequence[str] | None = None) -> int:
+    return _run(_provision, _provision_parser(), argv)
+
+
+def teardown_main(argv: Sequence[str] | None = None) -> int:
+    return _run(_teardown, _teardown_parser(), argv)
+
+
+def _run(
+    command: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> int:
+    args = parser.parse_args(argv)
+    try:
+        return command(args)
+    except DeployerError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; the state file is saved. Run the same command again to continue.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _provision_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="provision.py",
+        description="Deploy the website to ECS Fargate behind a Network Load Balancer; re-running changes "
+        "only what differs.",
+    )
+    parser.add_argument("--stack", help="stack name, the prefix of every resource name")
+    parser.add_argument("--region", help="AWS region (default: the standard AWS configuration)")
+    _common_flags(parser)
+    parser.add_argument("--image", help="deploy this existing image URI (no build, no push)")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return once every resource exists, without waiting for the load balancer "
+        "and the service (an emulator never runs tasks)",
+    )
+    return parser
+
+
+def _teardown_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="teardown.py", description="Delete every resource the state file records, newest first."
+    )
+    _common_flags(parser)
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    return parser
+
+
+def _common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=Path(DEFAULT_STATE_FILE),
+        help="where identifiers are recorded (default: ./state.json)",
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None, help=f"settings file (default: {CONFIG_FILE_NAME} beside provision.py)"
+    )
+
+
+def _provision(args: argparse.Namespace) -> int:
+    state_file = StateFile(args.state_file)
+    state = state_file.load()
+    settings = _settings(args, state)
+    if settings.image is None and (state is None or state.get("image") is None):
+        raise missing_image_error()
+    session = create_session(settings.region)
+    clients = build_clients(session)
+    account = account_id(clients)
+    if state is None:
+        state = State(stack=settings.stack, region=clients.region, account_id=account)
+    check_identity(state, settings.stack, clients.region, account, state_file.path)
+    ctx = _context(
+        clients, settings, state, account, state_file, partition=session.get_partition_for_region(clients.region)
+    )
+    print(f"Provisioning stack '{settings.stack}' in {clients.region} (account {account})")
+    report = runner.provision(ctx, wait=not args.no_wait)
+    print(f"Site URL: {report.outputs['url']}")
+    return 0
+
+
+def _settings(args: argparse.Namespace, state: State | None) -> Settings:
+    """Flags over deploy.toml over the state's stack and region over defaults."""
+    config = args.config if args.config is not None else PROJECT_DIR / CONFIG_FILE_NAME
+    recorded = {"stack": state.stack, "region": state.region} if state else {}
+    return load_settings(config, {"stack": args.stack, "region": args.region, "image": args.image}, fallback=recorded)
+
+
+def _teardown(args: argparse.Namespace) -> int:
+    state_file = StateFile(args.state_file)
+    state = state_file.load()
+    if state is None or not state.resources:
+        print(f"Nothing to tear down: {state_file.path} records no resources.")
+        state_file.delete()
+        return 0
+    if not args.yes:
+        _confirm(state, state_file.path)
+    session = create_session(state.region)
+    clients = build_clients(session)
+    account = account_id(clients)
+    check_identity(state, state.stack, clients.region, account, state_file.path)
+    settings = load_settings(None, {"stack": state.stack, "region": state.region})
+    ctx = _context(
+        clients, settings, state, account, state_file, partition=session.get_partition_for_region(clients.region)
+    )
+    print(f"Tearing down stack '{state.stack}' in {state.region} (account {account})")
+    runner.teardown(ctx)
+    state_file.delete()
+    print(f"Done: every recorded resource is deleted and {state_file.path} is removed.")
+    return 0
+
+
+def _confirm(state: State, path: Path) -> None:
+    if not sys.stdin.isatty():
+        raise DeployerError(
+            "Refusing to tear down without confirmation: there is no terminal to ask on",
+            where=f"teardown.py with {path}",
+            todo="Run it in a terminal, or pass --yes to confirm in advance",
+        )
+    answer = input(
+        f"Delete all {len(state.resources)} resources of stack '{state.stack}' in {state.region} "
+        f"(account {state.account_id})? Type 'yes' to confirm: "
+    )
+    if answer.strip().lower() != "yes":
+        raise DeployerError(
+            "Teardown cancelled; nothing was deleted",
+            where="confirmation prompt",
+            todo="Run again and type 'yes' to delete",
+        )
+
+
+def _context(
+    clients: AwsClients, settings: Settings, state: State, account: str, state_file: StateFile, *, partition: str
+) -> StepContext:
+    return StepContext(
+        clients=clients,
+        settings=settings,
+        state=state,
+        account_id=account,
+        partition=partition,
+        save=lambda: state_file.save(state),
+        say=lambda line: print(line, flush=True),
+    )

@@ -1,0 +1,128 @@
+"""The one place where AWS clients are built.
+
+Credentials, region and endpoint come from the standard boto3 chain (environment,
+`AWS_PROFILE`, config files), the region optionally from `--region`, and
+`AWS_ENDPOINT_URL` points every client at an emulator. Steps never build clients:
+they receive an `AwsClients`, so tests can hand them clients with hooks attached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from deployer.errors import AwsSetupError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_elbv2 import ElasticLoadBalancingv2Client
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_sts import STSClient
+
+# botocore's "standard" mode retries throttling and 5xx answers with capped
+# backoff; everything else is handled (or refused) by the steps themselves.
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 8},
+    connect_timeout=10,
+    read_timeout=60,
+    user_agent_extra="flask-fargate-deployer",
+)
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    """Typed clients for every service the stack touches, all in one region."""
+
+    region: str
+    ec2: EC2Client
+    elbv2: ElasticLoadBalancingv2Client
+    ecs: ECSClient
+    iam: IAMClient
+    ecr: ECRClient
+    logs: CloudWatchLogsClient
+    sts: STSClient
+
+
+def create_session(region: str | None) -> boto3.Session:
+    """A session whose region is `region`, or the chain's; refuses a missing or unknown one."""
+    session = boto3.Session(region_name=region) if region else boto3.Session()
+    resolved = session.region_name
+    if not resolved:
+        raise AwsSetupError(
+            "No AWS region is configured",
+            where="--region, deploy.toml 'region', AWS_REGION / AWS_DEFAULT_REGION or the AWS config file",
+            todo="Pass --region us-east-1 (or the region you deploy to), or set AWS_DEFAULT_REGION",
+        )
+    known = {
+        name
+        for partition in session.get_available_partitions()
+        for name in session.get_available_regions("ecs", partition_name=partition)
+    }
+    if resolved not in known:
+        raise AwsSetupError(
+            f"Unknown AWS region '{resolved}'",
+            where="--region, deploy.toml 'region' or the AWS configuration",
+            todo=f"Use a region where ECS runs, for example {', '.join(sorted(known)[:4])}",
+        )
+    return session
+
+
+def build_clients(session: boto3.Session, config: Config = CLIENT_CONFIG) -> AwsClients:
+    """Build every client from one session, after checking that credentials exist."""
+    if session.get_credentials() is None:
+        raise AwsSetupError(
+            "No AWS credentials were found",
+            where="the standard chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+            "~/.aws/credentials, SSO or an instance role",
+            todo="Configure credentials (for example `aws configure` or `export AWS_PROFILE=...`) and run again",
+        )
+    region = session.region_name
+    return AwsClients(
+        region=region,
+        ec2=session.client("ec2", config=config),
+        elbv2=session.client("elbv2", config=config),
+        ecs=session.client("ecs", config=config),
+        iam=session.client("iam", config=config),
+        ecr=session.client("ecr", config=config),
+        logs=session.client("logs", config=config),
+        sts=session.client("sts", config=config),
+    )
+
+
+def account_id(clients: AwsClients) -> str:
+    """The account the credentials belong to; the first call, so it also proves they work."""
+    try:
+        return clients.sts.get_caller_identity()["Account"]
+    except NoCredentialsError as exc:
+        raise AwsSetupError(
+            "No AWS credentials were found",
+            where="the standard boto3 chain",
+            todo="Configure credentials and run again",
+        ) from exc
+    except ClientError as exc:
+        raise AwsSetupError(
+            f"AWS refused the credentials ({error_code(exc)}): {error_message(exc)}",
+            where="sts:GetCallerIdentity",
+            todo="Check that the access key is active and the profile is the one you meant",
+        ) from exc
+    except BotoCoreError as exc:
+        raise AwsSetupError(
+            f"Cannot reach AWS: {exc}",
+            where="sts:GetCallerIdentity (AWS_ENDPOINT_URL, network or proxy)",
+            todo="Check the network, or that the emulator named by AWS_ENDPOINT_URL is running",
+        ) from exc
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def error_message(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Message", str(exc)))

@@ -1,0 +1,122 @@
+"""Provision and teardown: walk the steps, save the state after each one, report.
+
+provision: for each step in order, `find` the resource; `create` it if nothing
+was found, else `converge` it; record its identifiers (saved at once); `wait`
+unless told not to. Then record the site URL.
+
+teardown: for each resource the state records, newest first, `delete` it and
+forget it (saved at once), so an interrupted teardown resumes where it stopped.
+
+Any AWS refusal becomes an `AwsCallError` naming the step and the resource.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deployer.clients import error_code, error_message
+from deployer.errors import AwsCallError, AwsSetupError, DeployerError
+from deployer.stack import build_steps, steps_by_name
+from deployer.state import Ids
+from deployer.steps.base import Step, StepContext
+
+
+@dataclass
+class StepReport:
+    step: str
+    outcome: str
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class RunReport:
+    steps: list[StepReport] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def provision(ctx: StepContext, wait: bool = True) -> RunReport:
+    report = RunReport()
+    for step in build_steps():
+        started = time.monotonic()
+        with _explained(step, ctx.state.get(step.name)):
+            outcome, ids, changes = _provision_step(ctx, step)
+            if wait:
+                step.wait(ctx, ids)
+        line = StepReport(step.name, outcome, time.monotonic() - started, "; ".join(changes) or _primary(ids))
+        report.steps.append(line)
+        ctx.say(f"{line.step:<22} {line.outcome:<9} {line.detail} ({line.seconds:.1f}s)")
+    url = f"http://{ctx.ids('load-balancer')['dns_name']}"
+    if ctx.settings.listener_port != 80:
+        url += f":{ctx.settings.listener_port}"
+    if ctx.state.outputs != {"url": url}:
+        ctx.state.outputs = {"url": url}
+        ctx.save()
+    report.outputs = dict(ctx.state.outputs)
+    return report
+
+
+def _provision_step(ctx: StepContext, step: Step[Any]) -> tuple[str, Ids, list[str]]:
+    existing = step.find(ctx, ctx.state.get(step.name))
+    if existing is None:
+        ids = step.create(ctx)
+        ctx.remember(step.name, ids)
+        return "created", ids, []
+    ctx.remember(step.name, existing.ids)
+    converged = step.converge(ctx, existing)
+    ctx.remember(step.name, converged.ids)
+    return ("updated" if converged.changes else "unchanged"), converged.ids, converged.changes
+
+
+def teardown(ctx: StepContext) -> RunReport:
+    report = RunReport()
+    known = steps_by_name()
+    for record in reversed(list(ctx.state.resources)):
+        step = known.get(record.step)
+        if step is None:
+            raise DeployerError(
+                f"The state file records a step '{record.step}' this version does not know",
+                where="state file, resources",
+                todo="Use the version of the tool that wrote the state file, or delete that resource by hand "
+                "and remove its entry",
+            )
+        started = time.monotonic()
+        with _explained(step, record.ids):
+            step.delete(ctx, record.ids)
+        ctx.state.forget(record.step)
+        ctx.save()
+        line = StepReport(step.name, "deleted", time.monotonic() - started, _primary(record.ids))
+        report.steps.append(line)
+        ctx.say(f"{line.step:<22} {line.outcome:<9} {line.detail} ({line.seconds:.1f}s)")
+    return report
+
+
+@contextmanager
+def _explained(step: Step[Any], ids: Ids | None) -> Iterator[None]:
+    """Turn AWS and transport failures inside a step into a message naming the step."""
+    try:
+        yield
+    except ClientError as exc:
+        resource = f"{step.resource} {_primary(ids)}".strip()
+        raise AwsCallError(step.name, resource, exc.operation_name, error_code(exc), error_message(exc)) from exc
+    except BotoCoreError as exc:
+        raise AwsSetupError(
+            f"The AWS call failed before AWS answered: {exc}",
+            where=f"step '{step.name}', {step.resource}",
+            todo="Check the network (or the emulator at AWS_ENDPOINT_URL), then run the same command again",
+        ) from exc
+
+
+def _primary(ids: Ids | None) -> str:
+    if not ids:
+        return ""
+    for key in ("id", "name", "uri", "arn"):
+        if key in ids:
+            return ids[key]
+    return next(iter(ids.values()), "")

@@ -1,0 +1,339 @@
+"""Settings: defaults, overridden by `deploy.toml`, overridden by command-line flags.
+
+Everything is validated here, before any AWS call, so a typo never leaves half a
+stack behind. Names of AWS resources are derived from the stack name alone
+(`Names`), which is what lets a lost state file be recovered by name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from deployer.errors import SettingsError
+
+# Fargate's task-level CPU units and the memory (MiB) each one accepts (AWS ECS
+# developer guide, "Task CPU and memory").
+FARGATE_MEMORY_BY_CPU: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4097, 1024)),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
+    8192: tuple(range(16384, 61441, 4096)),
+    16384: tuple(range(32768, 122881, 8192)),
+}
+
+# The only values CloudWatch Logs PutRetentionPolicy accepts (moto accepts any).
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+
+# The longest suffix appended to the stack name in a name limited to 32
+# characters (load balancer and target group names).
+_LONGEST_ELB_SUFFIX = "-nlb"
+MAX_STACK_LENGTH = 32 - len(_LONGEST_ELB_SUFFIX)
+_STACK_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+_POLICY_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(aws|\d{12}):policy/[\w+=,.@/-]+$")
+_IMAGE_PATTERN = re.compile(r"^[a-z0-9][\w.:/@-]*$", re.IGNORECASE)
+
+CONFIG_FILE_NAME = "deploy.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to deploy. Field names are the keys of `deploy.toml`."""
+
+    stack: str = "flask-site"
+    region: str | None = None
+    vpc_cidr: str = "172.31.0.0/16"
+    subnet_cidrs: tuple[str, ...] = ("172.31.32.0/20", "172.31.48.0/20")
+    availability_zones: tuple[str, ...] = ()
+    listener_port: int = 80
+    container_port: int = 8080
+    cpu: int = 256
+    memory: int = 512
+    desired_count: int = 1
+    log_retention_days: int = 14
+    health_check_interval: int = 10
+    healthy_threshold: int = 2
+    unhealthy_threshold: int = 2
+    deregistration_delay: int = 30
+    task_role_policy_arns: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    image: str | None = None
+    service_wait_timeout: int = 1200
+
+    @property
+    def names(self) -> Names:
+        return Names(self.stack)
+
+
+@dataclass(frozen=True)
+class Names:
+    """Deterministic AWS names, all prefixed with the stack name."""
+
+    stack: str
+
+    @property
+    def load_balancer(self) -> str:
+        return f"{self.stack}{_LONGEST_ELB_SUFFIX}"
+
+    @property
+    def target_group(self) -> str:
+        return f"{self.stack}-tg"
+
+    @property
+    def execution_role(self) -> str:
+        return f"{self.stack}-execution-role"
+
+    @property
+    def task_role(self) -> str:
+        return f"{self.stack}-task-role"
+
+    @property
+    def repository(self) -> str:
+        return self.stack
+
+    @property
+    def log_group(self) -> str:
+        return f"/ecs/{self.stack}"
+
+    @property
+    def cluster(self) -> str:
+        return f"{self.stack}-cluster"
+
+    @property
+    def task_family(self) -> str:
+        return f"{self.stack}-web"
+
+    @property
+    def service(self) -> str:
+        return f"{self.stack}-web"
+
+    @property
+    def container(self) -> str:
+        return "web"
+
+    def security_group(self, role: str) -> str:
+        return f"{self.stack}-{role}-sg"
+
+
+def load_settings(
+    config_path: Path | None, overrides: dict[str, Any], fallback: dict[str, Any] | None = None
+) -> Settings:
+    """Build validated settings: defaults < `fallback` (the state's stack and region) < `deploy.toml` < flags."""
+    values: dict[str, Any] = dict(fallback or {})
+    if config_path is not None and config_path.exists():
+        values.update(_read_toml(config_path))
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    settings = _coerce(values, str(config_path) if config_path else "flags")
+    validate(settings)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(
+            f"Cannot read the settings file: {exc.strerror}",
+            where=str(path),
+            todo="Check the file's permissions, or pass --config with another path",
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(
+            f"The settings file is not valid TOML: {exc}",
+            where=str(path),
+            todo="Fix the syntax (see the Settings section of the README)",
+        ) from exc
+
+
+def _coerce(values: dict[str, Any], source: str) -> Settings:
+    """Check each value's type against the field it sets; unknown keys are typos."""
+    known = {f.name: f for f in fields(Settings)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise SettingsError(
+            f"Unknown setting(s): {', '.join(unknown)}",
+            where=source,
+            todo=f"Use only the settings listed in the README: {', '.join(sorted(known))}",
+        )
+    coerced: dict[str, Any] = {}
+    for key, value in values.items():
+        coerced[key] = _coerce_value(key, value, Settings.__dataclass_fields__[key].type, source)
+    return replace(Settings(), **coerced)
+
+
+def _coerce_value(key: str, value: Any, annotation: Any, source: str) -> Any:
+    expected = str(annotation)
+    if expected == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if expected in ("str", "str | None") and isinstance(value, str):
+        return value
+    if (
+        expected == "tuple[str, ...]"
+        and isinstance(value, list | tuple)
+        and all(isinstance(item, str) for item in value)
+    ):
+        return tuple(value)
+    if (
+        expected == "dict[str, str]"
+        and isinstance(value, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    ):
+        return dict(value)
+    raise SettingsError(
+        f"Setting '{key}' must be of type {expected}, got {value!r}",
+        where=source,
+        todo="Correct the value (see the Settings section of the README)",
+    )
+
+
+def validate(settings: Settings) -> None:
+    """Refuse anything AWS would refuse later, half-way through a deploy."""
+    _validate_stack(settings.stack)
+    _validate_network(settings)
+    _validate_task(settings)
+    _validate_tags(settings.tags)
+    for arn in settings.task_role_policy_arns:
+        if not _POLICY_ARN_PATTERN.match(arn):
+            _fail(
+                "task_role_policy_arns",
+                f"'{arn}' is not an IAM policy ARN",
+                "Use ARNs like arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
+            )
+    if settings.image is not None and not _IMAGE_PATTERN.match(settings.image):
+        _fail(
+            "image",
+            f"'{settings.image}' is not an image reference",
+            "Pass a reference like 123456789012.dkr.ecr.us-east-1.amazonaws.com/site:tag",
+        )
+
+
+def _validate_stack(stack: str) -> None:
+    if len(stack) > MAX_STACK_LENGTH or not _STACK_PATTERN.match(stack) or "--" in stack:
+        _fail(
+            "stack",
+            f"Invalid stack name '{stack}': it prefixes every resource name, and the strictest rule "
+            f"(load balancer and target group names, at most 32 characters) allows {MAX_STACK_LENGTH} "
+            "characters of lowercase letters, digits and single hyphens, starting with a letter and "
+            "not ending with a hyphen",
+            "Choose a name like 'my-site'",
+        )
+    if stack.startswith("internal-"):
+        _fail(
+            "stack",
+            f"Invalid stack name '{stack}': load balancer names may not start with 'internal-'",
+            "Choose another name",
+        )
+
+
+def _validate_network(settings: Settings) -> None:
+    vpc = _network("vpc_cidr", settings.vpc_cidr)
+    if not 16 <= vpc.prefixlen <= 28:
+        _fail("vpc_cidr", f"{vpc} has a /{vpc.prefixlen} prefix; AWS allows /16 to /28", "Use e.g. 172.31.0.0/16")
+    if len(settings.subnet_cidrs) != 2:
+        _fail(
+            "subnet_cidrs",
+            "exactly two subnet CIDRs are needed (one per availability zone)",
+            "Give two CIDRs inside vpc_cidr",
+        )
+    subnets = [_network("subnet_cidrs", cidr) for cidr in settings.subnet_cidrs]
+    for subnet in subnets:
+        if not subnet.subnet_of(vpc):
+            _fail("subnet_cidrs", f"{subnet} is not inside the VPC's {vpc}", "Pick subnets inside vpc_cidr")
+    if subnets[0].overlaps(subnets[1]):
+        _fail("subnet_cidrs", f"{subnets[0]} and {subnets[1]} overlap", "Pick two disjoint subnets")
+    if settings.availability_zones and len(set(settings.availability_zones)) != 2:
+        _fail(
+            "availability_zones",
+            "give two different zones, or none to use the region's first two",
+            'e.g. availability_zones = ["us-east-1a", "us-east-1b"]',
+        )
+    for key in ("listener_port", "container_port"):
+        port = getattr(settings, key)
+        if not 1 <= port <= 65535:
+            _fail(key, f"port {port} is outside 1-65535", "Use a valid TCP port")
+
+
+def _validate_task(settings: Settings) -> None:
+    allowed = FARGATE_MEMORY_BY_CPU.get(settings.cpu)
+    if allowed is None or settings.memory not in allowed:
+        pairs = "; ".join(f"cpu {cpu}: memory {mem[0]}-{mem[-1]}" for cpu, mem in FARGATE_MEMORY_BY_CPU.items())
+        _fail(
+            "cpu/memory",
+            f"Fargate does not accept cpu {settings.cpu} with memory {settings.memory}",
+            f"Use a supported pair ({pairs}; memory in steps of 1024 up to cpu 4096)",
+        )
+    if settings.log_retention_days not in LOG_RETENTION_DAYS:
+        _fail(
+            "log_retention_days",
+            f"CloudWatch Logs does not accept {settings.log_retention_days} days",
+            f"Use one of {', '.join(map(str, LOG_RETENTION_DAYS))}",
+        )
+    ranges = {
+        "desired_count": (0, 1000),
+        "health_check_interval": (5, 300),
+        "healthy_threshold": (2, 10),
+        "unhealthy_threshold": (2, 10),
+        "deregistration_delay": (0, 3600),
+        "service_wait_timeout": (1, 86400),
+    }
+    for key, (low, high) in ranges.items():
+        value = getattr(settings, key)
+        if not low <= value <= high:
+            _fail(key, f"{value} is outside {low}-{high}", "Use a value in that range")
+
+
+def _validate_tags(tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        if key.lower().startswith("aws:") or key.startswith("deployer:") or not 1 <= len(key) <= 128:
+            _fail(
+                "tags",
+                f"tag key '{key}' is reserved or too long",
+                "Keys may not start with 'aws:' or 'deployer:' and have at most 128 characters",
+            )
+        if len(value) > 256:
+            _fail("tags", f"the value of tag '{key}' is longer than 256 characters", "Shorten it")
+
+
+def _network(key: str, cidr: str) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(cidr)
+    except ValueError as exc:
+        raise SettingsError(
+            f"Setting '{key}': {exc}", where="settings", todo="Use an IPv4 CIDR such as 172.31.0.0/16"
+        ) from exc
+
+
+def _fail(key: str, what: str, todo: str) -> None:
+    raise SettingsError(
+        f"Invalid setting '{key}': {what}", where="settings (defaults, deploy.toml or flags)", todo=todo
+    )

@@ -1,0 +1,45 @@
+"""The whole stack as an ordered list of steps: provision walks it forwards.
+
+Teardown walks the resources the state records, newest first, using the step
+with the recorded name; order here is the dependency order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deployer.steps.base import Step
+from deployer.steps.ecs import ClusterStep, ServiceStep, TaskDefinitionStep
+from deployer.steps.iam import RoleStep
+from deployer.steps.image import ImageStep
+from deployer.steps.loadbalancer import ListenerStep, LoadBalancerStep, TargetGroupStep
+from deployer.steps.logs import LogGroupStep
+from deployer.steps.network import InternetGatewayStep, RouteTableStep, SecurityGroupStep, SubnetStep, VpcStep
+from deployer.steps.registry import RepositoryStep
+
+
+def build_steps() -> list[Step[Any]]:
+    return [
+        VpcStep(),
+        SubnetStep(0),
+        SubnetStep(1),
+        InternetGatewayStep(),
+        RouteTableStep(),
+        SecurityGroupStep("nlb"),
+        SecurityGroupStep("task"),
+        LogGroupStep(),
+        RoleStep("execution"),
+        RoleStep("task"),
+        RepositoryStep(),
+        ImageStep(),
+        TargetGroupStep(),
+        LoadBalancerStep(),
+        ListenerStep(),
+        ClusterStep(),
+        TaskDefinitionStep(),
+        ServiceStep(),
+    ]
+
+
+def steps_by_name() -> dict[str, Step[Any]]:
+    return {step.name: step for step in build_steps()}

@@ -1,0 +1,1 @@
+"""One module per resource group; one small class per resource, all on the `Step` protocol."""

@@ -1,0 +1,212 @@
+"""The protocol every step follows, and what steps share.
+
+A step owns one AWS resource. The runner asks it, in this order:
+
+* `find`: the resource as it exists now, looked up by the identifiers in the
+  state (checked with a describe call: it may have been deleted by hand), then
+  by its deterministic name or, for EC2 resources that have no name, by the
+  `deployer:stack` / `deployer:step` tags every resource gets at creation;
+* `create` when nothing was found, recording identifiers through
+  `StepContext.remember` the moment AWS returns them;
+* `converge` when something was found: compare what was read with the settings
+  and write only what differs (a no-op run makes no changing call);
+* `wait` until the resource is usable (skipped with `--no-wait`);
+* `delete` at teardown, where "already gone" counts as deleted.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from botocore.exceptions import ClientError
+
+from deployer.clients import AwsClients, error_code
+from deployer.errors import DeployerError, ResourceDriftError, WaitTimeoutError
+from deployer.settings import Settings
+from deployer.state import Ids, State
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.literals import ResourceTypeType
+    from mypy_boto3_ec2.type_defs import FilterTypeDef, TagSpecificationTypeDef
+
+LiveT = TypeVar("LiveT")
+ItemT = TypeVar("ItemT")
+
+STACK_TAG = "deployer:stack"
+STEP_TAG = "deployer:step"
+
+
+@dataclass
+class StepContext:
+    """Everything a step may use: clients, settings, the state, and injectable time."""
+
+    clients: AwsClients
+    settings: Settings
+    state: State
+    account_id: str
+    partition: str
+    save: Callable[[], None]
+    say: Callable[[str], None]
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    poll_seconds: float = 10.0
+    _zones: list[str] = field(default_factory=list)
+
+    def ids(self, step: str) -> Ids:
+        """Identifiers of an earlier step; the runner guarantees it ran."""
+        recorded = self.state.get(step)
+        if recorded is None:
+            raise RuntimeError(f"step '{step}' has not run yet")
+        return recorded
+
+    def remember(self, step: str, ids: Ids) -> None:
+        """Record identifiers and save at once, so a crash cannot lose a created resource."""
+        if self.state.record(step, ids):
+            self.save()
+
+    def tags(self, step: str) -> dict[str, str]:
+        return {
+            **self.settings.tags,
+            "Name": f"{self.settings.stack}-{step}",
+            STACK_TAG: self.settings.stack,
+            STEP_TAG: step,
+        }
+
+    def key_value_tags(self, step: str) -> list[dict[str, str]]:
+        """Tags in the Key/Value shape of ELBv2, IAM and ECR."""
+        return [{"Key": key, "Value": value} for key, value in self.tags(step).items()]
+
+    def ec2_tags(self, step: str, resource_type: ResourceTypeType) -> list[TagSpecificationTypeDef]:
+        return [{"ResourceType": resource_type, "Tags": [{"Key": k, "Value": v} for k, v in self.tags(step).items()]}]
+
+    def ec2_tag_filters(self, step: str) -> list[FilterTypeDef]:
+        return [
+            {"Name": f"tag:{STACK_TAG}", "Values": [self.settings.stack]},
+            {"Name": f"tag:{STEP_TAG}", "Values": [step]},
+        ]
+
+    def client_token(self, step: str, *parts: str) -> str:
+        """A deterministic idempotency token: the same request on a re-run sends the same token."""
+        seed = "/".join((self.account_id, self.clients.region, self.settings.stack, step, *parts))
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, seed))
+
+    def availability_zones(self) -> list[str]:
+        """The two zones for the subnets: from the settings, else the region's first two."""
+        if self.settings.availability_zones:
+            return list(self.settings.availability_zones)
+        if not self._zones:
+            answer = self.clients.ec2.describe_availability_zones(
+                Filters=[
+                    {"Name": "state", "Values": ["available"]},
+                    {"Name": "zone-type", "Values": ["availability-zone"]},
+                ]
+            )
+            self._zones = sorted(zone["ZoneName"] for zone in answer["AvailabilityZones"])[:2]
+            if len(self._zones) < 2:
+                raise DeployerError(
+                    f"Region {self.clients.region} has fewer than two available zones", todo="Deploy to another region"
+                )
+        return self._zones
+
+    def poll(self, what: str, timeout: float, check: Callable[[], str | None]) -> None:
+        """Call `check` until it returns None (done); it returns a status line otherwise."""
+        deadline = self.clock() + timeout
+        last = ""
+        while True:
+            status = check()
+            if status is None:
+                return
+            if status != last:
+                self.say(f"  waiting for {what}: {status}")
+                last = status
+            if self.clock() >= deadline:
+                raise WaitTimeoutError(
+                    f"Gave up waiting for {what} after {timeout:.0f} s (last status: {status})",
+                    where="the wait after the API calls; everything created is recorded in the state file",
+                    todo="Look at the resource in the AWS console, then run the same command again "
+                    "(or raise service_wait_timeout)",
+                )
+            self.sleep(self.poll_seconds)
+
+
+@dataclass(frozen=True)
+class Existing(Generic[LiveT]):
+    """A resource found in AWS: its identifiers and what describe returned for it."""
+
+    ids: Ids
+    live: LiveT
+
+
+@dataclass(frozen=True)
+class Converged:
+    """The outcome of `converge`: possibly new identifiers, and what was changed."""
+
+    ids: Ids
+    changes: list[str] = field(default_factory=list)
+
+
+class Step(ABC, Generic[LiveT]):
+    """One resource: find, create, converge, wait, delete."""
+
+    name: str
+    resource: str
+
+    def find(self, ctx: StepContext, recorded: Ids | None) -> Existing[LiveT] | None:
+        if recorded is not None:
+            found = self.find_recorded(ctx, recorded)
+            if found is not None:
+                return found
+        return self.find_unrecorded(ctx)
+
+    @abstractmethod
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[LiveT] | None:
+        """Look the resource up by its recorded identifiers."""
+
+    @abstractmethod
+    def find_unrecorded(self, ctx: StepContext) -> Existing[LiveT] | None:
+        """Look the resource up by its deterministic name, or by its tags."""
+
+    @abstractmethod
+    def create(self, ctx: StepContext) -> Ids:
+        """Create the resource, tagged, and return its identifiers."""
+
+    def converge(self, ctx: StepContext, existing: Existing[LiveT]) -> Converged:
+        return Converged(existing.ids)
+
+    def wait(self, ctx: StepContext, ids: Ids) -> None:
+        return None
+
+    @abstractmethod
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        """Delete the resource; a resource already gone counts as deleted."""
+
+    def drift(self, ids: Ids, what: str) -> ResourceDriftError:
+        return ResourceDriftError(
+            f"The {self.resource} {ids.get('id') or ids.get('arn') or ids.get('name')} {what}, "
+            "and AWS cannot change that in place",
+            where=f"step '{self.name}'",
+            todo="Put the setting back, or run teardown.py and provision again to rebuild the stack with the new value",
+        )
+
+
+def is_code(exc: ClientError, *codes: str) -> bool:
+    return error_code(exc) in codes
+
+
+def single(items: Sequence[ItemT], what: str, ids: Callable[[ItemT], str]) -> ItemT | None:
+    """The one match of a lookup; several matches mean the account holds duplicates."""
+    if not items:
+        return None
+    if len(items) > 1:
+        found = ", ".join(ids(item) for item in items)
+        raise DeployerError(
+            f"Found {len(items)} {what} resources where one was expected: {found}",
+            where="the lookup by tag or name",
+            todo="Delete the ones that are not recorded in the state file, then run again",
+        )
+    return items[0]

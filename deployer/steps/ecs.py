@@ -1,0 +1,321 @@
+"""ECS: the cluster, the task definition, and the Fargate service behind the NLB.
+
+The task definition is compared field by field with what the settings and earlier
+steps ask for; any difference registers a new revision, and the service then
+moves to it. The service runs in the public subnets with a public IP (the stack
+has no NAT gateway), takes traffic only from the NLB's security group, and rolls
+back a failing deployment (circuit breaker).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from deployer.state import Ids
+from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs.type_defs import ClusterTypeDef, ServiceTypeDef, TaskDefinitionTypeDef
+
+NOT_FOUND_CODES = ("ClusterNotFoundException", "ServiceNotFoundException", "ServiceNotActiveException")
+
+
+class ClusterStep(Step["ClusterTypeDef"]):
+    name = "cluster"
+    resource = "ECS cluster"
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[ClusterTypeDef] | None:
+        return self._describe(ctx, ids["name"])
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[ClusterTypeDef] | None:
+        return self._describe(ctx, ctx.settings.names.cluster)
+
+    def _describe(self, ctx: StepContext, name: str) -> Existing[ClusterTypeDef] | None:
+        clusters = ctx.clients.ecs.describe_clusters(clusters=[name])["clusters"]
+        active = [c for c in clusters if c.get("status") == "ACTIVE"]
+        if not active:
+            return None
+        return Existing({"name": active[0]["clusterName"], "arn": active[0]["clusterArn"]}, active[0])
+
+    def create(self, ctx: StepContext) -> Ids:
+        cluster = ctx.clients.ecs.create_cluster(
+            clusterName=ctx.settings.names.cluster,
+            tags=_ecs_tags(ctx, self.name),  # type: ignore[arg-type]
+        )["cluster"]
+        return {"name": cluster["clusterName"], "arn": cluster["clusterArn"]}
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        try:
+            ctx.clients.ecs.delete_cluster(cluster=ids["name"])
+        except ClientError as exc:
+            if not is_code(exc, "ClusterNotFoundException"):
+                raise
+
+
+class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
+    name = "task-definition"
+    resource = "task definition"
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[TaskDefinitionTypeDef] | None:
+        return self._latest(ctx, ids["family"])
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[TaskDefinitionTypeDef] | None:
+        return self._latest(ctx, ctx.settings.names.task_family)
+
+    def _latest(self, ctx: StepContext, family: str) -> Existing[TaskDefinitionTypeDef] | None:
+        """The family's latest ACTIVE revision: what a new deployment would run."""
+        try:
+            definition = ctx.clients.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+        except ClientError as exc:
+            # ECS answers a family with no ACTIVE revision with the generic ClientException.
+            if is_code(exc, "ClientException"):
+                return None
+            raise
+        if definition.get("status") != "ACTIVE":
+            return None
+        return Existing({"family": family, "arn": definition["taskDefinitionArn"]}, definition)
+
+    def create(self, ctx: StepContext) -> Ids:
+        return self._register(ctx)
+
+    def converge(self, ctx: StepContext, existing: Existing[TaskDefinitionTypeDef]) -> Converged:
+        wanted = self.definition(ctx)
+        differences = _differences(existing.live, wanted)
+        if not differences:
+            return Converged(existing.ids)
+        ids = self._register(ctx)
+        return Converged(ids, [f"new revision ({', '.join(differences)} changed)"])
+
+    def _register(self, ctx: StepContext) -> Ids:
+        definition = ctx.clients.ecs.register_task_definition(
+            **self.definition(ctx),
+            tags=_ecs_tags(ctx, self.name),  # type: ignore[arg-type]
+        )["taskDefinition"]
+        return {"family": definition["family"], "arn": definition["taskDefinitionArn"]}
+
+    def definition(self, ctx: StepContext) -> dict[str, Any]:
+        """The task definition the settings ask for, in RegisterTaskDefinition's shape."""
+        settings = ctx.settings
+        names = settings.names
+        return {
+            "family": names.task_family,
+            "requiresCompatibilities": ["FARGATE"],
+            "networkMode": "awsvpc",
+            "cpu": str(settings.cpu),
+            "memory": str(settings.memory),
+            "runtimePlatform": {"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"},
+            "executionRoleArn": ctx.ids("execution-role")["arn"],
+            "taskRoleArn": ctx.ids("task-role")["arn"],
+            "containerDefinitions": [
+                {
+                    "name": names.container,
+                    "image": ctx.ids("image")["uri"],
+                    "essential": True,
+                    "portMappings": [{"containerPort": settings.container_port, "protocol": "tcp"}],
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {
+                            "awslogs-group": ctx.ids("log-group")["name"],
+                            "awslogs-region": ctx.clients.region,
+                            "awslogs-stream-prefix": names.container,
+                        },
+                    },
+                }
+            ],
+        }
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        """Every revision of the family: deregister the active ones, then delete them all."""
+        ecs = ctx.clients.ecs
+        family = ids["family"]
+        for arn in _revisions(ctx, family, "ACTIVE"):
+            ecs.deregister_task_definition(taskDefinition=arn)
+        inactive = _revisions(ctx, family, "INACTIVE")
+        for start in range(0, len(inactive), 10):  # DeleteTaskDefinitions takes at most 10
+            ecs.delete_task_definitions(taskDefinitions=inactive[start : start + 10])
+
+
+class ServiceStep(Step["ServiceTypeDef"]):
+    name = "service"
+    resource = "ECS service"
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[ServiceTypeDef] | None:
+        return self._describe(ctx, ids["cluster"], ids["name"])
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[ServiceTypeDef] | None:
+        return self._describe(ctx, ctx.ids("cluster")["name"], ctx.settings.names.service)
+
+    def _describe(self, ctx: StepContext, cluster: str, name: str) -> Existing[ServiceTypeDef] | None:
+        try:
+            services = ctx.clients.ecs.describe_services(cluster=cluster, services=[name])["services"]
+        except ClientError as exc:
+            if is_code(exc, *NOT_FOUND_CODES):
+                return None
+            raise
+        active = [s for s in services if s.get("status") == "ACTIVE"]
+        if not active:
+            return None
+        return Existing({"cluster": cluster, "name": name, "arn": active[0]["serviceArn"]}, active[0])
+
+    def create(self, ctx: StepContext) -> Ids:
+        cluster = ctx.ids("cluster")["name"]
+        name = ctx.settings.names.service
+        task_definition = ctx.ids("task-definition")["arn"]
+        service = ctx.clients.ecs.create_service(
+            cluster=cluster,
+            serviceName=name,
+            taskDefinition=task_definition,
+            desiredCount=ctx.settings.desired_count,
+            launchType="FARGATE",
+            platformVersion="LATEST",
+            networkConfiguration=self._network(ctx),  # type: ignore[arg-type]
+            loadBalancers=self._load_balancers(ctx),  # type: ignore[arg-type]
+            deploymentConfiguration=self._deployment(),  # type: ignore[arg-type]
+            clientToken=ctx.client_token(self.name, cluster, task_definition)[:36],
+            propagateTags="SERVICE",
+            enableECSManagedTags=True,
+            tags=_ecs_tags(ctx, self.name),  # type: ignore[arg-type]
+        )["service"]
+        return {"cluster": cluster, "name": name, "arn": service["serviceArn"]}
+
+    def converge(self, ctx: StepContext, existing: Existing[ServiceTypeDef]) -> Converged:
+        live = existing.live
+        update: dict[str, Any] = {}
+        changes = []
+        task_definition = ctx.ids("task-definition")["arn"]
+        if live.get("taskDefinition") != task_definition:
+            update["taskDefinition"] = task_definition
+            changes.append(f"task definition -> {task_definition.rsplit('/', 1)[-1]}")
+        if live.get("desiredCount") != ctx.settings.desired_count:
+            update["desiredCount"] = ctx.settings.desired_count
+            changes.append(f"desired count {live.get('desiredCount')} -> {ctx.settings.desired_count}")
+        if _network_key(live.get("networkConfiguration")) != _network_key(self._network(ctx)):
+            update["networkConfiguration"] = self._network(ctx)
+            changes.append("network configuration")
+        if _lb_key(live.get("loadBalancers", [])) != _lb_key(self._load_balancers(ctx)):
+            update["loadBalancers"] = self._load_balancers(ctx)
+            changes.append("load balancer attachment")
+        # moto drops deploymentConfiguration on CreateService; AWS always reports it.
+        breaker = live.get("deploymentConfiguration", {}).get("deploymentCircuitBreaker")
+        if breaker is not None and (not breaker.get("enable") or not breaker.get("rollback")):
+            update["deploymentConfiguration"] = self._deployment()
+            changes.append("circuit breaker with rollback on")
+        if update:
+            ctx.clients.ecs.update_service(cluster=existing.ids["cluster"], service=existing.ids["name"], **update)
+        return Converged(existing.ids, changes)
+
+    def wait(self, ctx: StepContext, ids: Ids) -> None:
+        """Until one deployment runs the wanted number of tasks (what `services_stable` checks)."""
+
+        def status() -> str | None:
+            found = self._describe(ctx, ids["cluster"], ids["name"])
+            if found is None:
+                return "service not found"
+            service = found.live
+            deployments = service.get("deployments", [])
+            running, desired = service.get("runningCount", 0), service.get("desiredCount", 0)
+            if len(deployments) == 1 and running == desired:
+                return None
+            return f"{running}/{desired} tasks running, {len(deployments)} deployment(s)"
+
+        ctx.poll(f"service {ids['name']} to become stable", ctx.settings.service_wait_timeout, status)
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        """Scale to 0, delete with force, and wait until ECS reports it INACTIVE (or forgets it)."""
+        ecs = ctx.clients.ecs
+        try:
+            ecs.update_service(cluster=ids["cluster"], service=ids["name"], desiredCount=0)
+            ecs.delete_service(cluster=ids["cluster"], service=ids["name"], force=True)
+        except ClientError as exc:
+            if is_code(exc, *NOT_FOUND_CODES):
+                return
+            raise
+
+        def status() -> str | None:
+            answer = ecs.describe_services(cluster=ids["cluster"], services=[ids["name"]])
+            states = [s.get("status") for s in answer["services"]]
+            if not states or states == ["INACTIVE"]:  # MISSING (in failures) counts as done
+                return None
+            return str(states[0])
+
+        ctx.poll(f"service {ids['name']} to drain", ctx.settings.service_wait_timeout, status)
+
+    def _network(self, ctx: StepContext) -> dict[str, Any]:
+        return {
+            "awsvpcConfiguration": {
+                "subnets": [ctx.ids("subnet-1")["id"], ctx.ids("subnet-2")["id"]],
+                "securityGroups": [ctx.ids("task-security-group")["id"]],
+                "assignPublicIp": "ENABLED",
+            }
+        }
+
+    def _load_balancers(self, ctx: StepContext) -> list[dict[str, Any]]:
+        return [
+            {
+                "targetGroupArn": ctx.ids("target-group")["arn"],
+                "containerName": ctx.settings.names.container,
+                "containerPort": ctx.settings.container_port,
+            }
+        ]
+
+    def _deployment(self) -> dict[str, Any]:
+        return {
+            "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+            "maximumPercent": 200,
+            "minimumHealthyPercent": 100,
+        }
+
+
+def _ecs_tags(ctx: StepContext, step: str) -> list[dict[str, str]]:
+    return [{"key": key, "value": value} for key, value in ctx.tags(step).items()]
+
+
+def _revisions(ctx: StepContext, family: str, status: str) -> list[str]:
+    arns: list[str] = []
+    paginator = ctx.clients.ecs.get_paginator("list_task_definitions")
+    for page in paginator.paginate(familyPrefix=family, status=status):  # type: ignore[arg-type]
+        arns.extend(arn for arn in page["taskDefinitionArns"] if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family)
+    return arns
+
+
+def _differences(live: Any, wanted: dict[str, Any]) -> list[str]:
+    """Names of the wanted fields whose live value differs (ECS adds defaults we ignore)."""
+    differences = [
+        key
+        for key in (
+            "cpu",
+            "memory",
+            "networkMode",
+            "executionRoleArn",
+            "taskRoleArn",
+            "runtimePlatform",
+            "requiresCompatibilities",
+        )
+        if live.get(key) != wanted[key]
+    ]
+    live_containers = live.get("containerDefinitions", [])
+    if len(live_containers) != 1:
+        return [*differences, "containers"]
+    container, want = live_containers[0], wanted["containerDefinitions"][0]
+    for key in ("name", "image", "essential", "logConfiguration"):
+        if container.get(key) != want[key]:
+            differences.append(key)
+    ports = [(p.get("containerPort"), p.get("protocol", "tcp")) for p in container.get("portMappings", [])]
+    if ports != [(p["containerPort"], p["protocol"]) for p in want["portMappings"]]:
+        differences.append("port")
+    return differences
+
+
+def _network_key(config: Any) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    vpc = (config or {}).get("awsvpcConfiguration", {})
+    return (
+        tuple(sorted(vpc.get("subnets", []))),
+        tuple(sorted(vpc.get("securityGroups", []))),
+        vpc.get("assignPublicIp", "DISABLED"),
+    )
+
+
+def _lb_key(balancers: Any) -> list[tuple[str, str, int]]:
+    return sorted((b.get("targetGroupArn"), b.get("containerName"), b.get("containerPort")) for b in balancers)

@@ -1,0 +1,132 @@
+"""IAM roles for the task: the execution role (pull the image, write logs) and the task role.
+
+The task role has no permissions unless the settings list policy ARNs: the seed
+tutorial gave the website AmazonECS_FullAccess, administrative access to ECS, VPC
+and Auto Scaling, which a website that calls no AWS API must not have.
+Roles are found by their deterministic names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from deployer.state import Ids
+from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam.type_defs import RoleTypeDef
+
+EXECUTION_POLICY = "policy/service-role/AmazonECSTaskExecutionRolePolicy"
+
+
+@dataclass(frozen=True)
+class LiveRole:
+    role: RoleTypeDef
+    attached: frozenset[str]
+
+
+class RoleStep(Step[LiveRole]):
+    resource = "IAM role"
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.name = f"{kind}-role"
+
+    def role_name(self, ctx: StepContext) -> str:
+        names = ctx.settings.names
+        return names.execution_role if self.kind == "execution" else names.task_role
+
+    def policies(self, ctx: StepContext) -> frozenset[str]:
+        if self.kind == "execution":
+            return frozenset({f"arn:{ctx.partition}:iam::aws:{EXECUTION_POLICY}"})
+        return frozenset(ctx.settings.task_role_policy_arns)
+
+    def trust_policy(self, ctx: StepContext) -> dict[str, Any]:
+        """Only ECS tasks of this account may assume the role (confused-deputy guard)."""
+        return {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                    "Condition": {"StringEquals": {"aws:SourceAccount": ctx.account_id}},
+                }
+            ],
+        }
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[LiveRole] | None:
+        return self._get(ctx, ids["name"])
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[LiveRole] | None:
+        return self._get(ctx, self.role_name(ctx))
+
+    def _get(self, ctx: StepContext, name: str) -> Existing[LiveRole] | None:
+        try:
+            role = ctx.clients.iam.get_role(RoleName=name)["Role"]
+        except ClientError as exc:
+            if is_code(exc, "NoSuchEntity"):
+                return None
+            raise
+        return Existing({"name": name, "arn": role["Arn"]}, LiveRole(role, _attached(ctx, name)))
+
+    def create(self, ctx: StepContext) -> Ids:
+        name = self.role_name(ctx)
+        role = ctx.clients.iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(self.trust_policy(ctx)),
+            Description=f"{ctx.settings.stack}: ECS {self.kind} role (managed by provision.py)",
+            Tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
+        )["Role"]
+        ids = {"name": name, "arn": role["Arn"]}
+        ctx.remember(self.name, ids)
+        for arn in sorted(self.policies(ctx)):
+            ctx.clients.iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+        return ids
+
+    def converge(self, ctx: StepContext, existing: Existing[LiveRole]) -> Converged:
+        iam = ctx.clients.iam
+        name = existing.ids["name"]
+        changes = []
+        if _as_dict(existing.live.role.get("AssumeRolePolicyDocument")) != self.trust_policy(ctx):
+            iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(self.trust_policy(ctx)))
+            changes.append("trust policy reset")
+        wanted = self.policies(ctx)
+        for arn in sorted(wanted - existing.live.attached):
+            iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+            changes.append(f"attached {arn}")
+        for arn in sorted(existing.live.attached - wanted):
+            iam.detach_role_policy(RoleName=name, PolicyArn=arn)
+            changes.append(f"detached {arn}")
+        return Converged(existing.ids, changes)
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        """Policies first: IAM refuses to delete a role that still has any."""
+        iam = ctx.clients.iam
+        name = ids["name"]
+        try:
+            for arn in sorted(_attached(ctx, name)):
+                iam.detach_role_policy(RoleName=name, PolicyArn=arn)
+            for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
+                for policy in page["PolicyNames"]:
+                    iam.delete_role_policy(RoleName=name, PolicyName=policy)
+            iam.delete_role(RoleName=name)
+        except ClientError as exc:
+            if not is_code(exc, "NoSuchEntity"):
+                raise
+
+
+def _attached(ctx: StepContext, name: str) -> frozenset[str]:
+    arns: set[str] = set()
+    for page in ctx.clients.iam.get_paginator("list_attached_role_policies").paginate(RoleName=name):
+        arns.update(policy["PolicyArn"] for policy in page["AttachedPolicies"])
+    return frozenset(arns)
+
+
+def _as_dict(document: Any) -> Any:
+    """IAM returns the trust policy decoded (boto3 un-quotes it); accept text too."""
+    return json.loads(document) if isinstance(document, str) else document

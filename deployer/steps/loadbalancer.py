@@ -1,0 +1,267 @@
+"""The Network Load Balancer: target group, load balancer, listener.
+
+The target group is tuned for deploy speed: a 10 s TCP health check with
+thresholds 2/2 and a 30 s deregistration delay (AWS's 300 s default adds about
+five minutes to every deploy and teardown). The NLB is created with its security
+group, because AWS cannot add one to an NLB created without. All three are found
+by name (the listener by its port on our load balancer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError, WaiterError
+
+from deployer.errors import WaitTimeoutError
+from deployer.state import Ids
+from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
+
+if TYPE_CHECKING:
+    from mypy_boto3_elbv2.type_defs import ListenerTypeDef, LoadBalancerTypeDef, TargetGroupTypeDef
+
+DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
+
+
+@dataclass(frozen=True)
+class LiveTargetGroup:
+    target_group: TargetGroupTypeDef
+    attributes: dict[str, str]
+
+
+class TargetGroupStep(Step[LiveTargetGroup]):
+    name = "target-group"
+    resource = "target group"
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[LiveTargetGroup] | None:
+        return self._describe(ctx, arn=ids["arn"])
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[LiveTargetGroup] | None:
+        return self._describe(ctx, name=ctx.settings.names.target_group)
+
+    def _describe(self, ctx: StepContext, arn: str = "", name: str = "") -> Existing[LiveTargetGroup] | None:
+        elbv2 = ctx.clients.elbv2
+        try:
+            if arn:
+                groups = elbv2.describe_target_groups(TargetGroupArns=[arn])["TargetGroups"]
+            else:
+                groups = elbv2.describe_target_groups(Names=[name])["TargetGroups"]
+        except ClientError as exc:
+            if is_code(exc, "TargetGroupNotFound"):
+                return None
+            raise
+        group = groups[0]
+        attributes = elbv2.describe_target_group_attributes(TargetGroupArn=group["TargetGroupArn"])["Attributes"]
+        live = LiveTargetGroup(group, {a["Key"]: a["Value"] for a in attributes if "Key" in a and "Value" in a})
+        return Existing({"name": group["TargetGroupName"], "arn": group["TargetGroupArn"]}, live)
+
+    def create(self, ctx: StepContext) -> Ids:
+        settings = ctx.settings
+        group = ctx.clients.elbv2.create_target_group(
+            Name=settings.names.target_group,
+            Protocol="TCP",
+            Port=settings.container_port,
+            VpcId=ctx.ids("vpc")["id"],
+            TargetType="ip",
+            HealthCheckProtocol="TCP",
+            HealthCheckIntervalSeconds=settings.health_check_interval,
+            HealthyThresholdCount=settings.healthy_threshold,
+            UnhealthyThresholdCount=settings.unhealthy_threshold,
+            Tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
+        )["TargetGroups"][0]
+        ids = {"name": group["TargetGroupName"], "arn": group["TargetGroupArn"]}
+        ctx.remember(self.name, ids)
+        ctx.clients.elbv2.modify_target_group_attributes(
+            TargetGroupArn=ids["arn"],
+            Attributes=[{"Key": DEREGISTRATION_DELAY, "Value": str(settings.deregistration_delay)}],
+        )
+        return ids
+
+    def converge(self, ctx: StepContext, existing: Existing[LiveTargetGroup]) -> Converged:
+        settings = ctx.settings
+        group = existing.live.target_group
+        fixed = {
+            "port": (group.get("Port"), settings.container_port),
+            "protocol": (group.get("Protocol"), "TCP"),
+            "target type": (group.get("TargetType"), "ip"),
+            "VPC": (group.get("VpcId"), ctx.ids("vpc")["id"]),
+        }
+        for what, (have, want) in fixed.items():
+            if have != want:
+                raise self.drift(existing.ids, f"has {what} {have}, not {want}")
+        changes = []
+        health = {
+            "HealthCheckIntervalSeconds": settings.health_check_interval,
+            "HealthyThresholdCount": settings.healthy_threshold,
+            "UnhealthyThresholdCount": settings.unhealthy_threshold,
+        }
+        differs = {key: value for key, value in health.items() if group.get(key) != value}
+        if differs or group.get("HealthCheckProtocol") != "TCP":
+            ctx.clients.elbv2.modify_target_group(
+                TargetGroupArn=existing.ids["arn"],
+                HealthCheckProtocol="TCP",
+                **health,  # type: ignore[arg-type]
+            )
+            changes.append("health check " + ", ".join(f"{k}={v}" for k, v in differs.items()))
+        delay = str(settings.deregistration_delay)
+        if existing.live.attributes.get(DEREGISTRATION_DELAY) != delay:
+            ctx.clients.elbv2.modify_target_group_attributes(
+                TargetGroupArn=existing.ids["arn"], Attributes=[{"Key": DEREGISTRATION_DELAY, "Value": delay}]
+            )
+            changes.append(f"deregistration delay {delay} s")
+        return Converged(existing.ids, changes)
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        try:
+            ctx.clients.elbv2.delete_target_group(TargetGroupArn=ids["arn"])
+        except ClientError as exc:
+            if not is_code(exc, "TargetGroupNotFound"):
+                raise
+
+
+class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
+    name = "load-balancer"
+    resource = "network load balancer"
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[LoadBalancerTypeDef] | None:
+        return self._describe(ctx, arn=ids["arn"])
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[LoadBalancerTypeDef] | None:
+        return self._describe(ctx, name=ctx.settings.names.load_balancer)
+
+    def _describe(self, ctx: StepContext, arn: str = "", name: str = "") -> Existing[LoadBalancerTypeDef] | None:
+        elbv2 = ctx.clients.elbv2
+        try:
+            if arn:
+                balancers = elbv2.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"]
+            else:
+                balancers = elbv2.describe_load_balancers(Names=[name])["LoadBalancers"]
+        except ClientError as exc:
+            if is_code(exc, "LoadBalancerNotFound"):
+                return None
+            raise
+        return Existing(_lb_ids(balancers[0]), balancers[0])
+
+    def create(self, ctx: StepContext) -> Ids:
+        balancer = ctx.clients.elbv2.create_load_balancer(
+            Name=ctx.settings.names.load_balancer,
+            Type="network",
+            Scheme="internet-facing",
+            IpAddressType="ipv4",
+            Subnets=self._subnets(ctx),
+            SecurityGroups=[ctx.ids("nlb-security-group")["id"]],
+            Tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
+        )["LoadBalancers"][0]
+        return _lb_ids(balancer)
+
+    def converge(self, ctx: StepContext, existing: Existing[LoadBalancerTypeDef]) -> Converged:
+        live = existing.live
+        if live.get("Type") != "network" or live.get("Scheme") != "internet-facing":
+            raise self.drift(existing.ids, f"is {live.get('Scheme')} {live.get('Type')}, not an internet-facing NLB")
+        changes = []
+        subnets = self._subnets(ctx)
+        if sorted(zone["SubnetId"] for zone in live.get("AvailabilityZones", []) if "SubnetId" in zone) != sorted(
+            subnets
+        ):
+            ctx.clients.elbv2.set_subnets(LoadBalancerArn=existing.ids["arn"], Subnets=subnets)
+            changes.append("subnets reset")
+        groups = [ctx.ids("nlb-security-group")["id"]]
+        live_groups = live.get("SecurityGroups", [])
+        if not live_groups:
+            raise self.drift(existing.ids, "was created without a security group")
+        if sorted(live_groups) != groups:
+            ctx.clients.elbv2.set_security_groups(LoadBalancerArn=existing.ids["arn"], SecurityGroups=groups)
+            changes.append("security group reset")
+        return Converged(existing.ids, changes)
+
+    def wait(self, ctx: StepContext, ids: Ids) -> None:
+        """Until the NLB is active: AWS takes minutes, moto answers at once."""
+        attempts = max(1, int(ctx.settings.service_wait_timeout // max(ctx.poll_seconds, 1)))
+        try:
+            ctx.clients.elbv2.get_waiter("load_balancer_available").wait(
+                LoadBalancerArns=[ids["arn"]], WaiterConfig={"Delay": int(ctx.poll_seconds), "MaxAttempts": attempts}
+            )
+        except WaiterError as exc:
+            raise WaitTimeoutError(
+                f"The load balancer did not become active: {exc}",
+                where=f"step '{self.name}', {ids['arn']}",
+                todo="Look at the load balancer in the EC2 console, then run the same command again",
+            ) from exc
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        try:
+            ctx.clients.elbv2.delete_load_balancer(LoadBalancerArn=ids["arn"])
+        except ClientError as exc:
+            if is_code(exc, "LoadBalancerNotFound"):
+                return
+            raise
+        ctx.poll(
+            "the load balancer to be deleted",
+            ctx.settings.service_wait_timeout,
+            lambda: None if self._describe(ctx, arn=ids["arn"]) is None else "deleting",
+        )
+
+    def _subnets(self, ctx: StepContext) -> list[str]:
+        return [ctx.ids("subnet-1")["id"], ctx.ids("subnet-2")["id"]]
+
+
+class ListenerStep(Step["ListenerTypeDef"]):
+    name = "listener"
+    resource = "listener"
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[ListenerTypeDef] | None:
+        try:
+            listeners = ctx.clients.elbv2.describe_listeners(ListenerArns=[ids["arn"]])["Listeners"]
+        except ClientError as exc:
+            if is_code(exc, "ListenerNotFound", "LoadBalancerNotFound"):
+                return None
+            raise
+        return Existing(ids, listeners[0]) if listeners else None
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[ListenerTypeDef] | None:
+        balancer = ctx.ids("load-balancer")["arn"]
+        listeners = ctx.clients.elbv2.describe_listeners(LoadBalancerArn=balancer)["Listeners"]
+        for listener in listeners:
+            if listener.get("Port") == ctx.settings.listener_port:
+                return Existing({"arn": listener["ListenerArn"]}, listener)
+        return None
+
+    def create(self, ctx: StepContext) -> Ids:
+        listener = ctx.clients.elbv2.create_listener(
+            LoadBalancerArn=ctx.ids("load-balancer")["arn"],
+            Protocol="TCP",
+            Port=ctx.settings.listener_port,
+            DefaultActions=[{"Type": "forward", "TargetGroupArn": ctx.ids("target-group")["arn"]}],
+            Tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
+        )["Listeners"][0]
+        return {"arn": listener["ListenerArn"]}
+
+    def converge(self, ctx: StepContext, existing: Existing[ListenerTypeDef]) -> Converged:
+        target = ctx.ids("target-group")["arn"]
+        actions = existing.live.get("DefaultActions", [])
+        port = ctx.settings.listener_port
+        if (
+            existing.live.get("Protocol") == "TCP"
+            and existing.live.get("Port") == port
+            and [(a.get("Type"), a.get("TargetGroupArn")) for a in actions] == [("forward", target)]
+        ):
+            return Converged(existing.ids)
+        ctx.clients.elbv2.modify_listener(
+            ListenerArn=existing.ids["arn"],
+            Protocol="TCP",
+            Port=port,
+            DefaultActions=[{"Type": "forward", "TargetGroupArn": target}],
+        )
+        return Converged(existing.ids, [f"TCP {port} -> target group"])
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        try:
+            ctx.clients.elbv2.delete_listener(ListenerArn=ids["arn"])
+        except ClientError as exc:
+            if not is_code(exc, "ListenerNotFound", "LoadBalancerNotFound"):
+                raise
+
+
+def _lb_ids(balancer: LoadBalancerTypeDef) -> Ids:
+    return {"name": balancer["LoadBalancerName"], "arn": balancer["LoadBalancerArn"], "dns_name": balancer["DNSName"]}

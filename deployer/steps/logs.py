@@ -1,0 +1,58 @@
+"""The CloudWatch log group the tasks write to, with a retention AWS accepts.
+
+It is created here rather than by the awslogs driver (`awslogs-create-group`):
+the execution policy does not grant logs:CreateLogGroup, and a group the tool
+created is a group the tool deletes at teardown.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from deployer.state import Ids
+from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
+
+if TYPE_CHECKING:
+    from mypy_boto3_logs.type_defs import LogGroupTypeDef
+
+
+class LogGroupStep(Step["LogGroupTypeDef"]):
+    name = "log-group"
+    resource = "log group"
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[LogGroupTypeDef] | None:
+        return self._describe(ctx, ids["name"])
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[LogGroupTypeDef] | None:
+        return self._describe(ctx, ctx.settings.names.log_group)
+
+    def _describe(self, ctx: StepContext, name: str) -> Existing[LogGroupTypeDef] | None:
+        groups = ctx.clients.logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+        for group in groups:
+            if group.get("logGroupName") == name:
+                return Existing({"name": name}, group)
+        return None
+
+    def create(self, ctx: StepContext) -> Ids:
+        name = ctx.settings.names.log_group
+        ctx.clients.logs.create_log_group(logGroupName=name, tags=ctx.tags(self.name))
+        ids = {"name": name}
+        ctx.remember(self.name, ids)
+        ctx.clients.logs.put_retention_policy(logGroupName=name, retentionInDays=ctx.settings.log_retention_days)
+        return ids
+
+    def converge(self, ctx: StepContext, existing: Existing[LogGroupTypeDef]) -> Converged:
+        wanted = ctx.settings.log_retention_days
+        if existing.live.get("retentionInDays") == wanted:
+            return Converged(existing.ids)
+        ctx.clients.logs.put_retention_policy(logGroupName=existing.ids["name"], retentionInDays=wanted)
+        return Converged(existing.ids, [f"retention {existing.live.get('retentionInDays')} -> {wanted} days"])
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        try:
+            ctx.clients.logs.delete_log_group(logGroupName=ids["name"])
+        except ClientError as exc:
+            if not is_code(exc, "ResourceNotFoundException"):
+                raise

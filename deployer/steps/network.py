@@ -1,0 +1,416 @@
+"""The network: VPC, two public subnets, internet gateway, main route table, security groups.
+
+EC2 resources have no names, so besides their recorded IDs they are found by the
+`deployer:stack` / `deployer:step` tags set at creation. Security groups do have
+names (unique per VPC) and are found by name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from deployer.state import Ids
+from deployer.steps.base import Converged, Existing, Step, StepContext, is_code, single
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import (
+        InternetGatewayTypeDef,
+        IpPermissionOutputTypeDef,
+        IpPermissionTypeDef,
+        RouteTableTypeDef,
+        SecurityGroupTypeDef,
+        SubnetTypeDef,
+        VpcTypeDef,
+    )
+
+
+class VpcStep(Step["VpcTypeDef"]):
+    name = "vpc"
+    resource = "VPC"
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[VpcTypeDef] | None:
+        try:
+            vpcs = ctx.clients.ec2.describe_vpcs(VpcIds=[ids["id"]])["Vpcs"]
+        except ClientError as exc:
+            if is_code(exc, "InvalidVpcID.NotFound"):
+                return None
+            raise
+        return Existing(ids, vpcs[0]) if vpcs else None
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[VpcTypeDef] | None:
+        vpcs = ctx.clients.ec2.describe_vpcs(Filters=ctx.ec2_tag_filters(self.name))["Vpcs"]
+        vpc = single(vpcs, self.resource, lambda v: v["VpcId"])
+        return Existing({"id": vpc["VpcId"]}, vpc) if vpc else None
+
+    def create(self, ctx: StepContext) -> Ids:
+        vpc = ctx.clients.ec2.create_vpc(
+            CidrBlock=ctx.settings.vpc_cidr, TagSpecifications=ctx.ec2_tags(self.name, "vpc")
+        )["Vpc"]
+        ids = {"id": vpc["VpcId"]}
+        ctx.remember(self.name, ids)
+        # A new VPC resolves DNS but gives no DNS hostnames; AWS takes one attribute per call.
+        ctx.clients.ec2.modify_vpc_attribute(VpcId=ids["id"], EnableDnsHostnames={"Value": True})
+        return ids
+
+    def converge(self, ctx: StepContext, existing: Existing[VpcTypeDef]) -> Converged:
+        if existing.live["CidrBlock"] != ctx.settings.vpc_cidr:
+            raise self.drift(existing.ids, f"has CIDR {existing.live['CidrBlock']}, not {ctx.settings.vpc_cidr}")
+        ec2 = ctx.clients.ec2
+        changes = []
+        vpc_id = existing.ids["id"]
+        if not ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsSupport")["EnableDnsSupport"]["Value"]:
+            ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsSupport={"Value": True})
+            changes.append("DNS support on")
+        if not ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsHostnames")["EnableDnsHostnames"]["Value"]:
+            ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
+            changes.append("DNS hostnames on")
+        return Converged(existing.ids, changes)
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        try:
+            ctx.clients.ec2.delete_vpc(VpcId=ids["id"])
+        except ClientError as exc:
+            if not is_code(exc, "InvalidVpcID.NotFound"):
+                raise
+
+
+class SubnetStep(Step["SubnetTypeDef"]):
+    """One public subnet; the stack has two, in two zones, so the NLB survives a zone outage."""
+
+    resource = "subnet"
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.name = f"subnet-{index + 1}"
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[SubnetTypeDef] | None:
+        try:
+            subnets = ctx.clients.ec2.describe_subnets(SubnetIds=[ids["id"]])["Subnets"]
+        except ClientError as exc:
+            if is_code(exc, "InvalidSubnetID.NotFound"):
+                return None
+            raise
+        return Existing(ids, subnets[0]) if subnets else None
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[SubnetTypeDef] | None:
+        subnets = ctx.clients.ec2.describe_subnets(Filters=ctx.ec2_tag_filters(self.name))["Subnets"]
+        subnet = single(subnets, self.resource, lambda s: s["SubnetId"])
+        if subnet is None:
+            return None
+        return Existing({"id": subnet["SubnetId"], "availability_zone": subnet["AvailabilityZone"]}, subnet)
+
+    def create(self, ctx: StepContext) -> Ids:
+        zone = ctx.availability_zones()[self.index]
+        subnet = ctx.clients.ec2.create_subnet(
+            VpcId=ctx.ids("vpc")["id"],
+            CidrBlock=ctx.settings.subnet_cidrs[self.index],
+            AvailabilityZone=zone,
+            TagSpecifications=ctx.ec2_tags(self.name, "subnet"),
+        )["Subnet"]
+        return {"id": subnet["SubnetId"], "availability_zone": subnet["AvailabilityZone"]}
+
+    def converge(self, ctx: StepContext, existing: Existing[SubnetTypeDef]) -> Converged:
+        wanted = ctx.settings.subnet_cidrs[self.index]
+        if existing.live["CidrBlock"] != wanted:
+            raise self.drift(existing.ids, f"has CIDR {existing.live['CidrBlock']}, not {wanted}")
+        if existing.live["VpcId"] != ctx.ids("vpc")["id"]:
+            raise self.drift(existing.ids, f"is in {existing.live['VpcId']}, not in the stack's VPC")
+        return Converged(existing.ids)
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        try:
+            ctx.clients.ec2.delete_subnet(SubnetId=ids["id"])
+        except ClientError as exc:
+            if not is_code(exc, "InvalidSubnetID.NotFound"):
+                raise
+
+
+class InternetGatewayStep(Step["InternetGatewayTypeDef"]):
+    name = "internet-gateway"
+    resource = "internet gateway"
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[InternetGatewayTypeDef] | None:
+        try:
+            gateways = ctx.clients.ec2.describe_internet_gateways(InternetGatewayIds=[ids["id"]])
+        except ClientError as exc:
+            if is_code(exc, "InvalidInternetGatewayID.NotFound"):
+                return None
+            raise
+        found = gateways["InternetGateways"]
+        return Existing(ids, found[0]) if found else None
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[InternetGatewayTypeDef] | None:
+        found = ctx.clients.ec2.describe_internet_gateways(Filters=ctx.ec2_tag_filters(self.name))
+        gateway = single(found["InternetGateways"], self.resource, lambda g: g["InternetGatewayId"])
+        if gateway is None:
+            return None
+        return Existing({"id": gateway["InternetGatewayId"], "vpc_id": ctx.ids("vpc")["id"]}, gateway)
+
+    def create(self, ctx: StepContext) -> Ids:
+        gateway = ctx.clients.ec2.create_internet_gateway(
+            TagSpecifications=ctx.ec2_tags(self.name, "internet-gateway")
+        )["InternetGateway"]
+        ids = {"id": gateway["InternetGatewayId"], "vpc_id": ctx.ids("vpc")["id"]}
+        ctx.remember(self.name, ids)
+        ctx.clients.ec2.attach_internet_gateway(InternetGatewayId=ids["id"], VpcId=ids["vpc_id"])
+        return ids
+
+    def converge(self, ctx: StepContext, existing: Existing[InternetGatewayTypeDef]) -> Converged:
+        vpc_id = ctx.ids("vpc")["id"]
+        attached = [a["VpcId"] for a in existing.live.get("Attachments", []) if a.get("State") != "detached"]
+        if vpc_id in attached:
+            return Converged({**existing.ids, "vpc_id": vpc_id})
+        if attached:
+            raise self.drift(existing.ids, f"is attached to {attached[0]}, not to the stack's VPC")
+        ctx.clients.ec2.attach_internet_gateway(InternetGatewayId=existing.ids["id"], VpcId=vpc_id)
+        return Converged({**existing.ids, "vpc_id": vpc_id}, [f"attached to {vpc_id}"])
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        ec2 = ctx.clients.ec2
+        try:
+            ec2.detach_internet_gateway(InternetGatewayId=ids["id"], VpcId=ids["vpc_id"])
+        except ClientError as exc:
+            if is_code(exc, "InvalidInternetGatewayID.NotFound"):
+                return
+            if not is_code(exc, "Gateway.NotAttached", "InvalidVpcID.NotFound"):
+                raise
+        try:
+            ec2.delete_internet_gateway(InternetGatewayId=ids["id"])
+        except ClientError as exc:
+            if not is_code(exc, "InvalidInternetGatewayID.NotFound"):
+                raise
+
+
+DEFAULT_ROUTE = "0.0.0.0/0"
+
+
+class RouteTableStep(Step["RouteTableTypeDef"]):
+    """Our route table, made the VPC's main one; the original main table is recorded to restore it."""
+
+    name = "route-table"
+    resource = "route table"
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[RouteTableTypeDef] | None:
+        try:
+            tables = ctx.clients.ec2.describe_route_tables(RouteTableIds=[ids["id"]])["RouteTables"]
+        except ClientError as exc:
+            if is_code(exc, "InvalidRouteTableID.NotFound"):
+                return None
+            raise
+        return Existing(ids, tables[0]) if tables else None
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[RouteTableTypeDef] | None:
+        tables = ctx.clients.ec2.describe_route_tables(Filters=ctx.ec2_tag_filters(self.name))["RouteTables"]
+        table = single(tables, self.resource, lambda t: t["RouteTableId"])
+        if table is None:
+            return None
+        return Existing({"id": table["RouteTableId"], "vpc_id": table["VpcId"]}, table)
+
+    def create(self, ctx: StepContext) -> Ids:
+        vpc_id = ctx.ids("vpc")["id"]
+        table = ctx.clients.ec2.create_route_table(
+            VpcId=vpc_id,
+            TagSpecifications=ctx.ec2_tags(self.name, "route-table"),
+            ClientToken=ctx.client_token(self.name, vpc_id),
+        )["RouteTable"]
+        ids = {"id": table["RouteTableId"], "vpc_id": vpc_id}
+        ctx.remember(self.name, ids)
+        ctx.clients.ec2.create_route(
+            RouteTableId=ids["id"], DestinationCidrBlock=DEFAULT_ROUTE, GatewayId=ctx.ids("internet-gateway")["id"]
+        )
+        return self._make_main(ctx, ids)
+
+    def converge(self, ctx: StepContext, existing: Existing[RouteTableTypeDef]) -> Converged:
+        ids = {**existing.ids, "vpc_id": existing.live["VpcId"]}
+        changes = []
+        gateway_id = ctx.ids("internet-gateway")["id"]
+        default = [r for r in existing.live.get("Routes", []) if r.get("DestinationCidrBlock") == DEFAULT_ROUTE]
+        if not default:
+            ctx.clients.ec2.create_route(
+                RouteTableId=ids["id"], DestinationCidrBlock=DEFAULT_ROUTE, GatewayId=gateway_id
+            )
+            changes.append(f"route {DEFAULT_ROUTE} -> {gateway_id} added")
+        elif default[0].get("GatewayId") != gateway_id:
+            ctx.clients.ec2.replace_route(
+                RouteTableId=ids["id"], DestinationCidrBlock=DEFAULT_ROUTE, GatewayId=gateway_id
+            )
+            changes.append(f"route {DEFAULT_ROUTE} -> {gateway_id} replaced")
+        main = [a for a in existing.live.get("Associations", []) if a.get("Main")]
+        if main:
+            ids["main_association_id"] = main[0]["RouteTableAssociationId"]
+        else:
+            ids = self._make_main(ctx, ids)
+            changes.append("made the main route table")
+        return Converged(ids, changes)
+
+    def _make_main(self, ctx: StepContext, ids: Ids) -> Ids:
+        """Swap the VPC's main association to our table, recording the original table first."""
+        current = ctx.clients.ec2.describe_route_tables(
+            Filters=[{"Name": "vpc-id", "Values": [ids["vpc_id"]]}, {"Name": "association.main", "Values": ["true"]}]
+        )["RouteTables"]
+        association = [a for t in current for a in t.get("Associations", []) if a.get("Main")]
+        if not association:
+            # A VPC always has a main association; without one there is nothing to replace.
+            return ids
+        original = association[0]["RouteTableId"]
+        if original != ids["id"] and "original_main_route_table" not in ids:
+            ids = {**ids, "original_main_route_table": original}
+            ctx.remember(self.name, ids)
+        answer = ctx.clients.ec2.replace_route_table_association(
+            AssociationId=association[0]["RouteTableAssociationId"], RouteTableId=ids["id"]
+        )
+        return {**ids, "main_association_id": answer["NewAssociationId"]}
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        existing = self.find_recorded(ctx, ids)
+        if existing is None:
+            return
+        main = [a for a in existing.live.get("Associations", []) if a.get("Main")]
+        # AWS refuses to delete a main route table: give the role back to the original first.
+        # With no original left, the table goes with the VPC.
+        if main and not self._restore_original(ctx, ids, main[0]["RouteTableAssociationId"]):
+            return
+        try:
+            ctx.clients.ec2.delete_route_table(RouteTableId=ids["id"])
+        except ClientError as exc:
+            if not is_code(exc, "InvalidRouteTableID.NotFound"):
+                raise
+
+    def _restore_original(self, ctx: StepContext, ids: Ids, association_id: str) -> bool:
+        original = ids.get("original_main_route_table")
+        if not original:
+            return False
+        try:
+            ctx.clients.ec2.replace_route_table_association(AssociationId=association_id, RouteTableId=original)
+        except ClientError as exc:
+            if is_code(exc, "InvalidRouteTableID.NotFound"):
+                return False
+            raise
+        return True
+
+
+class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
+    """A security group with exactly the wanted ingress; the NLB's opens the listener port to the world,
+    the tasks' opens the container port to the NLB's group only."""
+
+    resource = "security group"
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.name = f"{role}-security-group"
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[SecurityGroupTypeDef] | None:
+        try:
+            groups = ctx.clients.ec2.describe_security_groups(GroupIds=[ids["id"]])["SecurityGroups"]
+        except ClientError as exc:
+            if is_code(exc, "InvalidGroup.NotFound", "InvalidGroupId.Malformed"):
+                return None
+            raise
+        return Existing(ids, groups[0]) if groups else None
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[SecurityGroupTypeDef] | None:
+        groups = ctx.clients.ec2.describe_security_groups(
+            Filters=[
+                {"Name": "vpc-id", "Values": [ctx.ids("vpc")["id"]]},
+                {"Name": "group-name", "Values": [ctx.settings.names.security_group(self.role)]},
+            ]
+        )["SecurityGroups"]
+        group = single(groups, self.resource, lambda g: g["GroupId"])
+        return Existing({"id": group["GroupId"]}, group) if group else None
+
+    def create(self, ctx: StepContext) -> Ids:
+        group_id = ctx.clients.ec2.create_security_group(
+            GroupName=ctx.settings.names.security_group(self.role),
+            Description=f"{ctx.settings.stack}: {self.role} traffic (managed by provision.py)",
+            VpcId=ctx.ids("vpc")["id"],
+            TagSpecifications=ctx.ec2_tags(self.name, "security-group"),
+        )["GroupId"]
+        ids = {"id": group_id}
+        ctx.remember(self.name, ids)
+        ctx.clients.ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=self.wanted(ctx))
+        return ids
+
+    def converge(self, ctx: StepContext, existing: Existing[SecurityGroupTypeDef]) -> Converged:
+        if existing.live.get("VpcId") != ctx.ids("vpc")["id"]:
+            raise self.drift(existing.ids, "is in another VPC")
+        have = _rule_keys(existing.live.get("IpPermissions", []))
+        want = _rule_keys(self.wanted(ctx))
+        changes = []
+        group_id = existing.ids["id"]
+        extra = [p for p in _split(existing.live.get("IpPermissions", [])) if _rule_keys([p]) - want]
+        missing = [p for p in _split(self.wanted(ctx)) if _rule_keys([p]) - have]
+        if extra:
+            ctx.clients.ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=extra)
+            changes.append(f"revoked {len(extra)} ingress rule(s)")
+        if missing:
+            ctx.clients.ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=missing)
+            changes.append(f"authorized {len(missing)} ingress rule(s)")
+        return Converged(existing.ids, changes)
+
+    def wanted(self, ctx: StepContext) -> list[IpPermissionTypeDef]:
+        if self.role == "nlb":
+            port = ctx.settings.listener_port
+            return [
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": port,
+                    "ToPort": port,
+                    "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "site visitors"}],
+                }
+            ]
+        port = ctx.settings.container_port
+        source = ctx.ids("nlb-security-group")["id"]
+        return [
+            {
+                "IpProtocol": "tcp",
+                "FromPort": port,
+                "ToPort": port,
+                "UserIdGroupPairs": [{"GroupId": source, "Description": "the load balancer"}],
+            }
+        ]
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        try:
+            ctx.clients.ec2.delete_security_group(GroupId=ids["id"])
+        except ClientError as exc:
+            if not is_code(exc, "InvalidGroup.NotFound"):
+                raise
+
+
+RuleKey = tuple[str, int, int, str]
+
+
+def _split(permissions: list[IpPermissionOutputTypeDef] | list[IpPermissionTypeDef]) -> list[IpPermissionTypeDef]:
+    """One permission per source, so a rule can be revoked or authorized on its own."""
+    single_rules: list[IpPermissionTypeDef] = []
+    for perm in permissions:
+        base: IpPermissionTypeDef = {"IpProtocol": perm["IpProtocol"]}
+        if "FromPort" in perm:
+            base["FromPort"] = perm["FromPort"]
+        if "ToPort" in perm:
+            base["ToPort"] = perm["ToPort"]
+        for cidr in perm.get("IpRanges", []):
+            single_rules.append({**base, "IpRanges": [{"CidrIp": cidr["CidrIp"]}]})
+        for pair in perm.get("UserIdGroupPairs", []):
+            single_rules.append({**base, "UserIdGroupPairs": [{"GroupId": pair["GroupId"]}]})
+        for cidr6 in perm.get("Ipv6Ranges", []):
+            single_rules.append({**base, "Ipv6Ranges": [{"CidrIpv6": cidr6["CidrIpv6"]}]})
+        for prefix in perm.get("PrefixListIds", []):
+            single_rules.append({**base, "PrefixListIds": [{"PrefixListId": prefix["PrefixListId"]}]})
+    return single_rules
+
+
+def _rule_keys(permissions: list[IpPermissionOutputTypeDef] | list[IpPermissionTypeDef]) -> set[RuleKey]:
+    keys: set[RuleKey] = set()
+    for perm in _split(permissions):
+        sources = (
+            [r["CidrIp"] for r in perm.get("IpRanges", [])]
+            + [p["GroupId"] for p in perm.get("UserIdGroupPairs", [])]
+            + [r["CidrIpv6"] for r in perm.get("Ipv6Ranges", [])]
+            + [p["PrefixListId"] for p in perm.get("PrefixListIds", [])]
+        )
+        for source in sources:
+            keys.add((perm["IpProtocol"], perm.get("FromPort", -1), perm.get("ToPort", -1), source))
+    return keys

@@ -1,0 +1,107 @@
+"""The ECR repository: immutable tags, scan on push, and the seed's lifecycle rule.
+
+The repository is found by its deterministic name. Teardown deletes it with its
+images (`force`), since the images were pushed by this tool.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from deployer.state import Ids
+from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecr.type_defs import RepositoryTypeDef
+
+LIFECYCLE_POLICY: dict[str, Any] = {
+    "rules": [
+        {
+            "rulePriority": 1,
+            "description": "Expire untagged images beyond 1",
+            "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 1},
+            "action": {"type": "expire"},
+        }
+    ]
+}
+
+
+@dataclass(frozen=True)
+class LiveRepository:
+    repository: RepositoryTypeDef
+    lifecycle_policy: Any
+
+
+class RepositoryStep(Step[LiveRepository]):
+    name = "repository"
+    resource = "ECR repository"
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[LiveRepository] | None:
+        return self._describe(ctx, ids["name"])
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[LiveRepository] | None:
+        return self._describe(ctx, ctx.settings.names.repository)
+
+    def _describe(self, ctx: StepContext, name: str) -> Existing[LiveRepository] | None:
+        ecr = ctx.clients.ecr
+        try:
+            repository = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+        except ClientError as exc:
+            if is_code(exc, "RepositoryNotFoundException"):
+                return None
+            raise
+        try:
+            policy: Any = json.loads(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])
+        except ClientError as exc:
+            if not is_code(exc, "LifecyclePolicyNotFoundException"):
+                raise
+            policy = None
+        return Existing(_ids(repository), LiveRepository(repository, policy))
+
+    def create(self, ctx: StepContext) -> Ids:
+        name = ctx.settings.names.repository
+        repository = ctx.clients.ecr.create_repository(
+            repositoryName=name,
+            imageTagMutability="IMMUTABLE",
+            imageScanningConfiguration={"scanOnPush": True},
+            tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
+        )["repository"]
+        ids = _ids(repository)
+        ctx.remember(self.name, ids)
+        ctx.clients.ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY))
+        return ids
+
+    def converge(self, ctx: StepContext, existing: Existing[LiveRepository]) -> Converged:
+        ecr = ctx.clients.ecr
+        name = existing.ids["name"]
+        live = existing.live.repository
+        changes = []
+        if not live.get("imageScanningConfiguration", {}).get("scanOnPush"):
+            ecr.put_image_scanning_configuration(repositoryName=name, imageScanningConfiguration={"scanOnPush": True})
+            changes.append("scan on push on")
+        if live.get("imageTagMutability") != "IMMUTABLE":
+            ecr.put_image_tag_mutability(repositoryName=name, imageTagMutability="IMMUTABLE")
+            changes.append("tags immutable")
+        if existing.live.lifecycle_policy != LIFECYCLE_POLICY:
+            ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY))
+            changes.append("lifecycle policy reset")
+        return Converged(existing.ids, changes)
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        try:
+            ctx.clients.ecr.delete_repository(repositoryName=ids["name"], force=True)
+        except ClientError as exc:
+            if not is_code(exc, "RepositoryNotFoundException"):
+                raise
+
+
+def _ids(repository: RepositoryTypeDef) -> Ids:
+    return {
+        "name": repository["repositoryName"],
+        "arn": repository["repositoryArn"],
+        "uri": repository["repositoryUri"],
+    }
