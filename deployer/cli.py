@@ -14,7 +14,7 @@ from pathlib import Path
 
 from deployer import runner
 from deployer.clients import AwsClients, account_id, build_clients, create_session
-from deployer.errors import EXIT_INTERRUPTED, DeployerError
+from deployer.errors import EXIT_INTERRUPTED, DeployerError, SettingsError
 from deployer.settings import CONFIG_FILE_NAME, Settings, load_settings
 from deployer.state import State, StateFile, check_identity
 from deployer.steps.base import StepContext
@@ -54,7 +54,10 @@ def _provision_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--stack", help="stack name, the prefix of every resource name")
     parser.add_argument("--region", help="AWS region (default: the standard AWS configuration)")
-    _common_flags(parser)
+    _state_file_flag(parser)
+    parser.add_argument(
+        "--config", type=Path, default=None, help=f"settings file (default: {CONFIG_FILE_NAME} beside provision.py)"
+    )
     parser.add_argument("--image", help="deploy this existing image URI (no build, no push)")
     parser.add_argument(
         "--no-wait",
@@ -69,20 +72,17 @@ def _teardown_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="teardown.py", description="Delete every resource the state file records, newest first."
     )
-    _common_flags(parser)
+    _state_file_flag(parser)
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
 
 
-def _common_flags(parser: argparse.ArgumentParser) -> None:
+def _state_file_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-file",
         type=Path,
         default=Path(DEFAULT_STATE_FILE),
         help="where identifiers are recorded (default: ./state.json)",
-    )
-    parser.add_argument(
-        "--config", type=Path, default=None, help=f"settings file (default: {CONFIG_FILE_NAME} beside provision.py)"
     )
 
 
@@ -109,6 +109,12 @@ def _provision(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace, state: State | None) -> Settings:
     """Flags over deploy.toml over the state's stack and region over defaults."""
+    if args.config is not None and not args.config.is_file():
+        raise SettingsError(
+            "The settings file given with --config does not exist",
+            where=str(args.config),
+            todo=f"Check the path, or leave out --config to use {CONFIG_FILE_NAME} beside provision.py if present",
+        )
     config = args.config if args.config is not None else PROJECT_DIR / CONFIG_FILE_NAME
     recorded = {"stack": state.stack, "region": state.region} if state else {}
     return load_settings(config, {"stack": args.stack, "region": args.region, "image": args.image}, fallback=recorded)

@@ -46,7 +46,7 @@ def provision(ctx: StepContext, wait: bool = True) -> RunReport:
     for step in build_steps():
         started = time.monotonic()
         with _explained(step, ctx.state.get(step.name)):
-            outcome, ids, changes = _provision_step(ctx, step)
+            outcome, ids, changes = provision_step(ctx, step)
             if wait:
                 step.wait(ctx, ids)
         line = StepReport(step.name, outcome, time.monotonic() - started, "; ".join(changes) or _primary(ids))
@@ -62,7 +62,8 @@ def provision(ctx: StepContext, wait: bool = True) -> RunReport:
     return report
 
 
-def _provision_step(ctx: StepContext, step: Step[Any]) -> tuple[str, Ids, list[str]]:
+def provision_step(ctx: StepContext, step: Step[Any]) -> tuple[str, Ids, list[str]]:
+    """Find, then create or converge, one step; returns its outcome, identifiers and changes."""
     existing = step.find(ctx, ctx.state.get(step.name))
     if existing is None:
         ids = step.create(ctx)

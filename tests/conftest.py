@@ -1,0 +1,192 @@
+"""Shared fixtures: an isolated AWS environment, moto in-process and as a server, and call recording.
+
+Every test runs with fake credentials and no access to the developer's AWS
+configuration, so nothing can ever reach a real account.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from deployer.clients import AwsClients, build_clients
+from deployer.settings import Settings, validate
+from deployer.state import State, StateFile
+from deployer.steps.base import StepContext
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
+READ_PREFIXES = ("Describe", "List", "Get")
+
+
+@pytest.fixture(autouse=True)
+def isolated_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fake credentials, a fixed region, and no local AWS configuration or endpoint."""
+    for name in list(os.environ):
+        if name.startswith("AWS_") or name.startswith("MOTO_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+
+
+@dataclass
+class CallLog:
+    """Every API call made through the recorded clients, as (service, operation)."""
+
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def record(self, model: Any, **_: Any) -> None:
+        self.calls.append((model.service_model.service_name, model.name))
+
+    def changing(self) -> list[tuple[str, str]]:
+        return [call for call in self.calls if not call[1].startswith(READ_PREFIXES)]
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+
+TEST_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1})
+
+
+def recorded_clients(log: CallLog) -> AwsClients:
+    session = boto3.Session(region_name=REGION)
+    session.events.register("before-call", log.record)
+    return build_clients(session, TEST_CLIENT_CONFIG)
+
+
+@pytest.fixture
+def calls() -> CallLog:
+    return CallLog()
+
+
+@pytest.fixture
+def aws(calls: CallLog) -> Iterator[AwsClients]:
+    """In-process moto with AWS managed policies loaded; clients record their calls."""
+    with mock_aws():
+        yield recorded_clients(calls)
+
+
+@pytest.fixture
+def state_path(tmp_path: Path) -> Path:
+    return tmp_path / "state.json"
+
+
+def make_context(clients: AwsClients, settings: Settings, state_path: Path, state: State | None = None) -> StepContext:
+    """A step context like the CLI builds, with instant sleeps and silent output."""
+    validate(settings)
+    state_file = StateFile(state_path)
+    if state is None:
+        state = state_file.load() or State(stack=settings.stack, region=REGION, account_id=ACCOUNT)
+    said: list[str] = []
+    return StepContext(
+        clients=clients,
+        settings=settings,
+        state=state,
+        account_id=ACCOUNT,
+        partition="aws",
+        save=lambda: state_file.save(state),
+        say=said.append,
+        sleep=lambda _seconds: None,
+    )
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(stack="test-site", region=REGION, image=IMAGE)
+
+
+@pytest.fixture
+def ctx(aws: AwsClients, settings: Settings, state_path: Path) -> StepContext:
+    return make_context(aws, settings, state_path)
+
+
+@dataclass
+class MotoServer:
+    url: str
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 200
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """One moto server on loopback for the whole session; each test resets it."""
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+    os.environ["MOTO_ECS_SERVICE_RUNNING"] = "1"
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield MotoServer(f"http://{host}:{port}")
+    server.stop()
+
+
+@pytest.fixture
+def server(moto_server: MotoServer) -> MotoServer:
+    moto_server.reset()
+    return moto_server
+
+
+def script_env(server: MotoServer | None, tmp_path: Path) -> dict[str, str]:
+    """The environment a user would have: fake keys, a region, and the emulator's endpoint."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "MOTO_"))}
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    if server is not None:
+        env["AWS_ENDPOINT_URL"] = server.url
+    return env
+
+
+RunScript = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_script(tmp_path: Path) -> RunScript:
+    """Run provision.py or teardown.py as a user would, from a scratch folder."""
+
+    def run(
+        script: str, *args: str, server: MotoServer | None = None, env: dict[str, str] | None = None, stdin: str = ""
+    ) -> subprocess.CompletedProcess[str]:
+        environment = script_env(server, tmp_path)
+        config = tmp_path / "deploy.toml"
+        if not config.exists():
+            config.write_text("")
+        flags = ["--config", str(config)] if script == "provision.py" else []
+        environment.update(env or {})
+        return subprocess.run(
+            [sys.executable, str(PROJECT_DIR / script), *flags, *args],
+            cwd=tmp_path,
+            env=environment,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    return run
