@@ -6,6 +6,7 @@ configuration, so nothing can ever reach a real account.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
+import moto.iam.models
 import pytest
 from botocore.config import Config
 from moto import mock_aws
+from moto.iam.aws_managed_policies import aws_managed_policies_data
 from moto.server import ThreadedMotoServer
 
 from deployer.clients import AwsClients, build_clients
@@ -31,6 +35,14 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
 READ_PREFIXES = ("Describe", "List", "Get")
+
+# moto loads all ~1,500 AWS managed policies into every fresh IAM backend, which
+# costs about a second per test. The tests attach only these, so moto gets only
+# these (their real documents, from moto's own copy).
+USED_MANAGED_POLICIES = ("AmazonECSTaskExecutionRolePolicy", "ReadOnlyAccess", "AmazonS3ReadOnlyAccess")
+moto.iam.models.aws_managed_policies_data = json.dumps(
+    {name: json.loads(aws_managed_policies_data)[name] for name in USED_MANAGED_POLICIES}
+)
 
 
 @pytest.fixture(autouse=True)
@@ -66,10 +78,17 @@ class CallLog:
 TEST_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1})
 
 
+# One botocore session for all in-process tests: its loader keeps the parsed service
+# models, which makes building clients ten times cheaper.
+_SHARED_BOTOCORE = botocore.session.get_session()
+
+
 def recorded_clients(log: CallLog) -> AwsClients:
-    session = boto3.Session(region_name=REGION)
-    session.events.register("before-call", log.record)
-    return build_clients(session, TEST_CLIENT_CONFIG)
+    """Clients as the CLI builds them, each recording its calls into `log`."""
+    clients = build_clients(boto3.Session(botocore_session=_SHARED_BOTOCORE, region_name=REGION), TEST_CLIENT_CONFIG)
+    for client in (clients.ec2, clients.elbv2, clients.ecs, clients.iam, clients.ecr, clients.logs, clients.sts):
+        client.meta.events.register("before-call", log.record)
+    return clients
 
 
 @pytest.fixture

@@ -145,7 +145,10 @@ class ServiceStep(Step["ServiceTypeDef"]):
         return self._describe(ctx, ids["cluster"], ids["name"])
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[ServiceTypeDef] | None:
-        return self._describe(ctx, ctx.ids("cluster")["name"], ctx.settings.names.service)
+        cluster = ctx.state.get("cluster")
+        if cluster is None:
+            return None  # a service lives in our cluster: without it there is none
+        return self._describe(ctx, cluster["name"], ctx.settings.names.service)
 
     def _describe(self, ctx: StepContext, cluster: str, name: str) -> Existing[ServiceTypeDef] | None:
         try:

@@ -220,8 +220,15 @@ class ListenerStep(Step["ListenerTypeDef"]):
         return Existing(ids, listeners[0]) if listeners else None
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[ListenerTypeDef] | None:
-        balancer = ctx.ids("load-balancer")["arn"]
-        listeners = ctx.clients.elbv2.describe_listeners(LoadBalancerArn=balancer)["Listeners"]
+        balancer = ctx.state.get("load-balancer")
+        if balancer is None:
+            return None  # listeners belong to our load balancer: without it there is none
+        try:
+            listeners = ctx.clients.elbv2.describe_listeners(LoadBalancerArn=balancer["arn"])["Listeners"]
+        except ClientError as exc:
+            if is_code(exc, "LoadBalancerNotFound"):
+                return None
+            raise
         for listener in listeners:
             if listener.get("Port") == ctx.settings.listener_port:
                 return Existing({"arn": listener["ListenerArn"]}, listener)

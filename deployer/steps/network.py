@@ -146,7 +146,8 @@ class InternetGatewayStep(Step["InternetGatewayTypeDef"]):
         gateway = single(found["InternetGateways"], self.resource, lambda g: g["InternetGatewayId"])
         if gateway is None:
             return None
-        return Existing({"id": gateway["InternetGatewayId"], "vpc_id": ctx.ids("vpc")["id"]}, gateway)
+        attached = [a["VpcId"] for a in gateway.get("Attachments", []) if a.get("State") != "detached"]
+        return Existing({"id": gateway["InternetGatewayId"], "vpc_id": attached[0] if attached else ""}, gateway)
 
     def create(self, ctx: StepContext) -> Ids:
         gateway = ctx.clients.ec2.create_internet_gateway(
@@ -311,9 +312,12 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
         return Existing(ids, groups[0]) if groups else None
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[SecurityGroupTypeDef] | None:
+        vpc = ctx.state.get("vpc")
+        if vpc is None:
+            return None  # names are unique per VPC: without ours there is nothing to look up
         groups = ctx.clients.ec2.describe_security_groups(
             Filters=[
-                {"Name": "vpc-id", "Values": [ctx.ids("vpc")["id"]]},
+                {"Name": "vpc-id", "Values": [vpc["id"]]},
                 {"Name": "group-name", "Values": [ctx.settings.names.security_group(self.role)]},
             ]
         )["SecurityGroups"]

@@ -1,0 +1,44 @@
+"""What exists in the (emulated) account, to compare before and after a run."""
+
+from __future__ import annotations
+
+from deployer.clients import AwsClients
+
+
+def inventory(clients: AwsClients) -> dict[str, set[str]]:
+    """Identifiers of every resource kind the stack creates, whoever created them."""
+    ec2, elbv2, ecs = clients.ec2, clients.elbv2, clients.ecs
+    balancers = {lb["LoadBalancerArn"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]}
+    clusters = set(ecs.list_clusters()["clusterArns"])
+    active_clusters = {c["clusterArn"] for c in ecs.describe_clusters(clusters=sorted(clusters))["clusters"]
+                       if c.get("status") == "ACTIVE"} if clusters else set()  # fmt: skip
+    services = set()
+    for cluster in active_clusters:
+        arns = ecs.list_services(cluster=cluster)["serviceArns"]
+        if arns:
+            described = ecs.describe_services(cluster=cluster, services=arns)["services"]
+            services |= {s["serviceArn"] for s in described if s.get("status") == "ACTIVE"}
+    return {
+        "vpcs": {v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]},
+        "subnets": {s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]},
+        "internet_gateways": {g["InternetGatewayId"] for g in ec2.describe_internet_gateways()["InternetGateways"]},
+        "route_tables": {t["RouteTableId"] for t in ec2.describe_route_tables()["RouteTables"]},
+        "security_groups": {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]},
+        "log_groups": {g["logGroupName"] for g in clients.logs.describe_log_groups()["logGroups"]},
+        "roles": {r["RoleName"] for r in clients.iam.list_roles()["Roles"]},
+        "repositories": {r["repositoryName"] for r in clients.ecr.describe_repositories()["repositories"]},
+        "target_groups": {t["TargetGroupArn"] for t in elbv2.describe_target_groups()["TargetGroups"]},
+        "load_balancers": balancers,
+        "listeners": {
+            listener["ListenerArn"]
+            for lb in balancers
+            for listener in elbv2.describe_listeners(LoadBalancerArn=lb)["Listeners"]
+        },
+        "clusters": active_clusters,
+        "task_definitions": set(ecs.list_task_definitions(status="ACTIVE")["taskDefinitionArns"]),
+        "services": services,
+    }
+
+
+def added(before: dict[str, set[str]], after: dict[str, set[str]]) -> dict[str, set[str]]:
+    return {kind: after[kind] - before[kind] for kind in after if after[kind] - before[kind]}

@@ -1,0 +1,28 @@
+"""Drive the real steps one at a time, as the runner does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deployer.runner import provision_step
+from deployer.stack import build_steps
+from deployer.steps.base import Step, StepContext
+
+STEP_NAMES = [step.name for step in build_steps()]
+
+
+def provision_through(ctx: StepContext, name: str) -> Step[Any]:
+    """Provision every step up to and including `name`; returns that step."""
+    for step in build_steps():
+        provision_step(ctx, step)
+        if step.name == name:
+            return step
+    raise KeyError(name)
+
+
+def delete_all(ctx: StepContext) -> None:
+    """Delete what the state records, newest first, as teardown does."""
+    known = {step.name: step for step in build_steps()}
+    for record in reversed(list(ctx.state.resources)):
+        known[record.step].delete(ctx, record.ids)
+        ctx.state.forget(record.step)

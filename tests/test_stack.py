@@ -1,0 +1,224 @@
+"""The whole stack in-process: provision, the seed's wiring, a no-op re-run, teardown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deployer import runner
+from deployer.stack import build_steps
+from deployer.state import StateFile
+from deployer.steps.base import StepContext
+from tests.conftest import ACCOUNT, IMAGE, CallLog
+from tests.inventory import added, inventory
+
+EXPECTED_COUNTS = {
+    "vpcs": 1,
+    "subnets": 2,
+    "internet_gateways": 1,
+    "route_tables": 2,  # ours, and the VPC's original main table
+    "security_groups": 3,  # NLB, tasks, and the VPC's default group
+    "log_groups": 1,
+    "roles": 2,
+    "repositories": 1,
+    "target_groups": 1,
+    "load_balancers": 1,
+    "listeners": 1,
+    "clusters": 1,
+    "task_definitions": 1,
+    "services": 1,
+}
+
+
+@pytest.fixture
+def running(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto reports a service's tasks as running only when told to."""
+    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
+
+
+def test_provision_creates_exactly_the_stack_with_the_seed_wiring(ctx: StepContext, running: None) -> None:
+    before = inventory(ctx.clients)
+    report = runner.provision(ctx)
+    new = added(before, inventory(ctx.clients))
+    assert {kind: len(ids) for kind, ids in new.items()} == EXPECTED_COUNTS
+    assert [line.outcome for line in report.steps] == ["created"] * len(build_steps())
+    assert report.outputs["url"] == f"http://{ctx.ids('load-balancer')['dns_name']}"
+    assert_wiring(ctx)
+
+
+def assert_wiring(ctx: StepContext) -> None:  # noqa: PLR0915 - one assertion per link of the stack
+    ec2, elbv2, ecs, iam = ctx.clients.ec2, ctx.clients.elbv2, ctx.clients.ecs, ctx.clients.iam
+    vpc_id = ctx.ids("vpc")["id"]
+    vpc = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
+    assert vpc["CidrBlock"] == "172.31.0.0/16"
+    for attribute, key in (("enableDnsSupport", "EnableDnsSupport"), ("enableDnsHostnames", "EnableDnsHostnames")):
+        assert ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[key]["Value"] is True
+
+    subnets = ec2.describe_subnets(SubnetIds=[ctx.ids("subnet-1")["id"], ctx.ids("subnet-2")["id"]])["Subnets"]
+    assert sorted(s["CidrBlock"] for s in subnets) == ["172.31.32.0/20", "172.31.48.0/20"]
+    assert len({s["AvailabilityZone"] for s in subnets}) == 2
+    assert {s["VpcId"] for s in subnets} == {vpc_id}
+
+    gateway_id = ctx.ids("internet-gateway")["id"]
+    gateway = ec2.describe_internet_gateways(InternetGatewayIds=[gateway_id])["InternetGateways"][0]
+    assert [a["VpcId"] for a in gateway["Attachments"]] == [vpc_id]
+
+    table = ec2.describe_route_tables(RouteTableIds=[ctx.ids("route-table")["id"]])["RouteTables"][0]
+    assert any(a.get("Main") for a in table["Associations"])
+    assert {"DestinationCidrBlock": "0.0.0.0/0", "GatewayId": gateway_id} in [
+        {k: r.get(k) for k in ("DestinationCidrBlock", "GatewayId")} for r in table["Routes"]
+    ]
+    assert ctx.ids("route-table")["original_main_route_table"] != table["RouteTableId"]
+
+    nlb_sg, task_sg = ctx.ids("nlb-security-group")["id"], ctx.ids("task-security-group")["id"]
+    groups = {g["GroupId"]: g for g in ec2.describe_security_groups(GroupIds=[nlb_sg, task_sg])["SecurityGroups"]}
+    (nlb_rule,) = groups[nlb_sg]["IpPermissions"]
+    assert (nlb_rule["FromPort"], nlb_rule["ToPort"], nlb_rule["IpRanges"][0]["CidrIp"]) == (80, 80, "0.0.0.0/0")
+    (task_rule,) = groups[task_sg]["IpPermissions"]
+    assert (task_rule["FromPort"], task_rule["ToPort"]) == (8080, 8080)
+    assert [p["GroupId"] for p in task_rule["UserIdGroupPairs"]] == [nlb_sg]
+    assert task_rule.get("IpRanges", []) == []
+
+    (log_group,) = ctx.clients.logs.describe_log_groups(logGroupNamePrefix="/ecs/test-site")["logGroups"]
+    assert log_group["retentionInDays"] == 14
+
+    execution = iam.list_attached_role_policies(RoleName="test-site-execution-role")["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in execution] == [
+        "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+    ]
+    assert iam.list_attached_role_policies(RoleName="test-site-task-role")["AttachedPolicies"] == []
+    trust = iam.get_role(RoleName="test-site-task-role")["Role"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert trust["Statement"][0]["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+
+    repository = ctx.clients.ecr.describe_repositories(repositoryNames=["test-site"])["repositories"][0]
+    assert repository["imageScanningConfiguration"]["scanOnPush"] is True
+    assert repository["imageTagMutability"] == "IMMUTABLE"
+    rules = json.loads(ctx.clients.ecr.get_lifecycle_policy(repositoryName="test-site")["lifecyclePolicyText"])
+    assert rules["rules"][0]["selection"] == {
+        "tagStatus": "untagged",
+        "countType": "imageCountMoreThan",
+        "countNumber": 1,
+    }
+
+    target_arn = ctx.ids("target-group")["arn"]
+    target = elbv2.describe_target_groups(TargetGroupArns=[target_arn])["TargetGroups"][0]
+    assert (target["Protocol"], target["Port"], target["TargetType"], target["VpcId"]) == ("TCP", 8080, "ip", vpc_id)
+    assert (target["HealthCheckIntervalSeconds"], target["HealthyThresholdCount"]) == (10, 2)
+    assert target["UnhealthyThresholdCount"] == 2
+    attributes = {
+        a["Key"]: a["Value"] for a in elbv2.describe_target_group_attributes(TargetGroupArn=target_arn)["Attributes"]
+    }
+    assert attributes["deregistration_delay.timeout_seconds"] == "30"
+
+    balancer = elbv2.describe_load_balancers(LoadBalancerArns=[ctx.ids("load-balancer")["arn"]])["LoadBalancers"][0]
+    assert (balancer["Type"], balancer["Scheme"]) == ("network", "internet-facing")
+    assert sorted(z["SubnetId"] for z in balancer["AvailabilityZones"]) == sorted(s["SubnetId"] for s in subnets)
+    assert balancer["SecurityGroups"] == [nlb_sg]
+
+    (listener,) = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    assert (listener["Protocol"], listener["Port"]) == ("TCP", 80)
+    assert [(a["Type"], a["TargetGroupArn"]) for a in listener["DefaultActions"]] == [("forward", target_arn)]
+
+    definition = ecs.describe_task_definition(taskDefinition=ctx.ids("task-definition")["arn"])["taskDefinition"]
+    assert (definition["cpu"], definition["memory"], definition["networkMode"]) == ("256", "512", "awsvpc")
+    assert definition["requiresCompatibilities"] == ["FARGATE"]
+    assert definition["runtimePlatform"] == {"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"}
+    assert definition["executionRoleArn"] == ctx.ids("execution-role")["arn"]
+    assert definition["taskRoleArn"] == ctx.ids("task-role")["arn"]
+    (container,) = definition["containerDefinitions"]
+    assert container["image"] == IMAGE
+    assert [p["containerPort"] for p in container["portMappings"]] == [8080]
+    assert container["logConfiguration"]["logDriver"] == "awslogs"
+    assert container["logConfiguration"]["options"]["awslogs-group"] == "/ecs/test-site"
+
+    service = ecs.describe_services(cluster="test-site-cluster", services=["test-site-web"])["services"][0]
+    assert service["launchType"] == "FARGATE"
+    assert service["desiredCount"] == 1
+    assert service["taskDefinition"] == definition["taskDefinitionArn"]
+    network = service["networkConfiguration"]["awsvpcConfiguration"]
+    assert sorted(network["subnets"]) == sorted(s["SubnetId"] for s in subnets)
+    assert network["securityGroups"] == [task_sg]
+    assert network["assignPublicIp"] == "ENABLED"
+    assert [(lb["targetGroupArn"], lb["containerPort"]) for lb in service["loadBalancers"]] == [(target_arn, 8080)]
+
+
+def test_every_resource_is_tagged_with_stack_and_step(ctx: StepContext, running: None) -> None:
+    runner.provision(ctx)
+    vpc = ctx.clients.ec2.describe_vpcs(VpcIds=[ctx.ids("vpc")["id"]])["Vpcs"][0]
+    assert {"Key": "deployer:step", "Value": "vpc"} in vpc["Tags"]
+    role_tags = ctx.clients.iam.list_role_tags(RoleName="test-site-task-role")["Tags"]
+    assert {"Key": "deployer:stack", "Value": "test-site"} in role_tags
+    balancer_arn = ctx.ids("load-balancer")["arn"]
+    (description,) = ctx.clients.elbv2.describe_tags(ResourceArns=[balancer_arn])["TagDescriptions"]
+    assert {"Key": "deployer:step", "Value": "load-balancer"} in description["Tags"]
+    service_tags = ctx.clients.ecs.list_tags_for_resource(resourceArn=ctx.ids("service")["arn"])["tags"]
+    assert {"key": "deployer:stack", "value": "test-site"} in service_tags
+    log_tags = ctx.clients.logs.list_tags_for_resource(
+        resourceArn=f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/ecs/test-site"
+    )["tags"]
+    assert log_tags["deployer:step"] == "log-group"
+
+
+def test_rerun_makes_no_changing_call(ctx: StepContext, calls: CallLog, running: None) -> None:
+    runner.provision(ctx)
+    snapshot = inventory(ctx.clients)
+    calls.clear()
+    report = runner.provision(ctx)
+    assert calls.changing() == []
+    assert {line.outcome for line in report.steps} == {"unchanged"}
+    assert inventory(ctx.clients) == snapshot
+
+
+def test_state_is_saved_after_every_step(ctx: StepContext, state_path: Path, running: None) -> None:
+    saved_steps: list[list[str]] = []
+    save = ctx.save
+
+    def spy() -> None:
+        save()
+        saved_steps.append([r.step for r in ctx.state.resources])
+
+    ctx.save = spy
+    runner.provision(ctx)
+    firsts = [steps[-1] for steps in saved_steps if steps]
+    for step in build_steps():
+        assert step.name in firsts, f"no save right after {step.name} was recorded"
+    on_disk = StateFile(state_path).load()
+    assert on_disk is not None
+    assert [r.step for r in on_disk.resources] == [s.name for s in build_steps()]
+
+
+def test_teardown_deletes_everything_in_reverse_order(ctx: StepContext, calls: CallLog, running: None) -> None:
+    before = inventory(ctx.clients)
+    runner.provision(ctx)
+    calls.clear()
+    report = runner.teardown(ctx)
+    assert [line.step for line in report.steps] == [s.name for s in reversed(build_steps())]
+    assert inventory(ctx.clients) == before
+    assert ctx.state.resources == []
+    deletes = [op for _, op in calls.changing()]
+    order = [
+        "DeleteService", "DeregisterTaskDefinition", "DeleteCluster", "DeleteListener", "DeleteLoadBalancer",
+        "DeleteTargetGroup", "DeleteRepository", "DeleteRole", "DeleteLogGroup", "DeleteSecurityGroup",
+        "ReplaceRouteTableAssociation", "DeleteRouteTable", "DetachInternetGateway", "DeleteInternetGateway",
+        "DeleteSubnet", "DeleteVpc",
+    ]  # fmt: skip
+    positions = [deletes.index(op) for op in order]
+    assert positions == sorted(positions), deletes
+    assert deletes.index("UpdateService") < deletes.index("DeleteService")
+    last_role_delete = len(deletes) - 1 - deletes[::-1].index("DeleteRole")  # the execution role's
+    assert deletes.index("DetachRolePolicy") < last_role_delete
+
+
+def test_teardown_restores_the_original_main_route_table(ctx: StepContext, running: None) -> None:
+    runner.provision(ctx)
+    vpc_id = ctx.ids("vpc")["id"]
+    original = ctx.ids("route-table")["original_main_route_table"]
+    step = {step.name: step for step in build_steps()}["route-table"]
+    step.delete(ctx, ctx.ids("route-table"))
+    main = ctx.clients.ec2.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "association.main", "Values": ["true"]}]
+    )["RouteTables"]
+    assert [t["RouteTableId"] for t in main] == [original]

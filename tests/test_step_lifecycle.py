@@ -1,0 +1,85 @@
+"""Every step, against moto: create, find by state / by name or tag, re-run, delete, delete again."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployer.runner import provision_step
+from deployer.stack import steps_by_name
+from deployer.steps.base import StepContext
+from tests.conftest import CallLog
+from tests.steps_helpers import STEP_NAMES, delete_all, provision_through
+
+# Keys that identify the resource itself (the others are context, such as the VPC of a gateway).
+IDENTITY_KEYS = ("id", "arn", "name", "uri")
+
+
+def identity(ids: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in ids.items() if key in IDENTITY_KEYS}
+
+
+@pytest.mark.parametrize("name", STEP_NAMES)
+def test_create_records_ids_and_find_by_state_returns_them(ctx: StepContext, name: str) -> None:
+    step = provision_through(ctx, name)
+    recorded = ctx.state.get(name)
+    assert recorded and identity(recorded), f"{name} recorded no identifiers"
+    found = step.find(ctx, recorded)
+    assert found is not None
+    assert found.ids == recorded
+
+
+@pytest.mark.parametrize("name", [n for n in STEP_NAMES if n != "image"])
+def test_find_without_state_uses_name_or_tags(ctx: StepContext, name: str) -> None:
+    step = provision_through(ctx, name)
+    recorded = ctx.state.get(name)
+    assert recorded is not None
+    found = step.find(ctx, None)
+    assert found is not None, f"{name} cannot be found without its recorded identifiers"
+    assert identity(found.ids) == identity(recorded)
+
+
+@pytest.mark.parametrize("name", STEP_NAMES)
+def test_rerun_is_unchanged_without_changing_calls(ctx: StepContext, calls: CallLog, name: str) -> None:
+    step = provision_through(ctx, name)
+    before = ctx.state.get(name)
+    calls.clear()
+    outcome, ids, changes = provision_step(ctx, step)
+    assert (outcome, changes) == ("unchanged", [])
+    assert ids == before
+    assert calls.changing() == []
+
+
+@pytest.mark.parametrize("name", [n for n in STEP_NAMES if n != "image"])
+def test_lost_state_adopts_the_existing_resource(ctx: StepContext, calls: CallLog, name: str) -> None:
+    step = provision_through(ctx, name)
+    before = ctx.state.get(name)
+    assert before is not None
+    ctx.state.forget(name)
+    calls.clear()
+    outcome, ids, _ = provision_step(ctx, step)
+    assert outcome in ("unchanged", "updated")
+    assert identity(ids) == identity(before)
+    assert not [call for call in calls.changing() if call[1].startswith(("Create", "Register"))]
+
+
+@pytest.mark.parametrize("name", [n for n in STEP_NAMES if n != "image"])
+def test_delete_removes_it_and_deleting_again_is_harmless(ctx: StepContext, name: str) -> None:
+    step = provision_through(ctx, name)
+    recorded = ctx.state.get(name)
+    assert recorded is not None
+    delete_all(ctx)
+    assert step.find(ctx, recorded) is None
+    step.delete(ctx, recorded)  # already gone: counts as deleted
+    assert step.find(ctx, recorded) is None
+
+
+@pytest.mark.parametrize("name", ["log-group", "repository", "task-role", "listener", "cluster", "service"])
+def test_resource_deleted_by_hand_is_created_again(ctx: StepContext, name: str) -> None:
+    provision_through(ctx, "service")
+    step = steps_by_name()[name]
+    old = ctx.state.get(name)
+    assert old is not None
+    step.delete(ctx, old)
+    outcome, ids, _ = provision_step(ctx, step)
+    assert outcome == "created"
+    assert step.find(ctx, ids) is not None
