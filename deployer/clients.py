@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
 from deployer.errors import AwsSetupError
 
@@ -52,7 +52,14 @@ class AwsClients:
 
 def create_session(region: str | None) -> boto3.Session:
     """A session whose region is `region`, or the chain's; refuses a missing or unknown one."""
-    session = boto3.Session(region_name=region) if region else boto3.Session()
+    try:
+        session = boto3.Session(region_name=region) if region else boto3.Session()
+    except ProfileNotFound as exc:
+        raise AwsSetupError(
+            f"The AWS profile '{exc.kwargs.get('profile', '')}' does not exist",
+            where="AWS_PROFILE and the AWS config and credentials files",
+            todo="Set AWS_PROFILE to a profile listed by `aws configure list-profiles`, or unset it",
+        ) from exc
     resolved = session.region_name
     if not resolved:
         raise AwsSetupError(
@@ -76,7 +83,15 @@ def create_session(region: str | None) -> boto3.Session:
 
 def build_clients(session: boto3.Session, config: Config = CLIENT_CONFIG) -> AwsClients:
     """Build every client from one session, after checking that credentials exist."""
-    if session.get_credentials() is None:
+    try:
+        credentials = session.get_credentials()
+    except BotoCoreError as exc:
+        raise AwsSetupError(
+            f"The AWS credentials are incomplete or unreadable: {exc}",
+            where="the standard chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials",
+            todo="Set both the access key id and the secret access key, or fix the profile, and run again",
+        ) from exc
+    if credentials is None:
         raise AwsSetupError(
             "No AWS credentials were found",
             where="the standard chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "

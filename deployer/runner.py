@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from deployer.clients import error_code, error_message
 from deployer.errors import AwsCallError, AwsSetupError, DeployerError
 from deployer.stack import build_steps, steps_by_name
-from deployer.state import Ids
+from deployer.state import Ids, State
 from deployer.steps.base import Step, StepContext
 
 
@@ -45,7 +45,7 @@ def provision(ctx: StepContext, wait: bool = True) -> RunReport:
     report = RunReport()
     for step in build_steps():
         started = time.monotonic()
-        with _explained(step, ctx.state.get(step.name)):
+        with _explained(step, ctx.state):
             outcome, ids, changes = provision_step(ctx, step)
             if wait:
                 step.wait(ctx, ids)
@@ -88,7 +88,7 @@ def teardown(ctx: StepContext) -> RunReport:
                 "and remove its entry",
             )
         started = time.monotonic()
-        with _explained(step, record.ids):
+        with _explained(step, ctx.state):
             step.delete(ctx, record.ids)
         ctx.state.forget(record.step)
         ctx.save()
@@ -99,12 +99,16 @@ def teardown(ctx: StepContext) -> RunReport:
 
 
 @contextmanager
-def _explained(step: Step[Any], ids: Ids | None) -> Iterator[None]:
-    """Turn AWS and transport failures inside a step into a message naming the step."""
+def _explained(step: Step[Any], state: State) -> Iterator[None]:
+    """Turn AWS and transport failures inside a step into a message naming the step and its resource.
+
+    The identifiers are read from the state after the failure: a step may have created
+    and recorded its resource before a later call of the same step failed.
+    """
     try:
         yield
     except ClientError as exc:
-        resource = f"{step.resource} {_primary(ids)}".strip()
+        resource = f"{step.resource} {_primary(state.get(step.name))}".strip()
         raise AwsCallError(step.name, resource, exc.operation_name, error_code(exc), error_message(exc)) from exc
     except BotoCoreError as exc:
         raise AwsSetupError(

@@ -167,6 +167,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             where=str(path),
             todo="Check the file's permissions, or pass --config with another path",
         ) from exc
+    except UnicodeDecodeError as exc:
+        raise SettingsError("The settings file is not UTF-8 text", where=str(path), todo="Save it as UTF-8") from exc
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(
             f"The settings file is not valid TOML: {exc}",

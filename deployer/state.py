@@ -85,9 +85,13 @@ class StateFile:
             return None
         except OSError as exc:
             raise self._refuse(f"cannot be read ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            raise self._refuse("is corrupt: it is not UTF-8 text") from exc
         try:
             return _parse(json.loads(text))
-        except (ValueError, KeyError, TypeError) as exc:
+        except KeyError as exc:
+            raise self._refuse(f"is corrupt or not a state file (missing key {exc})") from exc
+        except (ValueError, TypeError) as exc:
             raise self._refuse(f"is corrupt or not a state file ({exc})") from exc
 
     def save(self, state: State) -> None:
@@ -143,8 +147,12 @@ def _parse(data: Any) -> State:
         raise ValueError(f"schema_version {version!r} is not {SCHEMA_VERSION}")
     resources = []
     for entry in data["resources"]:
-        ids = entry["ids"]
-        if not isinstance(entry["step"], str) or not all(isinstance(v, str) for v in ids.values()):
+        ids = entry["ids"] if isinstance(entry, dict) else None
+        if (
+            not isinstance(ids, dict)
+            or not isinstance(entry["step"], str)
+            or not all(isinstance(v, str) for v in ids.values())
+        ):
             raise TypeError("a resource entry is malformed")
         resources.append(ResourceRecord(entry["step"], dict(ids)))
     outputs = data.get("outputs", {})

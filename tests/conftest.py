@@ -57,6 +57,8 @@ def isolated_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    # The stack runs no EC2 instance: skip moto's AMI catalogue (about a second per fresh backend).
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
 
 @dataclass
@@ -160,7 +162,10 @@ def moto_server() -> Iterator[MotoServer]:
 
 
 @pytest.fixture
-def server(moto_server: MotoServer) -> MotoServer:
+def server(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """The server, reset; it reads these from this process's environment, which each test isolates."""
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
     moto_server.reset()
     return moto_server
 

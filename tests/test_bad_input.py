@@ -322,23 +322,12 @@ def test_no_credentials_is_refused(server: MotoServer, tmp_path: Path, script: s
             ("AWS_SECRET_ACCESS_KEY",),
             {},
             ("credentials", "AWS_SECRET_ACCESS_KEY"),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: clients.build_clients calls session.get_credentials(), which raises botocore's "
-                "PartialCredentialsError (a BotoCoreError) when only AWS_ACCESS_KEY_ID is set; it escapes as a "
-                "traceback with exit 1",
-            ),
             id="access-key-without-secret",
         ),
         pytest.param(
             (),
             {"AWS_PROFILE": "no-such-profile"},
             ("profile", "no-such-profile"),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: clients.create_session calls boto3.Session(), which raises botocore's ProfileNotFound "
-                "when AWS_PROFILE names a missing profile; it escapes as a traceback with exit 1",
-            ),
             id="unknown-profile",
         ),
     ],
@@ -407,20 +396,10 @@ CORRUPT_STATES = [
     pytest.param(state_json(schema_version=99).encode(), id="unknown-schema-version"),
     pytest.param(
         state_json(resources=[{"step": "vpc", "ids": ["vpc-1"]}]).encode(),
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="bug: state._parse calls ids.values() without checking that 'ids' is an object; a list "
-            "raises AttributeError, which StateFile.load does not catch (traceback, exit 1)",
-        ),
         id="ids-not-object",
     ),
     pytest.param(
         b"\xff\xfe{garbage",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="bug: StateFile.load reads with read_text(encoding='utf-8') inside a try that catches only "
-            "OSError; UnicodeDecodeError (a ValueError) escapes as a traceback with exit 1",
-        ),
         id="not-utf8",
     ),
 ]
@@ -598,12 +577,6 @@ def test_aws_refusal_names_step_resource_and_reason_and_loses_nothing(
     assert aws_resources(server)["vpcs"] == [ids["vpc"]["id"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: runner.provision evaluates _explained(step, ctx.state.get(step.name)) before the step runs, so "
-    "when a step fails after creating (and recording) its resource on the first run, the message says only "
-    "'IAM role', not which one ('test-site-task-role')",
-)
 def test_aws_refusal_names_the_resource_the_step_just_created(
     server: MotoServer, run_script: RunScript, tmp_path: Path
 ) -> None:
@@ -650,11 +623,6 @@ def test_teardown_answered_no_deletes_nothing(
 # --------------------------------------------------------------------------- bugs: tracebacks that escape
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: settings._read_toml catches OSError and TOMLDecodeError only; tomllib.load decodes the bytes "
-    "first and raises UnicodeDecodeError for a file that is not UTF-8 (traceback, exit 1)",
-)
 def test_settings_file_not_utf8_is_refused(server: MotoServer, run_script: RunScript, tmp_path: Path) -> None:
     (tmp_path / "deploy.toml").write_bytes(b"cpu = 256\n# caf\xe9\n")
     result = run_script("provision.py", *provision_args(), server=server)

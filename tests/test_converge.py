@@ -13,7 +13,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from deployer.errors import ResourceDriftError
 from deployer.runner import provision_step
@@ -22,24 +21,10 @@ from deployer.state import Ids
 from deployer.steps.base import Step, StepContext
 from deployer.steps.registry import LIFECYCLE_POLICY
 from tests.conftest import CallLog
+from tests.steps_helpers import provision_through
 
 EXECUTION_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 READ_ONLY_ARN = "arn:aws:iam::aws:policy/ReadOnlyAccess"
-
-
-@pytest.fixture(autouse=True)
-def no_default_amis(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The stack runs no EC2 instance: skip loading moto's AMI catalogue, which costs about a second per test."""
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-
-
-def provision_through(ctx: StepContext, step_name: str) -> Step[Any]:
-    """Provision every step in stack order up to and including `step_name`; return that step."""
-    for step in build_steps():
-        provision_step(ctx, step)
-        if step.name == step_name:
-            return step
-    raise AssertionError(f"the stack has no step named {step_name!r}")
 
 
 def step_named(step_name: str) -> Step[Any]:
@@ -82,25 +67,26 @@ def change_settings(ctx: StepContext, **changes: Any) -> None:
 # --- vpc ----------------------------------------------------------------------------------------
 
 
-def vpc_attribute(ctx: StepContext, attribute: str) -> bool:
-    vpc_id = ctx.ids("vpc")["id"]
-    if attribute == "enableDnsHostnames":
-        return ctx.clients.ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)["EnableDnsHostnames"]["Value"]
-    return ctx.clients.ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsSupport")["EnableDnsSupport"][
-        "Value"
-    ]
+def dns_hostnames(ctx: StepContext) -> bool:
+    answer = ctx.clients.ec2.describe_vpc_attribute(VpcId=ctx.ids("vpc")["id"], Attribute="enableDnsHostnames")
+    return answer["EnableDnsHostnames"]["Value"]
+
+
+def dns_support(ctx: StepContext) -> bool:
+    answer = ctx.clients.ec2.describe_vpc_attribute(VpcId=ctx.ids("vpc")["id"], Attribute="enableDnsSupport")
+    return answer["EnableDnsSupport"]["Value"]
 
 
 def test_vpc_dns_hostnames_turned_off_by_hand_are_turned_back_on(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "vpc")
-    assert vpc_attribute(ctx, "enableDnsHostnames")
+    assert dns_hostnames(ctx)
     ctx.clients.ec2.modify_vpc_attribute(VpcId=ctx.ids("vpc")["id"], EnableDnsHostnames={"Value": False})
-    assert not vpc_attribute(ctx, "enableDnsHostnames")
+    assert not dns_hostnames(ctx)
 
     _, changes = reconverge(ctx, calls, step, "DNS hostnames on")
 
     assert changes == ["DNS hostnames on"]
-    assert vpc_attribute(ctx, "enableDnsHostnames")
+    assert dns_hostnames(ctx)
     assert_settled(ctx, calls, step)
 
 
@@ -111,8 +97,8 @@ def test_vpc_dns_support_turned_off_by_hand_is_turned_back_on(ctx: StepContext, 
     _, changes = reconverge(ctx, calls, step, "DNS support on")
 
     assert changes == ["DNS support on"]
-    assert vpc_attribute(ctx, "enableDnsSupport")
-    assert vpc_attribute(ctx, "enableDnsHostnames")
+    assert dns_support(ctx)
+    assert dns_hostnames(ctx)
     assert_settled(ctx, calls, step)
 
 
@@ -167,6 +153,17 @@ def test_internet_gateway_detached_by_hand_is_reattached(ctx: StepContext, calls
     assert_settled(ctx, calls, step)
 
 
+def test_internet_gateway_attached_to_another_vpc_is_drift(ctx: StepContext, calls: CallLog) -> None:
+    step = provision_through(ctx, "internet-gateway")
+    gateway_id = ctx.ids("internet-gateway")["id"]
+    ctx.clients.ec2.detach_internet_gateway(InternetGatewayId=gateway_id, VpcId=ctx.ids("vpc")["id"])
+    other = ctx.clients.ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    ctx.clients.ec2.attach_internet_gateway(InternetGatewayId=gateway_id, VpcId=other)
+
+    assert_drift(ctx, calls, step, f"is attached to {other}")
+    assert gateway_attachments(ctx) == [other]
+
+
 # --- route table --------------------------------------------------------------------------------
 
 
@@ -198,6 +195,24 @@ def test_route_table_default_route_deleted_by_hand_is_added_back(ctx: StepContex
 
     reconverge(ctx, calls, step, f"route 0.0.0.0/0 -> {gateway_id} added")
 
+    assert default_route_targets(ctx) == [gateway_id]
+    assert_settled(ctx, calls, step)
+
+
+def test_route_table_default_route_replaced_by_hand_is_pointed_back(ctx: StepContext, calls: CallLog) -> None:
+    step = provision_through(ctx, "route-table")
+    gateway_id = ctx.ids("internet-gateway")["id"]
+    interface = ctx.clients.ec2.create_network_interface(SubnetId=ctx.ids("subnet-1")["id"])["NetworkInterface"]
+    ctx.clients.ec2.replace_route(
+        RouteTableId=ctx.ids("route-table")["id"],
+        DestinationCidrBlock="0.0.0.0/0",
+        NetworkInterfaceId=interface["NetworkInterfaceId"],
+    )
+    assert default_route_targets(ctx) == [None]
+
+    _, changes = reconverge(ctx, calls, step, f"route 0.0.0.0/0 -> {gateway_id} replaced")
+
+    assert changes == [f"route 0.0.0.0/0 -> {gateway_id} replaced"]
     assert default_route_targets(ctx) == [gateway_id]
     assert_settled(ctx, calls, step)
 
@@ -314,11 +329,6 @@ def rule_descriptions(ctx: StepContext, step_name: str) -> list[str | None]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="network._split drops each source's Description, so a rule re-authorized by converge loses "
-    "the description create gave it ('site visitors')",
-)
 def test_nlb_security_group_rule_authorized_again_keeps_its_description(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "nlb-security-group")
     assert rule_descriptions(ctx, "nlb-security-group") == ["site visitors"]
@@ -332,58 +342,20 @@ def test_nlb_security_group_rule_authorized_again_keeps_its_description(ctx: Ste
     assert rule_descriptions(ctx, "nlb-security-group") == ["site visitors"]
 
 
-def strip_task_rule_description(ctx: StepContext) -> None:
-    """Replace the tasks' rule by the same rule without its description, by hand.
-
-    moto 5.2.1 matches a group-to-group rule in RevokeSecurityGroupIngress on the whole
-    source including its Description (AWS matches on protocol, ports and group only), and
-    the deployer revokes without descriptions; without this, moto answers
-    InvalidPermission.NotFound. See the strict xfail test below for the unpatched run.
-    """
-    group_id = ctx.ids("task-security-group")["id"]
-    source = ctx.ids("nlb-security-group")["id"]
-    rule: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080}
-    ctx.clients.ec2.revoke_security_group_ingress(
-        GroupId=group_id,
-        IpPermissions=[{**rule, "UserIdGroupPairs": [{"GroupId": source, "Description": "the load balancer"}]}],
-    )
-    ctx.clients.ec2.authorize_security_group_ingress(
-        GroupId=group_id, IpPermissions=[{**rule, "UserIdGroupPairs": [{"GroupId": source}]}]
-    )
-
-
 def test_task_security_group_follows_a_container_port_change(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "task-security-group")
     nlb_group = ctx.ids("nlb-security-group")["id"]
     assert ingress(ctx, "task-security-group") == {("tcp", 8080, 8080, nlb_group)}
-    strip_task_rule_description(ctx)
-    assert_settled(ctx, calls, step)  # a description is no part of a rule's identity
     change_settings(ctx, container_port=9090)
 
     _, changes = reconverge(ctx, calls, step, "revoked 1 ingress rule(s)")
 
     assert changes == ["revoked 1 ingress rule(s)", "authorized 1 ingress rule(s)"]
     assert ingress(ctx, "task-security-group") == {("tcp", 9090, 9090, nlb_group)}
+    assert rule_descriptions(ctx, "task-security-group") == ["the load balancer"]
     assert_settled(ctx, calls, step)
     # The NLB's group depends on the listener port only: untouched.
     assert_settled(ctx, calls, step_named("nlb-security-group"))
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=ClientError,
-    reason="SecurityGroupStep.converge revokes the tasks' rule without its Description; moto 5.2.1 then "
-    "answers InvalidPermission.NotFound (AWS would accept it), so a container_port change fails against moto",
-)
-def test_task_security_group_follows_a_container_port_change_without_help(ctx: StepContext, calls: CallLog) -> None:
-    step = provision_through(ctx, "task-security-group")
-    nlb_group = ctx.ids("nlb-security-group")["id"]
-    change_settings(ctx, container_port=9090)
-
-    reconverge(ctx, calls, step, "revoked 1 ingress rule(s)")
-
-    assert ingress(ctx, "task-security-group") == {("tcp", 9090, 9090, nlb_group)}
-    assert rule_descriptions(ctx, "task-security-group") == ["the load balancer"]
 
 
 # --- log group ----------------------------------------------------------------------------------
@@ -503,6 +475,18 @@ def test_task_role_follows_the_policy_arns_setting(ctx: StepContext, calls: Call
     assert attached_policies(ctx, "execution-role") == {EXECUTION_POLICY_ARN}
 
 
+def test_task_role_inline_policy_added_by_hand_is_removed(ctx: StepContext, calls: CallLog) -> None:
+    step = provision_through(ctx, "task-role")
+    name = ctx.ids("task-role")["name"]
+    everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    ctx.clients.iam.put_role_policy(RoleName=name, PolicyName="by-hand", PolicyDocument=json.dumps(everything))
+    assert ctx.clients.iam.list_role_policies(RoleName=name)["PolicyNames"] == ["by-hand"]
+
+    reconverge(ctx, calls, step, "by-hand")
+
+    assert ctx.clients.iam.list_role_policies(RoleName=name)["PolicyNames"] == []
+
+
 # --- repository ---------------------------------------------------------------------------------
 
 
@@ -561,7 +545,40 @@ def test_repository_scan_on_push_turned_off_by_hand_is_turned_on(ctx: StepContex
     assert_settled(ctx, calls, step)
 
 
+def test_repository_lifecycle_policy_replaced_by_hand_is_reset(ctx: StepContext, calls: CallLog) -> None:
+    step = provision_through(ctx, "repository")
+    keep_everything = {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": "by hand",
+                "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 100},
+                "action": {"type": "expire"},
+            }
+        ]
+    }
+    ctx.clients.ecr.put_lifecycle_policy(
+        repositoryName=ctx.ids("repository")["name"], lifecyclePolicyText=json.dumps(keep_everything)
+    )
+    assert lifecycle_policy(ctx) == keep_everything
+
+    reconverge(ctx, calls, step, "lifecycle policy reset")
+
+    assert lifecycle_policy(ctx) == LIFECYCLE_POLICY
+    assert_settled(ctx, calls, step)
+
+
 # --- image --------------------------------------------------------------------------------------
+
+
+def reconverge_without_calls(ctx: StepContext, calls: CallLog, step: Step[Any], mentions: str) -> tuple[Ids, list[str]]:
+    """Like `reconverge`, for a step that only records (the image step makes no AWS call)."""
+    calls.clear()
+    outcome, ids, changes = provision_step(ctx, step)
+    assert outcome == "updated", (outcome, changes)
+    assert any(mentions in change for change in changes), changes
+    assert calls.changing() == []
+    return ids, changes
 
 
 def test_image_follows_the_image_setting(ctx: StepContext, calls: CallLog) -> None:
@@ -584,16 +601,6 @@ def test_image_kept_when_the_setting_is_absent(ctx: StepContext, calls: CallLog)
     change_settings(ctx, image=None)
 
     assert assert_settled(ctx, calls, step) == before
-
-
-def reconverge_without_calls(ctx: StepContext, calls: CallLog, step: Step[Any], mentions: str) -> tuple[Ids, list[str]]:
-    """Like `reconverge`, for a step that only records (the image step makes no AWS call)."""
-    calls.clear()
-    outcome, ids, changes = provision_step(ctx, step)
-    assert outcome == "updated", (outcome, changes)
-    assert any(mentions in change for change in changes), changes
-    assert calls.changing() == []
-    return ids, changes
 
 
 # --- target group -------------------------------------------------------------------------------
@@ -622,13 +629,24 @@ def test_target_group_health_check_changed_by_hand_is_restored(ctx: StepContext,
 
     assert "HealthyThresholdCount=2" in changes[0]
     group = target_group(ctx)
-    assert (group["HealthCheckIntervalSeconds"], group["HealthyThresholdCount"], group["UnhealthyThresholdCount"]) == (
-        10,
-        2,
-        2,
-    )
-    assert group["HealthCheckProtocol"] == "TCP"
+    health = ("HealthCheckProtocol", "HealthCheckIntervalSeconds", "HealthyThresholdCount", "UnhealthyThresholdCount")
+    assert {key: group[key] for key in health} == dict(zip(health, ("TCP", 10, 2, 2), strict=True))
     assert_settled(ctx, calls, step)
+
+
+def test_target_group_health_check_protocol_changed_by_hand_is_reset_and_reported(
+    ctx: StepContext, calls: CallLog
+) -> None:
+    step = provision_through(ctx, "target-group")
+    ctx.clients.elbv2.modify_target_group(TargetGroupArn=ctx.ids("target-group")["arn"], HealthCheckProtocol="HTTP")
+    assert target_group(ctx)["HealthCheckProtocol"] == "HTTP"
+
+    calls.clear()
+    outcome, _, changes = provision_step(ctx, step)
+
+    assert outcome == "updated"
+    assert target_group(ctx)["HealthCheckProtocol"] == "TCP"  # this part works
+    assert any("TCP" in change for change in changes), changes
 
 
 def test_target_group_deregistration_delay_changed_by_hand_is_restored(ctx: StepContext, calls: CallLog) -> None:
@@ -663,6 +681,12 @@ def balancer_groups(ctx: StepContext) -> list[str]:
     return list(ctx.clients.elbv2.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"][0]["SecurityGroups"])
 
 
+def balancer_subnets(ctx: StepContext) -> list[str]:
+    arn = ctx.ids("load-balancer")["arn"]
+    balancer = ctx.clients.elbv2.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"][0]
+    return sorted(zone["SubnetId"] for zone in balancer["AvailabilityZones"])
+
+
 def test_load_balancer_security_groups_set_by_hand_are_reset(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "load-balancer")
     nlb_group = ctx.ids("nlb-security-group")["id"]
@@ -677,6 +701,26 @@ def test_load_balancer_security_groups_set_by_hand_are_reset(ctx: StepContext, c
 
     assert changes == ["security group reset"]
     assert balancer_groups(ctx) == [nlb_group]
+    assert_settled(ctx, calls, step)
+
+
+def test_load_balancer_subnets_set_by_hand_are_reset(ctx: StepContext, calls: CallLog) -> None:
+    step = provision_through(ctx, "load-balancer")
+    ours = sorted([ctx.ids("subnet-1")["id"], ctx.ids("subnet-2")["id"]])
+    elsewhere = ctx.clients.ec2.create_subnet(
+        VpcId=ctx.ids("vpc")["id"],
+        CidrBlock="172.31.96.0/20",
+        AvailabilityZone=ctx.ids("subnet-2")["availability_zone"],
+    )["Subnet"]["SubnetId"]
+    ctx.clients.elbv2.set_subnets(
+        LoadBalancerArn=ctx.ids("load-balancer")["arn"], Subnets=[ctx.ids("subnet-1")["id"], elsewhere]
+    )
+    assert balancer_subnets(ctx) == sorted([ctx.ids("subnet-1")["id"], elsewhere])
+
+    _, changes = reconverge(ctx, calls, step, "subnets reset")
+
+    assert changes == ["subnets reset"]
+    assert balancer_subnets(ctx) == ours
     assert_settled(ctx, calls, step)
 
 
@@ -709,6 +753,19 @@ def test_listener_default_action_changed_by_hand_is_reset(ctx: StepContext, call
     assert changes == ["TCP 80 -> target group"]
     assert forwards_to(ctx) == [("forward", ours)]
     assert (listener(ctx)["Protocol"], listener(ctx)["Port"]) == ("TCP", 80)
+    assert_settled(ctx, calls, step)
+
+
+def test_listener_follows_a_listener_port_change(ctx: StepContext, calls: CallLog) -> None:
+    step = provision_through(ctx, "listener")
+    before = ctx.ids("listener")
+    change_settings(ctx, listener_port=8081)
+
+    ids, _ = reconverge(ctx, calls, step, "TCP 8081 -> target group")
+
+    assert ids == before  # the same listener, modified in place
+    assert (listener(ctx)["Protocol"], listener(ctx)["Port"]) == ("TCP", 8081)
+    assert forwards_to(ctx) == [("forward", ctx.ids("target-group")["arn"])]
     assert_settled(ctx, calls, step)
 
 
@@ -815,6 +872,7 @@ def test_service_network_configuration_changed_by_hand_is_reset(ctx: StepContext
             }
         },
     )
+    assert service(ctx)["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
 
     reconverge(ctx, calls, step, "network configuration")
 
@@ -822,4 +880,62 @@ def test_service_network_configuration_changed_by_hand_is_reset(ctx: StepContext
     assert sorted(vpc["subnets"]) == sorted([ctx.ids("subnet-1")["id"], ctx.ids("subnet-2")["id"]])
     assert vpc["securityGroups"] == [ctx.ids("task-security-group")["id"]]
     assert vpc["assignPublicIp"] == "ENABLED"
+    assert_settled(ctx, calls, step)
+
+
+def test_service_task_definition_rolled_back_by_hand_is_moved_forward(ctx: StepContext, calls: CallLog) -> None:
+    step = provision_through(ctx, "service")
+    first = ctx.ids("task-definition")["arn"]
+    change_settings(ctx, cpu=512, memory=1024)
+    second = provision_step(ctx, step_named("task-definition"))[1]["arn"]
+    provision_step(ctx, step)
+    assert service(ctx)["taskDefinition"] == second
+    ids = ctx.ids("service")
+    ctx.clients.ecs.update_service(cluster=ids["cluster"], service=ids["name"], taskDefinition=first)
+
+    _, changes = reconverge(ctx, calls, step, f"task definition -> {second.rsplit('/', 1)[-1]}")
+
+    assert changes == [f"task definition -> {second.rsplit('/', 1)[-1]}"]
+    assert service(ctx)["taskDefinition"] == second
+    assert_settled(ctx, calls, step)
+
+
+def test_service_circuit_breaker_turned_off_by_hand_is_turned_on(ctx: StepContext, calls: CallLog) -> None:
+    step = provision_through(ctx, "service")
+    ids = ctx.ids("service")
+    # moto drops deploymentConfiguration on CreateService, but keeps what UpdateService sets.
+    ctx.clients.ecs.update_service(
+        cluster=ids["cluster"],
+        service=ids["name"],
+        deploymentConfiguration={"deploymentCircuitBreaker": {"enable": False, "rollback": False}},
+    )
+
+    _, changes = reconverge(ctx, calls, step, "circuit breaker with rollback on")
+
+    assert changes == ["circuit breaker with rollback on"]
+    breaker = service(ctx)["deploymentConfiguration"]["deploymentCircuitBreaker"]
+    assert breaker == {"enable": True, "rollback": True}
+    assert_settled(ctx, calls, step)
+
+
+def test_service_load_balancer_attachment_changed_by_hand_is_reset(ctx: StepContext, calls: CallLog) -> None:
+    step = provision_through(ctx, "service")
+    ids = ctx.ids("service")
+    other = ctx.clients.elbv2.create_target_group(
+        Name="by-hand-tg", Protocol="TCP", Port=8080, VpcId=ctx.ids("vpc")["id"], TargetType="ip"
+    )["TargetGroups"][0]["TargetGroupArn"]
+    ctx.clients.ecs.update_service(
+        cluster=ids["cluster"],
+        service=ids["name"],
+        loadBalancers=[{"targetGroupArn": other, "containerName": "web", "containerPort": 8080}],
+    )
+    assert [b["targetGroupArn"] for b in service(ctx)["loadBalancers"]] == [other]
+
+    _, changes = reconverge(ctx, calls, step, "load balancer attachment")
+
+    assert changes == ["load balancer attachment"]
+    balancers = service(ctx)["loadBalancers"]
+    assert [(b["targetGroupArn"], b["containerName"], b["containerPort"]) for b in balancers] == [
+        (ctx.ids("target-group")["arn"], "web", 8080)
+    ]
     assert_settled(ctx, calls, step)

@@ -27,6 +27,7 @@ EXECUTION_POLICY = "policy/service-role/AmazonECSTaskExecutionRolePolicy"
 class LiveRole:
     role: RoleTypeDef
     attached: frozenset[str]
+    inline: frozenset[str]
 
 
 class RoleStep(Step[LiveRole]):
@@ -72,7 +73,8 @@ class RoleStep(Step[LiveRole]):
             if is_code(exc, "NoSuchEntity"):
                 return None
             raise
-        return Existing({"name": name, "arn": role["Arn"]}, LiveRole(role, _attached(ctx, name)))
+        live = LiveRole(role, _attached(ctx, name), _inline(ctx, name))
+        return Existing({"name": name, "arn": role["Arn"]}, live)
 
     def create(self, ctx: StepContext) -> Ids:
         name = self.role_name(ctx)
@@ -102,6 +104,10 @@ class RoleStep(Step[LiveRole]):
         for arn in sorted(existing.live.attached - wanted):
             iam.detach_role_policy(RoleName=name, PolicyArn=arn)
             changes.append(f"detached {arn}")
+        # The role is the tool's: permissions come only from the settings, never from inline policies.
+        for policy in sorted(existing.live.inline):
+            iam.delete_role_policy(RoleName=name, PolicyName=policy)
+            changes.append(f"deleted inline policy {policy}")
         return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
@@ -111,9 +117,8 @@ class RoleStep(Step[LiveRole]):
         try:
             for arn in sorted(_attached(ctx, name)):
                 iam.detach_role_policy(RoleName=name, PolicyArn=arn)
-            for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
-                for policy in page["PolicyNames"]:
-                    iam.delete_role_policy(RoleName=name, PolicyName=policy)
+            for policy in sorted(_inline(ctx, name)):
+                iam.delete_role_policy(RoleName=name, PolicyName=policy)
             iam.delete_role(RoleName=name)
         except ClientError as exc:
             if not is_code(exc, "NoSuchEntity"):
@@ -125,6 +130,13 @@ def _attached(ctx: StepContext, name: str) -> frozenset[str]:
     for page in ctx.clients.iam.get_paginator("list_attached_role_policies").paginate(RoleName=name):
         arns.update(policy["PolicyArn"] for policy in page["AttachedPolicies"])
     return frozenset(arns)
+
+
+def _inline(ctx: StepContext, name: str) -> frozenset[str]:
+    names: set[str] = set()
+    for page in ctx.clients.iam.get_paginator("list_role_policies").paginate(RoleName=name):
+        names.update(page["PolicyNames"])
+    return frozenset(names)
 
 
 def _as_dict(document: Any) -> Any:

@@ -96,13 +96,14 @@ class TargetGroupStep(Step[LiveTargetGroup]):
             "HealthyThresholdCount": settings.healthy_threshold,
             "UnhealthyThresholdCount": settings.unhealthy_threshold,
         }
-        differs = {key: value for key, value in health.items() if group.get(key) != value}
+        differs: dict[str, object] = {key: value for key, value in health.items() if group.get(key) != value}
         if differs or group.get("HealthCheckProtocol") != "TCP":
             ctx.clients.elbv2.modify_target_group(
                 TargetGroupArn=existing.ids["arn"],
                 HealthCheckProtocol="TCP",
                 **health,  # type: ignore[arg-type]
             )
+            differs["HealthCheckProtocol"] = "TCP"
             changes.append("health check " + ", ".join(f"{k}={v}" for k, v in differs.items()))
         delay = str(settings.deregistration_delay)
         if existing.live.attributes.get(DEREGISTRATION_DELAY) != delay:
@@ -169,7 +170,7 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
         groups = [ctx.ids("nlb-security-group")["id"]]
         live_groups = live.get("SecurityGroups", [])
         if not live_groups:
-            raise self.drift(existing.ids, "was created without a security group")
+            raise self.drift(existing.ids, "has no security group (an NLB created or left without one cannot get one)")
         if sorted(live_groups) != groups:
             ctx.clients.elbv2.set_security_groups(LoadBalancerArn=existing.ids["arn"], SecurityGroups=groups)
             changes.append("security group reset")

@@ -395,14 +395,16 @@ def _split(permissions: list[IpPermissionOutputTypeDef] | list[IpPermissionTypeD
             base["FromPort"] = perm["FromPort"]
         if "ToPort" in perm:
             base["ToPort"] = perm["ToPort"]
+        # Each source keeps its description: it is part of the rule users see, and moto
+        # (unlike AWS) matches it when revoking.
         for cidr in perm.get("IpRanges", []):
-            single_rules.append({**base, "IpRanges": [{"CidrIp": cidr["CidrIp"]}]})
+            single_rules.append({**base, "IpRanges": [cidr]})
         for pair in perm.get("UserIdGroupPairs", []):
-            single_rules.append({**base, "UserIdGroupPairs": [{"GroupId": pair["GroupId"]}]})
+            single_rules.append({**base, "UserIdGroupPairs": [pair]})
         for cidr6 in perm.get("Ipv6Ranges", []):
-            single_rules.append({**base, "Ipv6Ranges": [{"CidrIpv6": cidr6["CidrIpv6"]}]})
+            single_rules.append({**base, "Ipv6Ranges": [cidr6]})
         for prefix in perm.get("PrefixListIds", []):
-            single_rules.append({**base, "PrefixListIds": [{"PrefixListId": prefix["PrefixListId"]}]})
+            single_rules.append({**base, "PrefixListIds": [prefix]})
     return single_rules
 
 
