@@ -222,3 +222,10 @@ def test_teardown_restores_the_original_main_route_table(ctx: StepContext, runni
         Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "association.main", "Values": ["true"]}]
     )["RouteTables"]
     assert [t["RouteTableId"] for t in main] == [original]
+
+
+def test_state_example_is_a_valid_state_of_the_whole_stack() -> None:
+    example = StateFile(Path(__file__).resolve().parent.parent / "state.json.example").load()
+    assert example is not None
+    assert [r.step for r in example.resources] == [s.name for s in build_steps()]
+    assert example.outputs["url"].startswith("http://")
