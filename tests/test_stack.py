@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from deployer import runner
+from deployer.errors import WaitTimeoutError
 from deployer.stack import build_steps
 from deployer.state import StateFile
 from deployer.steps.base import StepContext
@@ -229,3 +231,21 @@ def test_state_example_is_a_valid_state_of_the_whole_stack() -> None:
     assert example is not None
     assert [r.step for r in example.resources] == [s.name for s in build_steps()]
     assert example.outputs["url"].startswith("http://")
+
+
+def test_wait_says_what_it_waits_for_and_gives_up_after_the_timeout(ctx: StepContext, state_path: Path) -> None:
+    """Without MOTO_ECS_SERVICE_RUNNING moto never runs the task: the wait must end, not hang."""
+    now = [0.0]
+    said: list[str] = []
+    ctx.clock = lambda: now[0]
+    ctx.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
+    ctx.say = said.append
+    ctx.settings = replace(ctx.settings, service_wait_timeout=60)
+    with pytest.raises(WaitTimeoutError) as failure:
+        runner.provision(ctx)
+    assert "service test-site-web to become stable" in failure.value.message
+    assert "0/1 tasks running" in failure.value.message
+    assert any(line.startswith("  waiting for service test-site-web") for line in said)
+    assert 60 <= now[0] <= 70
+    saved = StateFile(state_path).load()  # the service was recorded before the wait began
+    assert saved is not None and saved.get("service") is not None
