@@ -15,10 +15,10 @@ from pathlib import Path
 from deployer import runner
 from deployer.clients import AwsClients, account_id, build_clients, create_session
 from deployer.errors import EXIT_INTERRUPTED, DeployerError, SettingsError
+from deployer.images import ImageBuilder
 from deployer.settings import CONFIG_FILE_NAME, Settings, load_settings
 from deployer.state import State, StateFile, check_identity
 from deployer.steps.base import StepContext
-from deployer.steps.image import missing_image_error
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_FILE = "state.json"
@@ -60,6 +60,13 @@ def _provision_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--image", help="deploy this existing image URI (no build, no push)")
     parser.add_argument(
+        "--build-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a build argument for the site's image, as with docker build (repeatable)",
+    )
+    parser.add_argument(
         "--no-wait",
         action="store_true",
         help="return once every resource exists, without waiting for the load balancer "
@@ -90,8 +97,9 @@ def _provision(args: argparse.Namespace) -> int:
     state_file = StateFile(args.state_file)
     state = state_file.load()
     settings = _settings(args, state)
-    if settings.image is None and (state is None or state.get("image") is None):
-        raise missing_image_error()
+    images = ImageBuilder(progress=lambda line: print(line, flush=True))
+    if settings.image is None:
+        images.client()  # no engine: say so before anything is created
     session = create_session(settings.region)
     clients = build_clients(session)
     account = account_id(clients)
@@ -101,6 +109,7 @@ def _provision(args: argparse.Namespace) -> int:
     ctx = _context(
         clients, settings, state, account, state_file, partition=session.get_partition_for_region(clients.region)
     )
+    ctx.images = images
     print(f"Provisioning stack '{settings.stack}' in {clients.region} (account {account})")
     report = runner.provision(ctx, wait=not args.no_wait)
     print(f"Site URL: {report.outputs['url']}")
@@ -117,7 +126,22 @@ def _settings(args: argparse.Namespace, state: State | None) -> Settings:
         )
     config = args.config if args.config is not None else PROJECT_DIR / CONFIG_FILE_NAME
     recorded = {"stack": state.stack, "region": state.region} if state else {}
-    return load_settings(config, {"stack": args.stack, "region": args.region, "image": args.image}, fallback=recorded)
+    flags = {"stack": args.stack, "region": args.region, "image": args.image, "build_args": _build_args(args.build_arg)}
+    return load_settings(config, flags, fallback=recorded)
+
+
+def _build_args(pairs: list[str]) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise SettingsError(
+                f"--build-arg '{pair}' is not KEY=VALUE", where="command line", todo="Write it as --build-arg KEY=VALUE"
+            )
+        parsed[key] = value
+    return parsed
 
 
 def _teardown(args: argparse.Namespace) -> int:

@@ -63,6 +63,7 @@ _POLICY_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(aws|\d{12}):policy/[\w+
 _IMAGE_PATTERN = re.compile(r"^[a-z0-9][\w.:/@-]*$", re.IGNORECASE)
 
 CONFIG_FILE_NAME = "deploy.toml"
+PROJECT_DIR = Path(__file__).resolve().parent.parent  # beside provision.py; relative paths start here
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ class Settings:
     task_role_policy_arns: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
     image: str | None = None
+    build_context: str = "website"
+    dockerfile: str = "Dockerfile"
+    build_args: dict[str, str] = field(default_factory=dict)
     service_wait_timeout: int = 1200
 
     @property
@@ -151,7 +155,11 @@ def load_settings(
     values: dict[str, Any] = dict(fallback or {})
     if config_path is not None and config_path.exists():
         values.update(_read_toml(config_path))
-    values.update({key: value for key, value in overrides.items() if value is not None})
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}  # e.g. --build-arg adds to deploy.toml's build_args
+        elif value is not None:
+            values[key] = value
     settings = _coerce(values, str(config_path) if config_path else "flags")
     validate(settings)
     return settings
@@ -221,6 +229,7 @@ def _coerce_value(key: str, value: Any, annotation: Any, source: str) -> Any:
 def validate(settings: Settings) -> None:
     """Refuse anything AWS would refuse later, half-way through a deploy."""
     _validate_stack(settings.stack)
+    _validate_build(settings)
     _validate_network(settings)
     _validate_task(settings)
     _validate_tags(settings.tags)
@@ -237,6 +246,22 @@ def validate(settings: Settings) -> None:
             f"'{settings.image}' is not an image reference",
             "Pass a reference like 123456789012.dkr.ecr.us-east-1.amazonaws.com/site:tag",
         )
+
+
+def _validate_build(settings: Settings) -> None:
+    if settings.image is not None:
+        return
+    context = Path(settings.build_context)
+    context = context if context.is_absolute() else PROJECT_DIR / context
+    if not (context / settings.dockerfile).is_file():
+        _fail(
+            "build_context",
+            f"there is no {settings.dockerfile} in {context}",
+            "Point build_context and dockerfile at the site to build, or pass --image URI",
+        )
+    for key in settings.build_args:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            _fail("build_args", f"'{key}' is not a valid build argument name", "Use KEY=VALUE with a plain name")
 
 
 def _validate_stack(stack: str) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 
 import boto3
 import botocore.session
+import docker
+import docker.errors
 import moto.iam.models
 import pytest
 from botocore.config import Config
@@ -214,3 +216,29 @@ def run_script(tmp_path: Path) -> RunScript:
         )
 
     return run
+
+
+BASE_IMAGE = "flask-deployer/base:bookworm"  # built by scripts/setup-docker.sh (no registry can be reached)
+REGISTRY_HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"  # moto's ECR endpoint, served on 127.0.0.1:443
+
+
+def docker_missing(reason: str) -> None:
+    """Skip a Docker test with its reason; with REQUIRE_DOCKER=1 (CI) fail instead."""
+    if os.environ.get("REQUIRE_DOCKER") == "1":
+        pytest.fail(f"REQUIRE_DOCKER=1 but {reason}; run scripts/setup-docker.sh")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    """A reachable Docker engine that has the local base image."""
+    try:
+        client = docker.from_env()
+        client.ping()  # type: ignore[no-untyped-call]
+    except docker.errors.DockerException as exc:
+        docker_missing(f"no Docker engine is reachable ({exc})")
+    try:
+        client.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        docker_missing(f"the base image {BASE_IMAGE} is missing")
+    return client

@@ -368,16 +368,17 @@ def test_unknown_region_is_refused(
 # --------------------------------------------------------------------------- image
 
 
-@pytest.mark.parametrize("with_state", [False, True], ids=["no-state", "state-without-image"])
-def test_provision_without_image_creates_nothing(
+@pytest.mark.parametrize("with_state", [False, True], ids=["no-state", "with-state"])
+def test_building_without_a_docker_engine_creates_nothing(
     server: MotoServer, run_script: RunScript, tmp_path: Path, with_state: bool
 ) -> None:
     state = tmp_path / "state.json"
     if with_state:
         state.write_text(state_json())
     before = Snapshot.take(state)
-    result = run_script("provision.py", "--stack", STACK, server=server)
-    assert_refused(result, "image", "--image", "nothing was created")
+    no_engine = {"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    result = run_script("provision.py", "--stack", STACK, server=server, env=no_engine)
+    assert_refused(result, "Docker engine", "DOCKER_HOST", "--image", "Nothing was created")
     before.assert_unchanged()
     assert aws_resources(server) == {}
 

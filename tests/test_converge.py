@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from deployer.errors import ResourceDriftError
+from deployer.errors import DeployerError, ResourceDriftError
 from deployer.runner import provision_step
 from deployer.stack import build_steps
 from deployer.state import Ids
@@ -595,12 +595,14 @@ def test_image_follows_the_image_setting(ctx: StepContext, calls: CallLog) -> No
     assert_settled(ctx, calls, step)
 
 
-def test_image_kept_when_the_setting_is_absent(ctx: StepContext, calls: CallLog) -> None:
+def test_image_setting_removed_means_build_the_site(ctx: StepContext, calls: CallLog) -> None:
+    """Without an image setting the site is built; with no engine that is a clear error, not the old image."""
     step = provision_through(ctx, "image")
-    before = ctx.ids("image")
     change_settings(ctx, image=None)
-
-    assert assert_settled(ctx, calls, step) == before
+    calls.clear()
+    with pytest.raises(DeployerError, match="Docker engine"):
+        provision_step(ctx, step)
+    assert calls.changing() == []
 
 
 # --- target group -------------------------------------------------------------------------------

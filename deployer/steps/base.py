@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from deployer.clients import AwsClients, error_code
 from deployer.errors import DeployerError, ResourceDriftError, WaitTimeoutError
+from deployer.images import ImageBuilder
 from deployer.settings import Settings
 from deployer.state import Ids, State
 
@@ -52,6 +53,7 @@ class StepContext:
     partition: str
     save: Callable[[], None]
     say: Callable[[str], None]
+    images: ImageBuilder | None = None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     poll_seconds: float = 10.0

@@ -19,6 +19,15 @@ from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
 if TYPE_CHECKING:
     from mypy_boto3_ecs.type_defs import ClusterTypeDef, ServiceTypeDef, TaskDefinitionTypeDef
 
+# The site's image answers /healthz through this stdlib script (slim images have no curl).
+SITE_HEALTH_CHECK: dict[str, Any] = {
+    "command": ["CMD", "python", "/app/healthcheck.py"],
+    "interval": 10,
+    "timeout": 5,
+    "retries": 3,
+    "startPeriod": 15,
+}
+
 NOT_FOUND_CODES = ("ClusterNotFoundException", "ServiceNotFoundException", "ServiceNotActiveException")
 
 
@@ -99,6 +108,24 @@ class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
         """The task definition the settings ask for, in RegisterTaskDefinition's shape."""
         settings = ctx.settings
         names = settings.names
+        image = ctx.ids("image")
+        container: dict[str, Any] = {
+            "name": names.container,
+            "image": image["uri"],
+            "essential": True,
+            "portMappings": [{"containerPort": settings.container_port, "protocol": "tcp"}],
+            "environment": [{"name": "PORT", "value": str(settings.container_port)}],
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": ctx.ids("log-group")["name"],
+                    "awslogs-region": ctx.clients.region,
+                    "awslogs-stream-prefix": names.container,
+                },
+            },
+        }
+        if "tag" in image:  # built from our site: its health check is known to work inside it
+            container["healthCheck"] = SITE_HEALTH_CHECK
         return {
             "family": names.task_family,
             "requiresCompatibilities": ["FARGATE"],
@@ -108,22 +135,7 @@ class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
             "runtimePlatform": {"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"},
             "executionRoleArn": ctx.ids("execution-role")["arn"],
             "taskRoleArn": ctx.ids("task-role")["arn"],
-            "containerDefinitions": [
-                {
-                    "name": names.container,
-                    "image": ctx.ids("image")["uri"],
-                    "essential": True,
-                    "portMappings": [{"containerPort": settings.container_port, "protocol": "tcp"}],
-                    "logConfiguration": {
-                        "logDriver": "awslogs",
-                        "options": {
-                            "awslogs-group": ctx.ids("log-group")["name"],
-                            "awslogs-region": ctx.clients.region,
-                            "awslogs-stream-prefix": names.container,
-                        },
-                    },
-                }
-            ],
+            "containerDefinitions": [container],
         }
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
@@ -302,13 +314,19 @@ def _differences(live: Any, wanted: dict[str, Any]) -> list[str]:
     if len(live_containers) != 1:
         return [*differences, "containers"]
     container, want = live_containers[0], wanted["containerDefinitions"][0]
-    for key in ("name", "image", "essential", "logConfiguration"):
-        if container.get(key) != want[key]:
+    for key in ("name", "image", "essential", "logConfiguration", "healthCheck"):
+        if container.get(key) != want.get(key):
             differences.append(key)
+    if _pairs(container.get("environment", [])) != _pairs(want["environment"]):
+        differences.append("environment")
     ports = [(p.get("containerPort"), p.get("protocol", "tcp")) for p in container.get("portMappings", [])]
     if ports != [(p["containerPort"], p["protocol"]) for p in want["portMappings"]]:
         differences.append("port")
     return differences
+
+
+def _pairs(environment: Any) -> list[tuple[str, str]]:
+    return sorted((item["name"], item["value"]) for item in environment)
 
 
 def _network_key(config: Any) -> tuple[tuple[str, ...], tuple[str, ...], str]:

@@ -1,48 +1,85 @@
 """The container image the service runs.
 
-For now the image is given with `--image URI` (or `image` in deploy.toml) and is
-deployed as it is: no build, no push. The record survives in the state, so a
-re-run without `--image` keeps running the same image. Teardown deletes nothing
-here: an image pushed to the stack's repository goes with the repository, and an
-image from elsewhere is not ours to delete.
+Two ways to get one:
+
+* `--image URI` (or `image` in deploy.toml): deploy an existing image as it is,
+  no build, no push.
+* Otherwise the site in `build_context` (default `website/`) is built with the
+  Docker SDK for linux/amd64 and pushed to the stack's ECR repository, tagged with
+  a hash of the build context. If the registry already holds that tag, nothing is
+  built or pushed. The state records the repository, the tag and the digest, and
+  the task definition runs `repository@sha256:<digest>`, so what runs changes only
+  with a new task-definition revision.
+
+Teardown deletes nothing here: pushed images go with the repository, and an image
+from elsewhere is not ours to delete.
 """
 
 from __future__ import annotations
 
-from deployer.errors import SettingsError
+from pathlib import Path
+
+from deployer.errors import DeployerError
+from deployer.images import BuildSpec, ImageBuilder, ecr_auth
+from deployer.settings import PROJECT_DIR
 from deployer.state import Ids
 from deployer.steps.base import Converged, Existing, Step, StepContext
 
 
-class ImageStep(Step[str]):
+class ImageStep(Step[Ids]):
     name = "image"
     resource = "container image"
 
-    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[str] | None:
-        return Existing(ids, ids["uri"])
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[Ids] | None:
+        return Existing(ids, ids)
 
-    def find_unrecorded(self, ctx: StepContext) -> Existing[str] | None:
+    def find_unrecorded(self, ctx: StepContext) -> Existing[Ids] | None:
         return None
 
     def create(self, ctx: StepContext) -> Ids:
-        if ctx.settings.image is None:
-            raise missing_image_error()
-        return {"uri": ctx.settings.image}
+        return self._wanted(ctx)
 
-    def converge(self, ctx: StepContext, existing: Existing[str]) -> Converged:
-        wanted = ctx.settings.image
-        if wanted is None or wanted == existing.live:
+    def converge(self, ctx: StepContext, existing: Existing[Ids]) -> Converged:
+        wanted = self._wanted(ctx)
+        if wanted == existing.ids:
             return Converged(existing.ids)
-        return Converged({"uri": wanted}, [f"image -> {wanted}"])
+        return Converged(wanted, [f"image -> {wanted.get('tag') or wanted['uri']}"])
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         return None
 
+    def _wanted(self, ctx: StepContext) -> Ids:
+        if ctx.settings.image is not None:
+            return {"uri": ctx.settings.image}
+        return self._built(ctx, _builder(ctx))
 
-def missing_image_error() -> SettingsError:
-    return SettingsError(
-        "No image to deploy: building the site's image is not available yet",
-        where="provision.py without --image, and no image recorded in the state file",
-        todo="Pass --image URI with an image the tasks can pull (for example an ECR or public registry "
-        "reference); nothing was created",
-    )
+    def _built(self, ctx: StepContext, builder: ImageBuilder) -> Ids:
+        """The site's image in the stack's repository: looked up by its content tag, built only if missing."""
+        spec = build_spec(ctx)
+        tag = spec.content_tag()
+        repository = ctx.ids("repository")["uri"]
+        data = ctx.clients.ecr.get_authorization_token()["authorizationData"][0]
+        auth = ecr_auth(data["authorizationToken"], data["proxyEndpoint"])
+        digest = builder.registry_digest(f"{repository}:{tag}", auth)
+        if digest is None:
+            builder.build(spec, f"{repository}:{tag}")
+            digest = builder.push(repository, tag, auth)
+        return {"uri": f"{repository}@{digest}", "repository": repository, "tag": tag, "digest": digest}
+
+
+def build_spec(ctx: StepContext) -> BuildSpec:
+    settings = ctx.settings
+    context = Path(settings.build_context)
+    if not context.is_absolute():
+        context = PROJECT_DIR / context
+    return BuildSpec(context=context, dockerfile=settings.dockerfile, build_args=dict(settings.build_args))
+
+
+def _builder(ctx: StepContext) -> ImageBuilder:
+    if ctx.images is None:
+        raise DeployerError(
+            "No Docker engine was set up for this run",
+            where="the image step",
+            todo="Pass --image URI, or run provision.py where a Docker engine is reachable",
+        )
+    return ctx.images

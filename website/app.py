@@ -1,0 +1,215 @@
+"""The personal website: a small Flask application whose content lives in site.toml.
+
+Run it in production with gunicorn (see gunicorn.conf.py): ``gunicorn --config gunicorn.conf.py app:app``.
+Run it locally with ``flask --app app run`` from this folder. Debug mode is never switched on here.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+from flask import Flask, Response, jsonify, render_template
+from werkzeug.exceptions import NotFound
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_SITE_FILE = HERE / "site.toml"
+STATIC_DIR = HERE / "static"
+URL_PREFIXES = ("https://", "http://", "mailto:", "/")
+
+# Everything the pages need comes from this origin: no script, font or stylesheet from elsewhere.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; "
+    "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
+
+
+class SiteConfigError(Exception):
+    """The site's data file is missing, unreadable, or does not describe a site."""
+
+
+@dataclass(frozen=True)
+class Link:
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Project:
+    title: str
+    description: str
+    link: str | None
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    tagline: str
+    bio: tuple[str, ...]
+    avatar: str
+    avatar_alt: str
+    contacts: tuple[Link, ...]
+    projects: tuple[Project, ...]
+
+
+class _Reader:
+    """Checks one parsed data file, naming the file and the key in every complaint."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, problem: str) -> NoReturn:
+        raise SiteConfigError(f"{self.path}: {where} {problem}. Fix the file and start the site again.")
+
+    def table(self, value: object, where: str, allowed: set[str], required: set[str]) -> Mapping[str, object]:
+        if not isinstance(value, dict):
+            self.fail(where, f"must be a table, not {type(value).__name__}")
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            self.fail(where, f"has unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+        missing = sorted(required - set(value))
+        if missing:
+            self.fail(where, f"is missing the key(s) {', '.join(missing)}")
+        return value
+
+    def tables(self, value: object, where: str) -> list[object]:
+        if not isinstance(value, list):
+            self.fail(where, f"must be an array of tables ([[{where}]]), not {type(value).__name__}")
+        return value
+
+    def text(self, value: object, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            self.fail(where, f"must be a non-empty string, not {value!r}")
+        return value.strip()
+
+    def texts(self, value: object, where: str, *, allow_empty: bool) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            self.fail(where, f"must be an array of strings, not {type(value).__name__}")
+        if not value and not allow_empty:
+            self.fail(where, "must hold at least one string")
+        return tuple(self.text(item, f"{where}[{index}]") for index, item in enumerate(value))
+
+    def url(self, value: object, where: str) -> str:
+        url = self.text(value, where)
+        if not url.startswith(URL_PREFIXES) or url.startswith("//"):
+            self.fail(where, f"must start with {', '.join(URL_PREFIXES)}, not {url!r}")
+        return url
+
+    def static_file(self, value: object, where: str) -> str:
+        relative = self.text(value, where)
+        target = (STATIC_DIR / relative).resolve()
+        if not target.is_relative_to(STATIC_DIR) or not target.is_file():
+            self.fail(where, f"must name a file inside {STATIC_DIR}, and {relative!r} does not")
+        return target.relative_to(STATIC_DIR).as_posix()
+
+
+def load_site(path: Path) -> Site:
+    """Read and validate the site's data file; raise SiteConfigError saying what is wrong and where."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise SiteConfigError(f"{path}: the site's data file does not exist.") from None
+    except OSError as error:
+        raise SiteConfigError(f"{path}: cannot be read ({error.strerror}).") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SiteConfigError(f"{path}: is not valid TOML ({error}).") from None
+
+    reader = _Reader(path)
+    top = reader.table(data, "the file", {"owner", "contacts", "projects"}, {"owner"})
+    owner = reader.table(
+        top["owner"], "[owner]", {"name", "tagline", "bio", "avatar", "avatar_alt"}, {"name", "tagline", "bio"}
+    )
+    name = reader.text(owner["name"], "owner.name")
+
+    contacts = []
+    for index, item in enumerate(reader.tables(top.get("contacts", []), "contacts")):
+        where = f"contacts[{index}]"
+        contact = reader.table(item, where, {"label", "url"}, {"label", "url"})
+        contacts.append(
+            Link(reader.text(contact["label"], f"{where}.label"), reader.url(contact["url"], f"{where}.url"))
+        )
+
+    projects = []
+    for index, item in enumerate(reader.tables(top.get("projects", []), "projects")):
+        where = f"projects[{index}]"
+        project = reader.table(item, where, {"title", "description", "link", "tags"}, {"title", "description"})
+        link = project.get("link")
+        projects.append(
+            Project(
+                title=reader.text(project["title"], f"{where}.title"),
+                description=reader.text(project["description"], f"{where}.description"),
+                link=None if link is None else reader.url(link, f"{where}.link"),
+                tags=reader.texts(project.get("tags", []), f"{where}.tags", allow_empty=True),
+            )
+        )
+
+    return Site(
+        name=name,
+        tagline=reader.text(owner["tagline"], "owner.tagline"),
+        bio=reader.texts(owner["bio"], "owner.bio", allow_empty=False),
+        avatar=reader.static_file(owner.get("avatar", "img/avatar.svg"), "owner.avatar"),
+        avatar_alt=reader.text(owner.get("avatar_alt", f"Portrait of {name}"), "owner.avatar_alt"),
+        contacts=tuple(contacts),
+        projects=tuple(projects),
+    )
+
+
+def create_app(site_file: str | os.PathLike[str] | None = None) -> Flask:
+    """Build the application; the data file is site_file, else $SITE_FILE, else site.toml beside this file."""
+    path = Path(site_file or os.environ.get("SITE_FILE") or DEFAULT_SITE_FILE)
+    site = load_site(path)
+
+    app = Flask(__name__, root_path=str(HERE))
+    # Never debug: FLASK_DEBUG in the environment must not turn it on in production either.
+    app.debug = False
+    app.extensions["site"] = site
+
+    @app.context_processor
+    def inject_site() -> dict[str, object]:
+        return {"site": site, "year": datetime.now(UTC).year}
+
+    @app.after_request
+    def add_security_headers(response: Response) -> Response:
+        for header, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(header, value)
+        return response
+
+    @app.get("/")
+    def home() -> str:
+        return render_template("home.html")
+
+    @app.get("/about")
+    def about() -> str:
+        return render_template("about.html")
+
+    @app.get("/projects")
+    def projects() -> str:
+        return render_template("projects.html")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        response = jsonify(status="ok")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(404)
+    def page_not_found(error: NotFound) -> tuple[str, int]:
+        return render_template("404.html"), 404
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,59 @@
+"""gunicorn settings for the container (``gunicorn --config gunicorn.conf.py app:app``).
+
+Environment: PORT (default 8080), WEB_CONCURRENCY (worker processes, default 2),
+GUNICORN_THREADS (threads per worker, default 4), LOG_LEVEL (default info).
+
+Shutdown: gunicorn handles SIGTERM gracefully by default. On SIGTERM (what ECS sends when it stops
+a task) the master stops accepting connections, lets each worker finish the requests it is serving
+for up to graceful_timeout seconds, then exits 0. ECS waits stopTimeout (30 s by default) before it
+sends SIGKILL, so graceful_timeout stays well below that. The image's CMD uses the exec form, so
+gunicorn is PID 1 and receives the signal itself.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _int_from_env(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"gunicorn.conf.py: {name}={raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise SystemExit(f"gunicorn.conf.py: {name}={value} is outside {low}..{high}")
+    return value
+
+
+# Listen on every interface: the load balancer reaches the task on its own IP (awsvpc networking).
+bind = f"0.0.0.0:{_int_from_env('PORT', 8080, 1, 65535)}"
+
+# Fargate's smallest task (0.25 vCPU, 512 MiB) serves this site comfortably with 2 workers.
+# Threaded workers keep a slow client from holding a whole worker: the Network Load Balancer
+# passes TCP straight through and does not buffer requests the way an HTTP proxy would.
+workers = _int_from_env("WEB_CONCURRENCY", 2, 1, 64)
+worker_class = "gthread"
+threads = _int_from_env("GUNICORN_THREADS", 4, 1, 64)
+
+# Each worker imports the app itself; nothing is loaded in the master before the fork.
+preload_app = False
+
+# A worker silent for this long is killed and replaced.
+timeout = 30
+# Seconds given to in-flight requests after SIGTERM; below ECS's 30 s default stopTimeout.
+graceful_timeout = 20
+# Seconds an idle keep-alive connection stays open.
+keepalive = 5
+
+# Worker heartbeat files in memory rather than on the container's disk layer (when /dev/shm exists).
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+# Logs go to stdout/stderr, where the awslogs driver collects them for CloudWatch.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").strip().lower() or "info"
+# The usual combined format plus the response time in milliseconds.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
