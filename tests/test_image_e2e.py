@@ -82,9 +82,14 @@ def test_build_push_run_rebuild_teardown(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     stack, port = deploy_config
+    docker_config = Path.home() / ".docker" / "config.json"
+    config_before = docker_config.read_bytes() if docker_config.exists() else None
     first = run_script("provision.py", "--no-wait", server=server)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "building" in first.stdout and "pushing" in first.stdout
+    # The ECR token never reaches the output, a log, or docker's credential file.
+    assert "auth-token" not in first.stdout + first.stderr
+    assert (docker_config.read_bytes() if docker_config.exists() else None) == config_before
     image = state_of(tmp_path)["image"]
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", image["digest"])
     assert image["uri"] == f"{image['repository']}@{image['digest']}"
