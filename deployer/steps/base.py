@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 from deployer.clients import AwsClients, error_code
 from deployer.errors import DeployerError, ResourceDriftError, WaitTimeoutError
 from deployer.images import ImageBuilder
+from deployer.retry import Retry, with_retries
 from deployer.settings import Settings
 from deployer.state import Ids, State
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2.type_defs import FilterTypeDef, TagSpecificationTypeDef
 
 LiveT = TypeVar("LiveT")
+T = TypeVar("T")
 ItemT = TypeVar("ItemT")
 
 STACK_TAG = "deployer:stack"
@@ -58,6 +60,10 @@ class StepContext:
     clock: Callable[[], float] = time.monotonic
     poll_seconds: float = 10.0
     _zones: list[str] = field(default_factory=list)
+
+    def retry(self, call: Callable[[], T], *rules: Retry) -> T:
+        """Run an AWS call, waiting out the answers `rules` call transient (see deployer/retry.py)."""
+        return with_retries(call, rules, self.sleep, self.clock, self.say)
 
     def ids(self, step: str) -> Ids:
         """Identifiers of an earlier step; the runner guarantees it ran."""

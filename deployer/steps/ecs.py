@@ -13,11 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from deployer.retry import ROLE_NOT_ASSUMABLE, SERVICE_NOT_READY, SERVICE_STILL_DEPLOYING, STILL_IN_USE
 from deployer.state import Ids
 from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
 
 if TYPE_CHECKING:
-    from mypy_boto3_ecs.type_defs import ClusterTypeDef, ServiceTypeDef, TaskDefinitionTypeDef
+    from mypy_boto3_ecs.type_defs import (
+        ClusterTypeDef,
+        CreateServiceResponseTypeDef,
+        ServiceTypeDef,
+        TaskDefinitionTypeDef,
+    )
 
 # The site's image answers /healthz through this stdlib script (slim images have no curl).
 SITE_HEALTH_CHECK: dict[str, Any] = {
@@ -57,7 +63,7 @@ class ClusterStep(Step["ClusterTypeDef"]):
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         try:
-            ctx.clients.ecs.delete_cluster(cluster=ids["name"])
+            ctx.retry(lambda: ctx.clients.ecs.delete_cluster(cluster=ids["name"]), STILL_IN_USE)
         except ClientError as exc:
             if not is_code(exc, "ClusterNotFoundException"):
                 raise
@@ -98,9 +104,12 @@ class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
         return Converged(ids, [f"new revision ({', '.join(differences)} changed)"])
 
     def _register(self, ctx: StepContext) -> Ids:
-        definition = ctx.clients.ecs.register_task_definition(
-            **self.definition(ctx),
-            tags=_ecs_tags(ctx, self.name),  # type: ignore[arg-type]
+        definition = ctx.retry(
+            lambda: ctx.clients.ecs.register_task_definition(
+                **self.definition(ctx),
+                tags=_ecs_tags(ctx, self.name),  # type: ignore[arg-type]
+            ),
+            ROLE_NOT_ASSUMABLE,
         )["taskDefinition"]
         return {"family": definition["family"], "arn": definition["taskDefinitionArn"]}
 
@@ -178,7 +187,13 @@ class ServiceStep(Step["ServiceTypeDef"]):
         cluster = ctx.ids("cluster")["name"]
         name = ctx.settings.names.service
         task_definition = ctx.ids("task-definition")["arn"]
-        service = ctx.clients.ecs.create_service(
+        service = ctx.retry(
+            lambda: self._create(ctx, cluster, name, task_definition), SERVICE_NOT_READY, ROLE_NOT_ASSUMABLE
+        )["service"]
+        return {"cluster": cluster, "name": name, "arn": service["serviceArn"]}
+
+    def _create(self, ctx: StepContext, cluster: str, name: str, task_definition: str) -> CreateServiceResponseTypeDef:
+        return ctx.clients.ecs.create_service(
             cluster=cluster,
             serviceName=name,
             taskDefinition=task_definition,
@@ -192,8 +207,7 @@ class ServiceStep(Step["ServiceTypeDef"]):
             propagateTags="SERVICE",
             enableECSManagedTags=True,
             tags=_ecs_tags(ctx, self.name),  # type: ignore[arg-type]
-        )["service"]
-        return {"cluster": cluster, "name": name, "arn": service["serviceArn"]}
+        )
 
     def converge(self, ctx: StepContext, existing: Existing[ServiceTypeDef]) -> Converged:
         live = existing.live
@@ -218,7 +232,13 @@ class ServiceStep(Step["ServiceTypeDef"]):
             update["deploymentConfiguration"] = self._deployment()
             changes.append("circuit breaker with rollback on")
         if update:
-            ctx.clients.ecs.update_service(cluster=existing.ids["cluster"], service=existing.ids["name"], **update)
+            ctx.retry(
+                lambda: ctx.clients.ecs.update_service(
+                    cluster=existing.ids["cluster"], service=existing.ids["name"], **update
+                ),
+                SERVICE_NOT_READY,
+                ROLE_NOT_ASSUMABLE,
+            )
         return Converged(existing.ids, changes)
 
     def wait(self, ctx: StepContext, ids: Ids) -> None:
@@ -242,7 +262,10 @@ class ServiceStep(Step["ServiceTypeDef"]):
         ecs = ctx.clients.ecs
         try:
             ecs.update_service(cluster=ids["cluster"], service=ids["name"], desiredCount=0)
-            ecs.delete_service(cluster=ids["cluster"], service=ids["name"], force=True)
+            ctx.retry(
+                lambda: ecs.delete_service(cluster=ids["cluster"], service=ids["name"], force=True),
+                SERVICE_STILL_DEPLOYING,
+            )
         except ClientError as exc:
             if is_code(exc, *NOT_FOUND_CODES):
                 return

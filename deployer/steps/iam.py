@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from deployer.retry import ROLE_NOT_VISIBLE
 from deployer.state import Ids
 from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
 
@@ -87,7 +88,7 @@ class RoleStep(Step[LiveRole]):
         ids = {"name": name, "arn": role["Arn"]}
         ctx.remember(self.name, ids)
         for arn in sorted(self.policies(ctx)):
-            ctx.clients.iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+            _attach(ctx, name, arn)
         return ids
 
     def converge(self, ctx: StepContext, existing: Existing[LiveRole]) -> Converged:
@@ -123,6 +124,11 @@ class RoleStep(Step[LiveRole]):
         except ClientError as exc:
             if not is_code(exc, "NoSuchEntity"):
                 raise
+
+
+def _attach(ctx: StepContext, role: str, arn: str) -> None:
+    """Attach a policy to a role made a moment ago (IAM may not show it yet)."""
+    ctx.retry(lambda: ctx.clients.iam.attach_role_policy(RoleName=role, PolicyArn=arn), ROLE_NOT_VISIBLE)
 
 
 def _attached(ctx: StepContext, name: str) -> frozenset[str]:

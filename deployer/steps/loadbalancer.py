@@ -15,11 +15,17 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError, WaiterError
 
 from deployer.errors import WaitTimeoutError
+from deployer.retry import NEW_RESOURCE_NOT_FOUND, STILL_IN_USE
 from deployer.state import Ids
 from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
 
 if TYPE_CHECKING:
-    from mypy_boto3_elbv2.type_defs import ListenerTypeDef, LoadBalancerTypeDef, TargetGroupTypeDef
+    from mypy_boto3_elbv2.type_defs import (
+        CreateTargetGroupOutputTypeDef,
+        ListenerTypeDef,
+        LoadBalancerTypeDef,
+        TargetGroupTypeDef,
+    )
 
 DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
 
@@ -58,7 +64,21 @@ class TargetGroupStep(Step[LiveTargetGroup]):
 
     def create(self, ctx: StepContext) -> Ids:
         settings = ctx.settings
-        group = ctx.clients.elbv2.create_target_group(
+        group = ctx.retry(lambda: self._create(ctx), NEW_RESOURCE_NOT_FOUND)["TargetGroups"][0]
+        ids = {"name": group["TargetGroupName"], "arn": group["TargetGroupArn"]}
+        ctx.remember(self.name, ids)
+        ctx.retry(
+            lambda: ctx.clients.elbv2.modify_target_group_attributes(
+                TargetGroupArn=ids["arn"],
+                Attributes=[{"Key": DEREGISTRATION_DELAY, "Value": str(settings.deregistration_delay)}],
+            ),
+            NEW_RESOURCE_NOT_FOUND,
+        )
+        return ids
+
+    def _create(self, ctx: StepContext) -> CreateTargetGroupOutputTypeDef:
+        settings = ctx.settings
+        return ctx.clients.elbv2.create_target_group(
             Name=settings.names.target_group,
             Protocol="TCP",
             Port=settings.container_port,
@@ -69,14 +89,7 @@ class TargetGroupStep(Step[LiveTargetGroup]):
             HealthyThresholdCount=settings.healthy_threshold,
             UnhealthyThresholdCount=settings.unhealthy_threshold,
             Tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
-        )["TargetGroups"][0]
-        ids = {"name": group["TargetGroupName"], "arn": group["TargetGroupArn"]}
-        ctx.remember(self.name, ids)
-        ctx.clients.elbv2.modify_target_group_attributes(
-            TargetGroupArn=ids["arn"],
-            Attributes=[{"Key": DEREGISTRATION_DELAY, "Value": str(settings.deregistration_delay)}],
         )
-        return ids
 
     def converge(self, ctx: StepContext, existing: Existing[LiveTargetGroup]) -> Converged:
         settings = ctx.settings
@@ -115,7 +128,8 @@ class TargetGroupStep(Step[LiveTargetGroup]):
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         try:
-            ctx.clients.elbv2.delete_target_group(TargetGroupArn=ids["arn"])
+            # ResourceInUse while the listener that forwarded to it is still being deleted.
+            ctx.retry(lambda: ctx.clients.elbv2.delete_target_group(TargetGroupArn=ids["arn"]), STILL_IN_USE)
         except ClientError as exc:
             if not is_code(exc, "TargetGroupNotFound"):
                 raise
@@ -145,14 +159,17 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
         return Existing(_lb_ids(balancers[0]), balancers[0])
 
     def create(self, ctx: StepContext) -> Ids:
-        balancer = ctx.clients.elbv2.create_load_balancer(
-            Name=ctx.settings.names.load_balancer,
-            Type="network",
-            Scheme="internet-facing",
-            IpAddressType="ipv4",
-            Subnets=self._subnets(ctx),
-            SecurityGroups=[ctx.ids("nlb-security-group")["id"]],
-            Tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
+        balancer = ctx.retry(
+            lambda: ctx.clients.elbv2.create_load_balancer(
+                Name=ctx.settings.names.load_balancer,
+                Type="network",
+                Scheme="internet-facing",
+                IpAddressType="ipv4",
+                Subnets=self._subnets(ctx),
+                SecurityGroups=[ctx.ids("nlb-security-group")["id"]],
+                Tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
+            ),
+            NEW_RESOURCE_NOT_FOUND,
         )["LoadBalancers"][0]
         return _lb_ids(balancer)
 
@@ -236,12 +253,15 @@ class ListenerStep(Step["ListenerTypeDef"]):
         return None
 
     def create(self, ctx: StepContext) -> Ids:
-        listener = ctx.clients.elbv2.create_listener(
-            LoadBalancerArn=ctx.ids("load-balancer")["arn"],
-            Protocol="TCP",
-            Port=ctx.settings.listener_port,
-            DefaultActions=[{"Type": "forward", "TargetGroupArn": ctx.ids("target-group")["arn"]}],
-            Tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
+        listener = ctx.retry(
+            lambda: ctx.clients.elbv2.create_listener(
+                LoadBalancerArn=ctx.ids("load-balancer")["arn"],
+                Protocol="TCP",
+                Port=ctx.settings.listener_port,
+                DefaultActions=[{"Type": "forward", "TargetGroupArn": ctx.ids("target-group")["arn"]}],
+                Tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
+            ),
+            NEW_RESOURCE_NOT_FOUND,
         )["Listeners"][0]
         return {"arn": listener["ListenerArn"]}
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from deployer.retry import NEW_RESOURCE_NOT_FOUND
 from deployer.state import Ids
 from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
 
@@ -40,7 +41,12 @@ class LogGroupStep(Step["LogGroupTypeDef"]):
         ctx.clients.logs.create_log_group(logGroupName=name, tags=ctx.tags(self.name))
         ids = {"name": name}
         ctx.remember(self.name, ids)
-        ctx.clients.logs.put_retention_policy(logGroupName=name, retentionInDays=ctx.settings.log_retention_days)
+        ctx.retry(
+            lambda: ctx.clients.logs.put_retention_policy(
+                logGroupName=name, retentionInDays=ctx.settings.log_retention_days
+            ),
+            NEW_RESOURCE_NOT_FOUND,
+        )
         return ids
 
     def converge(self, ctx: StepContext, existing: Existing[LogGroupTypeDef]) -> Converged:

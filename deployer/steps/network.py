@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from deployer.errors import DeployerError
+from deployer.retry import NEW_RESOURCE_NOT_FOUND, STILL_IN_USE
 from deployer.state import Ids
 from deployer.steps.base import Converged, Existing, Step, StepContext, is_code, single
 
@@ -51,7 +53,10 @@ class VpcStep(Step["VpcTypeDef"]):
         ids = {"id": vpc["VpcId"]}
         ctx.remember(self.name, ids)
         # A new VPC resolves DNS but gives no DNS hostnames; AWS takes one attribute per call.
-        ctx.clients.ec2.modify_vpc_attribute(VpcId=ids["id"], EnableDnsHostnames={"Value": True})
+        ctx.retry(
+            lambda: ctx.clients.ec2.modify_vpc_attribute(VpcId=ids["id"], EnableDnsHostnames={"Value": True}),
+            NEW_RESOURCE_NOT_FOUND,
+        )
         return ids
 
     def converge(self, ctx: StepContext, existing: Existing[VpcTypeDef]) -> Converged:
@@ -70,8 +75,10 @@ class VpcStep(Step["VpcTypeDef"]):
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         try:
-            ctx.clients.ec2.delete_vpc(VpcId=ids["id"])
+            ctx.retry(lambda: ctx.clients.ec2.delete_vpc(VpcId=ids["id"]), STILL_IN_USE)
         except ClientError as exc:
+            if is_code(exc, "DependencyViolation"):
+                raise blocked(ctx, self.resource, ids["id"], "vpc-id") from exc
             if not is_code(exc, "InvalidVpcID.NotFound"):
                 raise
 
@@ -103,11 +110,14 @@ class SubnetStep(Step["SubnetTypeDef"]):
 
     def create(self, ctx: StepContext) -> Ids:
         zone = ctx.availability_zones()[self.index]
-        subnet = ctx.clients.ec2.create_subnet(
-            VpcId=ctx.ids("vpc")["id"],
-            CidrBlock=ctx.settings.subnet_cidrs[self.index],
-            AvailabilityZone=zone,
-            TagSpecifications=ctx.ec2_tags(self.name, "subnet"),
+        subnet = ctx.retry(
+            lambda: ctx.clients.ec2.create_subnet(
+                VpcId=ctx.ids("vpc")["id"],
+                CidrBlock=ctx.settings.subnet_cidrs[self.index],
+                AvailabilityZone=zone,
+                TagSpecifications=ctx.ec2_tags(self.name, "subnet"),
+            ),
+            NEW_RESOURCE_NOT_FOUND,
         )["Subnet"]
         return {"id": subnet["SubnetId"], "availability_zone": subnet["AvailabilityZone"]}
 
@@ -121,8 +131,10 @@ class SubnetStep(Step["SubnetTypeDef"]):
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         try:
-            ctx.clients.ec2.delete_subnet(SubnetId=ids["id"])
+            ctx.retry(lambda: ctx.clients.ec2.delete_subnet(SubnetId=ids["id"]), STILL_IN_USE)
         except ClientError as exc:
+            if is_code(exc, "DependencyViolation"):
+                raise blocked(ctx, self.resource, ids["id"], "subnet-id") from exc
             if not is_code(exc, "InvalidSubnetID.NotFound"):
                 raise
 
@@ -155,7 +167,10 @@ class InternetGatewayStep(Step["InternetGatewayTypeDef"]):
         )["InternetGateway"]
         ids = {"id": gateway["InternetGatewayId"], "vpc_id": ctx.ids("vpc")["id"]}
         ctx.remember(self.name, ids)
-        ctx.clients.ec2.attach_internet_gateway(InternetGatewayId=ids["id"], VpcId=ids["vpc_id"])
+        ctx.retry(
+            lambda: ctx.clients.ec2.attach_internet_gateway(InternetGatewayId=ids["id"], VpcId=ids["vpc_id"]),
+            NEW_RESOURCE_NOT_FOUND,
+        )
         return ids
 
     def converge(self, ctx: StepContext, existing: Existing[InternetGatewayTypeDef]) -> Converged:
@@ -171,7 +186,11 @@ class InternetGatewayStep(Step["InternetGatewayTypeDef"]):
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         ec2 = ctx.clients.ec2
         try:
-            ec2.detach_internet_gateway(InternetGatewayId=ids["id"], VpcId=ids["vpc_id"])
+            # "Network vpc-... has some mapped public address(es)" (DependencyViolation) while
+            # task or NLB addresses are released.
+            ctx.retry(
+                lambda: ec2.detach_internet_gateway(InternetGatewayId=ids["id"], VpcId=ids["vpc_id"]), STILL_IN_USE
+            )
         except ClientError as exc:
             if is_code(exc, "InvalidInternetGatewayID.NotFound"):
                 return
@@ -211,15 +230,21 @@ class RouteTableStep(Step["RouteTableTypeDef"]):
 
     def create(self, ctx: StepContext) -> Ids:
         vpc_id = ctx.ids("vpc")["id"]
-        table = ctx.clients.ec2.create_route_table(
-            VpcId=vpc_id,
-            TagSpecifications=ctx.ec2_tags(self.name, "route-table"),
-            ClientToken=ctx.client_token(self.name, vpc_id),
+        table = ctx.retry(
+            lambda: ctx.clients.ec2.create_route_table(
+                VpcId=vpc_id,
+                TagSpecifications=ctx.ec2_tags(self.name, "route-table"),
+                ClientToken=ctx.client_token(self.name, vpc_id),
+            ),
+            NEW_RESOURCE_NOT_FOUND,
         )["RouteTable"]
         ids = {"id": table["RouteTableId"], "vpc_id": vpc_id}
         ctx.remember(self.name, ids)
-        ctx.clients.ec2.create_route(
-            RouteTableId=ids["id"], DestinationCidrBlock=DEFAULT_ROUTE, GatewayId=ctx.ids("internet-gateway")["id"]
+        ctx.retry(
+            lambda: ctx.clients.ec2.create_route(
+                RouteTableId=ids["id"], DestinationCidrBlock=DEFAULT_ROUTE, GatewayId=ctx.ids("internet-gateway")["id"]
+            ),
+            NEW_RESOURCE_NOT_FOUND,
         )
         return self._make_main(ctx, ids)
 
@@ -259,8 +284,11 @@ class RouteTableStep(Step["RouteTableTypeDef"]):
         if original != ids["id"] and "original_main_route_table" not in ids:
             ids = {**ids, "original_main_route_table": original}
             ctx.remember(self.name, ids)
-        answer = ctx.clients.ec2.replace_route_table_association(
-            AssociationId=association[0]["RouteTableAssociationId"], RouteTableId=ids["id"]
+        answer = ctx.retry(
+            lambda: ctx.clients.ec2.replace_route_table_association(
+                AssociationId=association[0]["RouteTableAssociationId"], RouteTableId=ids["id"]
+            ),
+            NEW_RESOURCE_NOT_FOUND,
         )
         return {**ids, "main_association_id": answer["NewAssociationId"]}
 
@@ -274,7 +302,7 @@ class RouteTableStep(Step["RouteTableTypeDef"]):
         if main and not self._restore_original(ctx, ids, main[0]["RouteTableAssociationId"]):
             return
         try:
-            ctx.clients.ec2.delete_route_table(RouteTableId=ids["id"])
+            ctx.retry(lambda: ctx.clients.ec2.delete_route_table(RouteTableId=ids["id"]), STILL_IN_USE)
         except ClientError as exc:
             if not is_code(exc, "InvalidRouteTableID.NotFound"):
                 raise
@@ -325,15 +353,21 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
         return Existing({"id": group["GroupId"]}, group) if group else None
 
     def create(self, ctx: StepContext) -> Ids:
-        group_id = ctx.clients.ec2.create_security_group(
-            GroupName=ctx.settings.names.security_group(self.role),
-            Description=f"{ctx.settings.stack}: {self.role} traffic (managed by provision.py)",
-            VpcId=ctx.ids("vpc")["id"],
-            TagSpecifications=ctx.ec2_tags(self.name, "security-group"),
+        group_id = ctx.retry(
+            lambda: ctx.clients.ec2.create_security_group(
+                GroupName=ctx.settings.names.security_group(self.role),
+                Description=f"{ctx.settings.stack}: {self.role} traffic (managed by provision.py)",
+                VpcId=ctx.ids("vpc")["id"],
+                TagSpecifications=ctx.ec2_tags(self.name, "security-group"),
+            ),
+            NEW_RESOURCE_NOT_FOUND,
         )["GroupId"]
         ids = {"id": group_id}
         ctx.remember(self.name, ids)
-        ctx.clients.ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=self.wanted(ctx))
+        ctx.retry(
+            lambda: ctx.clients.ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=self.wanted(ctx)),
+            NEW_RESOURCE_NOT_FOUND,
+        )
         return ids
 
     def converge(self, ctx: StepContext, existing: Existing[SecurityGroupTypeDef]) -> Converged:
@@ -377,10 +411,37 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         try:
-            ctx.clients.ec2.delete_security_group(GroupId=ids["id"])
+            ctx.retry(lambda: ctx.clients.ec2.delete_security_group(GroupId=ids["id"]), STILL_IN_USE)
         except ClientError as exc:
+            if is_code(exc, "DependencyViolation", "InvalidGroup.InUse"):
+                raise blocked(ctx, self.resource, ids["id"], "group-id") from exc
             if not is_code(exc, "InvalidGroup.NotFound"):
                 raise
+
+
+def blocked(ctx: StepContext, resource: str, resource_id: str, interface_filter: str) -> DeployerError:
+    """Explain a delete AWS kept refusing: name the network interfaces that still hold the resource."""
+    interfaces = ctx.clients.ec2.describe_network_interfaces(
+        Filters=[{"Name": interface_filter, "Values": [resource_id]}]
+    )["NetworkInterfaces"]
+    if interfaces:
+        found = "; ".join(
+            f"{i['NetworkInterfaceId']} ({i.get('InterfaceType', 'interface')}, "
+            f"'{i.get('Description', '')}', owner {i.get('RequesterId') or i.get('OwnerId', '?')}, {i.get('Status')})"
+            for i in interfaces
+        )
+        what = f"The {resource} {resource_id} is still in use by {len(interfaces)} network interface(s): {found}"
+    else:
+        what = (
+            f"The {resource} {resource_id} is still in use (AWS lists no network interface; another resource holds it)"
+        )
+    return DeployerError(
+        what,
+        where="teardown, after waiting the full retry budget",
+        todo="Interfaces of a deleted load balancer or stopped task disappear within minutes: run teardown.py again "
+        "later. An interface owned by something else (a GuardDuty or VPC endpoint, an instance) must be deleted "
+        "first, in the EC2 console under Network Interfaces",
+    )
 
 
 RuleKey = tuple[str, int, int, str]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from deployer.retry import NEW_RESOURCE_NOT_FOUND
 from deployer.state import Ids
 from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
 
@@ -72,7 +73,12 @@ class RepositoryStep(Step[LiveRepository]):
         )["repository"]
         ids = _ids(repository)
         ctx.remember(self.name, ids)
-        ctx.clients.ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY))
+        ctx.retry(
+            lambda: ctx.clients.ecr.put_lifecycle_policy(
+                repositoryName=name, lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY)
+            ),
+            NEW_RESOURCE_NOT_FOUND,
+        )
         return ids
 
     def converge(self, ctx: StepContext, existing: Existing[LiveRepository]) -> Converged:
