@@ -78,7 +78,7 @@ read -r -a DOCKERD_ARGS <<<"${DOCKERD_FLAGS---iptables=false --ip6tables=false -
 started_at=$(date +%s)
 
 # --- 1. packages --------------------------------------------------------------------------------
-PACKAGES=(docker.io docker-registry debootstrap openssl apache2-utils chromium fonts-liberation ca-certificates curl)
+PACKAGES=(docker.io docker-registry debootstrap openssl apache2-utils chromium fonts-liberation ca-certificates curl wrk)
 
 install_packages() {
     local missing=() pkg status
