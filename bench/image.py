@@ -264,9 +264,17 @@ def cold_build(client: docker.DockerClient, reference: str) -> tuple[float, Imag
     started = time.perf_counter()
     try:
         image, log = client.images.build(
-            path=str(WEBSITE), dockerfile=DOCKERFILE, tag=reference, buildargs=BUILD_ARGS, platform=PLATFORM,
-            network_mode="host", rm=True, forcerm=True, nocache=True, pull=False,
-        )  # fmt: skip
+            path=str(WEBSITE),
+            dockerfile=DOCKERFILE,
+            tag=reference,
+            buildargs=BUILD_ARGS,
+            platform=PLATFORM,
+            network_mode="host",
+            rm=True,
+            forcerm=True,
+            nocache=True,
+            pull=False,
+        )
     except docker.errors.BuildError as exc:
         raise BenchError(f"the cold build failed: {exc.msg}") from exc
     seconds = time.perf_counter() - started

@@ -277,8 +277,9 @@ def wait_until_up(server: Server, alive: Callable[[], bool]) -> None:
         except OSError:
             pass
         time.sleep(0.2)
-    raise BenchError(f"{server.name} did not answer {server.url}/healthz within {START_TIMEOUT_SECONDS}s:\n"
-                     f"{server.diagnostics()}")  # fmt: skip
+    raise BenchError(
+        f"{server.name} did not answer {server.url}/healthz within {START_TIMEOUT_SECONDS}s:\n{server.diagnostics()}"
+    )
 
 
 def check_pages(server: Server) -> None:
@@ -405,10 +406,25 @@ def run_wrk(wrk: str, script: Path, server: Server, seconds: int, connections: i
     machine_before = machine_busy_seconds()
     started = time.monotonic()
     done = subprocess.run(
-        [wrk, "-t", str(WRK_THREADS), "-c", str(connections), "-d", f"{seconds}s",
-         "--timeout", f"{WRK_TIMEOUT_SECONDS}s", "-s", str(script), server.url],
-        capture_output=True, text=True, timeout=seconds + 60, check=False,
-    )  # fmt: skip
+        [
+            wrk,
+            "-t",
+            str(WRK_THREADS),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            f"{WRK_TIMEOUT_SECONDS}s",
+            "-s",
+            str(script),
+            server.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=False,
+    )
     elapsed = time.monotonic() - started
     machine = machine_busy_seconds() - machine_before
     wrk_cpu = children_cpu_seconds() - wrk_before
@@ -539,8 +555,10 @@ def print_report(measurement: Measurement, checks: list[Target]) -> None:
     print()
     for result in measurement.results.values():
         print(f"{result.name}: {result.description}")
-        print(f"  {result.rps:8.0f} req/s   p50 {result.p50_ms:6.1f} ms   p99 {result.p99_ms:6.1f} ms"
-              f"   failed {result.errors}")  # fmt: skip
+        print(
+            f"  {result.rps:8.0f} req/s   p50 {result.p50_ms:6.1f} ms   p99 {result.p99_ms:6.1f} ms"
+            f"   failed {result.errors}"
+        )
         for number, run in enumerate(result.runs, 1):
             cpu = f"wrk {run.wrk_cores:.2f}, machine {run.machine_cores:.2f}"
             if run.server_cores is not None:
@@ -579,8 +597,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=DEFAULT_DURATION, help="seconds per measured run")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="measured runs per server")
     parser.add_argument("--connections", type=int, default=CONNECTIONS, help="concurrent connections")
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra environment for the container, e.g. WEB_CONCURRENCY=3 (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the container, e.g. WEB_CONCURRENCY=3 (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.duration < 1 or args.rounds < 1 or args.connections < 1:
         parser.error("--duration, --rounds and --connections must be at least 1")

@@ -16,7 +16,7 @@ from deployer import runner
 from deployer.clients import AwsClients, account_id, build_clients, create_session
 from deployer.errors import EXIT_INTERRUPTED, DeployerError, SettingsError
 from deployer.images import ImageBuilder
-from deployer.settings import CONFIG_FILE_NAME, Settings, load_settings
+from deployer.settings import CONFIG_FILE_NAME, Settings, load_settings, validate_stack
 from deployer.state import State, StateFile, check_identity
 from deployer.steps.base import StepContext
 
@@ -81,6 +81,14 @@ def _teardown_parser() -> argparse.ArgumentParser:
     )
     _state_file_flag(parser)
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="find every resource of the stack by its tags and names (for a lost state file) and delete them",
+    )
+    parser.add_argument("--stack", help="with --sweep: the stack to find (default: the state file's)")
+    parser.add_argument("--region", help="with --sweep: the region to search (default: the state file's or AWS's)")
+    parser.add_argument("--dry-run", action="store_true", help="with --sweep: only list what would be deleted")
     return parser
 
 
@@ -95,9 +103,14 @@ def _state_file_flag(parser: argparse.ArgumentParser) -> None:
 
 def _provision(args: argparse.Namespace) -> int:
     state_file = StateFile(args.state_file)
+    with state_file.locked("provision.py", _say):
+        return _provision_locked(args, state_file)
+
+
+def _provision_locked(args: argparse.Namespace, state_file: StateFile) -> int:
     state = state_file.load()
     settings = _settings(args, state)
-    images = ImageBuilder(progress=lambda line: print(line, flush=True))
+    images = ImageBuilder(progress=_say)
     if settings.image is None:
         images.client()  # no engine: say so before anything is created
     session = create_session(settings.region)
@@ -146,6 +159,13 @@ def _build_args(pairs: list[str]) -> dict[str, str] | None:
 
 def _teardown(args: argparse.Namespace) -> int:
     state_file = StateFile(args.state_file)
+    with state_file.locked("teardown.py", _say):
+        if args.sweep:
+            return _sweep(args, state_file)
+        return _teardown_recorded(args, state_file)
+
+
+def _teardown_recorded(args: argparse.Namespace, state_file: StateFile) -> int:
     state = state_file.load()
     if state is None or not state.resources:
         print(f"Nothing to tear down: {state_file.path} records no resources.")
@@ -153,19 +173,63 @@ def _teardown(args: argparse.Namespace) -> int:
         return 0
     if not args.yes:
         _confirm(state, state_file.path)
-    session = create_session(state.region)
+    ctx = _teardown_context(state_file, state.stack, state.region, state)
+    _delete_everything(ctx, state_file)
+    return 0
+
+
+def _sweep(args: argparse.Namespace, state_file: StateFile) -> int:
+    """Lost state: find every resource of the stack by its tags and names, and delete it in order."""
+    recorded = state_file.load()
+    stack = args.stack or (recorded.stack if recorded else None)
+    if stack is None:
+        raise SettingsError(
+            "--sweep needs the stack whose resources to find",
+            where="teardown.py --sweep without --stack and without a state file",
+            todo="Pass --stack NAME (and --region REGION)",
+        )
+    validate_stack(stack)
+    ctx = _teardown_context(state_file, stack, args.region or (recorded.region if recorded else None), recorded)
+    runner.discover(ctx)
+    if not ctx.state.resources:
+        print(f"Nothing of stack '{stack}' was found in {ctx.clients.region}.")
+        return 0
+    print(f"Found {len(ctx.state.resources)} resources of stack '{stack}' in {ctx.clients.region}:")
+    for record in ctx.state.resources:
+        print(f"  {record.step:<22} {runner.primary(record.ids)}")
+    if args.dry_run:
+        print("Dry run: nothing was deleted.")
+        return 0
+    if not args.yes:
+        _confirm(ctx.state, state_file.path)
+    ctx.save()
+    _delete_everything(ctx, state_file)
+    return 0
+
+
+def _teardown_context(state_file: StateFile, stack: str, region: str | None, state: State | None) -> StepContext:
+    """Teardown uses only recorded (or discovered) identifiers; settings give it the names."""
+    session = create_session(region)
     clients = build_clients(session)
     account = account_id(clients)
-    check_identity(state, state.stack, clients.region, account, state_file.path)
-    settings = load_settings(None, {"stack": state.stack, "region": state.region})
-    ctx = _context(
+    if state is None:
+        state = State(stack=stack, region=clients.region, account_id=account)
+    check_identity(state, stack, clients.region, account, state_file.path)
+    settings = Settings(stack=stack, region=clients.region)
+    return _context(
         clients, settings, state, account, state_file, partition=session.get_partition_for_region(clients.region)
     )
-    print(f"Tearing down stack '{state.stack}' in {state.region} (account {account})")
+
+
+def _delete_everything(ctx: StepContext, state_file: StateFile) -> None:
+    print(f"Tearing down stack '{ctx.state.stack}' in {ctx.state.region} (account {ctx.account_id})")
     runner.teardown(ctx)
     state_file.delete()
     print(f"Done: every recorded resource is deleted and {state_file.path} is removed.")
-    return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _confirm(state: State, path: Path) -> None:
@@ -197,5 +261,5 @@ def _context(
         account_id=account,
         partition=partition,
         save=lambda: state_file.save(state),
-        say=lambda line: print(line, flush=True),
+        say=_say,
     )

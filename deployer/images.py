@@ -102,8 +102,9 @@ def normalize(path: str) -> str:
 class ImageBuilder:
     """Talks to the Docker engine; built once by the CLI and handed to the image step."""
 
-    def __init__(self, connect: Callable[[], docker.DockerClient] = docker.from_env,
-                 progress: Callable[[str], None] = print) -> None:  # fmt: skip
+    def __init__(
+        self, connect: Callable[[], docker.DockerClient] = docker.from_env, progress: Callable[[str], None] = print
+    ) -> None:
         self._connect = connect
         self._client: docker.DockerClient | None = None
         self.progress = progress
@@ -192,8 +193,11 @@ class ImageBuilder:
                 shown.add(key)
                 self.progress(f"    {key[0]}: {key[1]}" if key[0] else f"    {key[1]}")
         if not digest:
-            raise ImagePushError("The push ended without a digest", where=f"{repository}:{tag}",
-                                 todo="Run again; if it persists, check the registry's log")  # fmt: skip
+            raise ImagePushError(
+                "The push ended without a digest",
+                where=f"{repository}:{tag}",
+                todo="Run again; if it persists, check the registry's log",
+            )
         self.pushes += 1
         return digest
 

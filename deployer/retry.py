@@ -49,13 +49,22 @@ class Retry:
 # A resource made a moment ago is not yet visible to the next call that names it.
 NEW_RESOURCE_NOT_FOUND = Retry(
     "a new resource is not visible yet",
-    frozenset({
-        "InvalidVpcID.NotFound", "InvalidSubnetID.NotFound", "InvalidGroup.NotFound",
-        "InvalidInternetGatewayID.NotFound", "InvalidRouteTableID.NotFound", "InvalidGatewayID.NotFound",
-        "LoadBalancerNotFound", "TargetGroupNotFound", "RepositoryNotFoundException", "ResourceNotFoundException",
-    }),
+    frozenset(
+        {
+            "InvalidVpcID.NotFound",
+            "InvalidSubnetID.NotFound",
+            "InvalidGroup.NotFound",
+            "InvalidInternetGatewayID.NotFound",
+            "InvalidRouteTableID.NotFound",
+            "InvalidGatewayID.NotFound",
+            "LoadBalancerNotFound",
+            "TargetGroupNotFound",
+            "RepositoryNotFoundException",
+            "ResourceNotFoundException",
+        }
+    ),
     budget_seconds=300,
-)  # fmt: skip
+)
 
 # A role made a moment ago, named by AttachRolePolicy. A missing *policy* answers the same
 # code; only the message tells them apart, and a missing policy is a setting to fix.
@@ -94,12 +103,18 @@ SERVICE_NOT_READY = Retry(
 # IP mapped through the gateway) lingers for minutes after its owner is deleted.
 STILL_IN_USE = Retry(
     "a dependency is still being released",
-    frozenset({
-        "DependencyViolation", "InvalidGroup.InUse", "ResourceInUse", "ClusterContainsServicesException",
-        "ClusterContainsTasksException", "UpdateInProgressException",
-    }),
+    frozenset(
+        {
+            "DependencyViolation",
+            "InvalidGroup.InUse",
+            "ResourceInUse",
+            "ClusterContainsServicesException",
+            "ClusterContainsTasksException",
+            "UpdateInProgressException",
+        }
+    ),
     budget_seconds=1200,
-)  # fmt: skip
+)
 
 # "The service cannot be stopped while deployments are active": DeleteService while ECS
 # is still rolling out (InvalidParameterException, message only).

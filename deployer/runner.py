@@ -49,7 +49,7 @@ def provision(ctx: StepContext, wait: bool = True) -> RunReport:
             outcome, ids, changes = provision_step(ctx, step)
             if wait:
                 step.wait(ctx, ids)
-        line = StepReport(step.name, outcome, time.monotonic() - started, "; ".join(changes) or _primary(ids))
+        line = StepReport(step.name, outcome, time.monotonic() - started, "; ".join(changes) or primary(ids))
         report.steps.append(line)
         ctx.say(f"{line.step:<22} {line.outcome:<9} {line.detail} ({line.seconds:.1f}s)")
     url = f"http://{ctx.ids('load-balancer')['dns_name']}"
@@ -75,6 +75,22 @@ def provision_step(ctx: StepContext, step: Step[Any]) -> tuple[str, Ids, list[st
     return ("updated" if converged.changes else "unchanged"), converged.ids, converged.changes
 
 
+def discover(ctx: StepContext) -> None:
+    """Add to the state every resource of the stack found by name or tags (in memory; the caller saves).
+
+    For a lost state file: the resources end up in creation order, as provision would have recorded them.
+    """
+    steps = build_steps()
+    for step in steps:
+        if ctx.state.get(step.name) is None:
+            with _explained(step, ctx.state):
+                found = step.find_unrecorded(ctx)
+            if found is not None:
+                ctx.state.record(step.name, found.ids)
+    order = {step.name: index for index, step in enumerate(steps)}
+    ctx.state.resources.sort(key=lambda record: order.get(record.step, len(order)))
+
+
 def teardown(ctx: StepContext) -> RunReport:
     report = RunReport()
     known = steps_by_name()
@@ -92,7 +108,7 @@ def teardown(ctx: StepContext) -> RunReport:
             step.delete(ctx, record.ids)
         ctx.state.forget(record.step)
         ctx.save()
-        line = StepReport(step.name, "deleted", time.monotonic() - started, _primary(record.ids))
+        line = StepReport(step.name, "deleted", time.monotonic() - started, primary(record.ids))
         report.steps.append(line)
         ctx.say(f"{line.step:<22} {line.outcome:<9} {line.detail} ({line.seconds:.1f}s)")
     return report
@@ -108,7 +124,7 @@ def _explained(step: Step[Any], state: State) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        resource = f"{step.resource} {_primary(state.get(step.name))}".strip()
+        resource = f"{step.resource} {primary(state.get(step.name))}".strip()
         raise AwsCallError(step.name, resource, exc.operation_name, error_code(exc), error_message(exc)) from exc
     except BotoCoreError as exc:
         raise AwsSetupError(
@@ -118,7 +134,7 @@ def _explained(step: Step[Any], state: State) -> Iterator[None]:
         ) from exc
 
 
-def _primary(ids: Ids | None) -> str:
+def primary(ids: Ids | None) -> str:
     if not ids:
         return ""
     for key in ("id", "name", "uri", "arn"):

@@ -228,7 +228,7 @@ def _coerce_value(key: str, value: Any, annotation: Any, source: str) -> Any:
 
 def validate(settings: Settings) -> None:
     """Refuse anything AWS would refuse later, half-way through a deploy."""
-    _validate_stack(settings.stack)
+    validate_stack(settings.stack)
     _validate_build(settings)
     _validate_network(settings)
     _validate_task(settings)
@@ -264,7 +264,7 @@ def _validate_build(settings: Settings) -> None:
             _fail("build_args", f"'{key}' is not a valid build argument name", "Use KEY=VALUE with a plain name")
 
 
-def _validate_stack(stack: str) -> None:
+def validate_stack(stack: str) -> None:
     if len(stack) > MAX_STACK_LENGTH or not _STACK_PATTERN.match(stack) or "--" in stack:
         _fail(
             "stack",

@@ -4,22 +4,32 @@ The file holds identifiers only (never credentials or tokens): a schema version,
 the stack, region and account it belongs to, the resources in creation order, and
 the outputs. It is rewritten atomically after every change (temporary file in the
 same folder, fsync, `os.replace`), so a crash leaves either the old or the new
-file, never a torn one. A file that cannot be read or belongs to another stack,
-region or account is refused and never overwritten.
+file, never a torn one; the previous version is kept as `<name>.bak`, and both are
+readable by their owner only. A file that cannot be read, has an unknown schema
+version, or belongs to another stack, region or account is refused and never
+overwritten; files of older schema versions are upgraded in memory on load.
+
+A lock file (`<name>.lock`, holding the owner's pid, host and start time) keeps two
+runs from writing the same state; a lock whose process is gone is taken over.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from deployer.errors import StateFileError
 
-SCHEMA_VERSION = 1
+# 1: the first format. 2: adds `updated_at`, the time of the last save (UTC).
+SCHEMA_VERSION = 2
 Ids = dict[str, str]
 
 
@@ -60,6 +70,7 @@ class State:
     def to_json(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
+            "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "stack": self.stack,
             "region": self.region,
             "account_id": self.account_id,
@@ -94,25 +105,37 @@ class StateFile:
         except (ValueError, TypeError) as exc:
             raise self._refuse(f"is corrupt or not a state file ({exc})") from exc
 
+    @property
+    def backup_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".bak")
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
     def save(self, state: State) -> None:
-        text = json.dumps(state.to_json(), indent=2, sort_keys=False) + "\n"
-        folder = self.path.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+        """Keep the previous version as the backup, then replace the file atomically."""
         try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.chmod(temporary, 0o600)
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        _fsync_folder(folder)
+            previous = self.path.read_bytes()
+        except FileNotFoundError:
+            previous = None
+        if previous is not None:
+            _write_atomically(self.backup_path, previous)
+        _write_atomically(self.path, (json.dumps(state.to_json(), indent=2) + "\n").encode())
+
+    @contextmanager
+    def locked(self, command: str, say: Callable[[str], None]) -> Iterator[None]:
+        """Hold the state's lock for the duration of a run."""
+        _acquire(self.lock_path, command, say)
+        try:
+            yield
+        finally:
+            self.lock_path.unlink(missing_ok=True)
 
     def delete(self) -> None:
+        """After a complete teardown: nothing is left to record, and the backup would only mislead."""
         self.path.unlink(missing_ok=True)
+        self.backup_path.unlink(missing_ok=True)
 
     def _refuse(self, problem: str) -> StateFileError:
         return StateFileError(
@@ -139,12 +162,31 @@ def check_identity(state: State, stack: str, region: str, account_id: str, path:
             )
 
 
+def _upgrade_from_1(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "schema_version": 2, "updated_at": ""}
+
+
+# How to bring a file of each older version one version forward.
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_from_1}
+
+
+def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
+    version = data["schema_version"]
+    while version != SCHEMA_VERSION:
+        if version not in UPGRADES:
+            raise ValueError(
+                f"schema_version {version!r} is unknown to this version of the tool (it reads 1 to {SCHEMA_VERSION}); "
+                "a newer version of the tool probably wrote it"
+            )
+        data = UPGRADES[version](data)
+        version = data["schema_version"]
+    return data
+
+
 def _parse(data: Any) -> State:
     if not isinstance(data, dict):
         raise TypeError("the top level is not an object")
-    version = data["schema_version"]
-    if version != SCHEMA_VERSION:
-        raise ValueError(f"schema_version {version!r} is not {SCHEMA_VERSION}")
+    data = _upgraded(data)
     resources = []
     for entry in data["resources"]:
         ids = entry["ids"] if isinstance(entry, dict) else None
@@ -172,6 +214,85 @@ def _text(data: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError(f"'{key}' is not a non-empty string")
     return value
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    """Temporary file in the same folder, fsync, rename: readers see the old or the new file, never half."""
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    _fsync_folder(folder)
+
+
+def _acquire(lock: Path, command: str, say: Callable[[str], None]) -> None:
+    """Create the lock file exclusively; take it over only if its process is gone."""
+    record = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    for _attempt in range(2):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            holder = _read_lock(lock)
+            if _alive(holder):
+                raise StateFileError(
+                    f"The state file is in use by {holder.get('command', 'another run')} "
+                    f"(pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started_at')})",
+                    where=str(lock),
+                    todo="Wait for that run to finish, or stop it; if that process no longer exists, delete the lock "
+                    "file",
+                ) from None
+            say(
+                f"Taking over a lock left by pid {holder.get('pid')} (started {holder.get('started_at')}), "
+                "whose process is gone"
+            )
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            json.dump(record, stream)
+        return
+    raise StateFileError(
+        "Another run took the state file's lock at the same moment",
+        where=str(lock),
+        todo="Run again once it has finished",
+    )
+
+
+def _read_lock(lock: Path) -> dict[str, Any]:
+    try:
+        holder = json.loads(lock.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # unreadable or half-written: its writer died between create and write
+    return holder if isinstance(holder, dict) else {}
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    """Whether the lock's process still runs (only checkable on the host that wrote it)."""
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if holder.get("host") != socket.gethostname():
+        return True  # another machine's run: cannot tell, so respect it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fsync_folder(folder: Path) -> None:

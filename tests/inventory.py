@@ -10,8 +10,15 @@ def inventory(clients: AwsClients) -> dict[str, set[str]]:
     ec2, elbv2, ecs = clients.ec2, clients.elbv2, clients.ecs
     balancers = {lb["LoadBalancerArn"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]}
     clusters = set(ecs.list_clusters()["clusterArns"])
-    active_clusters = {c["clusterArn"] for c in ecs.describe_clusters(clusters=sorted(clusters))["clusters"]
-                       if c.get("status") == "ACTIVE"} if clusters else set()  # fmt: skip
+    active_clusters = (
+        {
+            c["clusterArn"]
+            for c in ecs.describe_clusters(clusters=sorted(clusters))["clusters"]
+            if c.get("status") == "ACTIVE"
+        }
+        if clusters
+        else set()
+    )
     services = set()
     for cluster in active_clusters:
         arns = ecs.list_services(cluster=cluster)["serviceArns"]

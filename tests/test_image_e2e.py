@@ -202,15 +202,24 @@ def render_pages(base: str) -> None:
         shot = ARTIFACTS / f"page-{name}.png"
         profile = ARTIFACTS / f".chromium-{uuid.uuid4().hex}"
         flags = [
-            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile}", "--window-size=1280,900",
-        ]  # fmt: skip
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--window-size=1280,900",
+        ]
         try:
-            dom = subprocess.run([*flags, "--dump-dom", f"{base}{path}"], capture_output=True, text=True,
-                                 timeout=60, check=True).stdout  # fmt: skip
-            subprocess.run([*flags, f"--screenshot={shot}", f"{base}{path}"], capture_output=True, timeout=60,
-                           check=True)  # fmt: skip
+            dom = subprocess.run(
+                [*flags, "--dump-dom", f"{base}{path}"], capture_output=True, text=True, timeout=60, check=True
+            ).stdout
+            subprocess.run(
+                [*flags, f"--screenshot={shot}", f"{base}{path}"], capture_output=True, timeout=60, check=True
+            )
         finally:
             shutil.rmtree(profile, ignore_errors=True)
         found = re.search(r"<title>(.*?)</title>", dom, re.DOTALL)

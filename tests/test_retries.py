@@ -31,12 +31,27 @@ def clock(ctx: StepContext) -> list[float]:
 
 
 PROVISION_TRANSIENT = [
-    ("ecs", "RegisterTaskDefinition", "ClientException",
-     "ECS was unable to assume the role 'arn:aws:iam::123456789012:role/test-site-execution-role'", 3),
-    ("ecs", "CreateService", "InvalidParameterException",
-     "The target group with targetGroupArn arn:x does not have an associated load balancer.", 3),
-    ("ecs", "CreateService", "InvalidParameterException",
-     "Unable to assume the service linked role. Please verify that the ECS service linked role exists.", 2),
+    (
+        "ecs",
+        "RegisterTaskDefinition",
+        "ClientException",
+        "ECS was unable to assume the role 'arn:aws:iam::123456789012:role/test-site-execution-role'",
+        3,
+    ),
+    (
+        "ecs",
+        "CreateService",
+        "InvalidParameterException",
+        "The target group with targetGroupArn arn:x does not have an associated load balancer.",
+        3,
+    ),
+    (
+        "ecs",
+        "CreateService",
+        "InvalidParameterException",
+        "Unable to assume the service linked role. Please verify that the ECS service linked role exists.",
+        2,
+    ),
     ("ec2", "ModifyVpcAttribute", "InvalidVpcID.NotFound", "The vpc ID 'vpc-1' does not exist", 2),
     ("ec2", "CreateSubnet", "InvalidVpcID.NotFound", "The vpc ID 'vpc-1' does not exist", 1),
     ("ec2", "AttachInternetGateway", "InvalidInternetGatewayID.NotFound", "The internetGateway ID does not exist", 2),
@@ -47,7 +62,7 @@ PROVISION_TRANSIENT = [
     ("ecr", "PutLifecyclePolicy", "RepositoryNotFoundException", "The repository does not exist", 1),
     ("elbv2", "ModifyTargetGroupAttributes", "TargetGroupNotFound", "Target groups not found", 2),
     ("elbv2", "CreateListener", "TargetGroupNotFound", "Target groups not found", 1),
-]  # fmt: skip
+]
 
 PROVISION_PERMANENT = [
     ("ec2", "CreateSubnet", "InvalidParameterValue", "Value (us-east-1x) for parameter availabilityZone is invalid"),
@@ -55,7 +70,7 @@ PROVISION_PERMANENT = [
     ("iam", "AttachRolePolicy", "NoSuchEntity", "Policy arn:aws:iam::aws:policy/X does not exist"),
     ("ec2", "CreateVpc", "VpcLimitExceeded", "The maximum number of VPCs has been reached."),
     ("ecs", "RegisterTaskDefinition", "ClientException", "Invalid 'cpu' setting for task."),
-]  # fmt: skip
+]
 
 TEARDOWN_TRANSIENT = [
     ("ecs", "DeleteService", "InvalidParameterException", "Service cannot be stopped while deployments are active", 3),
@@ -68,7 +83,7 @@ TEARDOWN_TRANSIENT = [
     ("ec2", "DeleteSubnet", "DependencyViolation", "The subnet 'subnet-1' has dependencies and cannot be deleted.", 5),
     ("ec2", "DeleteRouteTable", "DependencyViolation", "The routeTable 'rtb-1' has dependencies", 1),
     ("ec2", "DeleteVpc", "DependencyViolation", "The vpc 'vpc-1' has dependencies and cannot be deleted.", 2),
-]  # fmt: skip
+]
 
 
 def client_of(ctx: StepContext, service: str) -> Any:
@@ -114,8 +129,9 @@ def test_transient_answers_during_teardown_are_waited_out(
 
 def test_retries_stop_at_the_budget(ctx: StepContext, clock: list[float]) -> None:
     """A role that never becomes assumable: ~2 minutes of retries, then AWS's message."""
-    inject_errors(ctx.clients.ecs, "RegisterTaskDefinition", "ClientException",
-                  "ECS was unable to assume the role", times=10_000)  # fmt: skip
+    inject_errors(
+        ctx.clients.ecs, "RegisterTaskDefinition", "ClientException", "ECS was unable to assume the role", times=10_000
+    )
     with pytest.raises(AwsCallError, match="unable to assume the role"):
         runner.provision(ctx, wait=False)
     assert 60 < sum(clock) <= 120
@@ -125,8 +141,13 @@ def test_a_subnet_that_stays_blocked_names_its_network_interfaces(ctx: StepConte
     provision_through(ctx, "service")
     subnet = ctx.ids("subnet-2")["id"]  # teardown deletes subnet-2 first
     interface = ctx.clients.ec2.create_network_interface(SubnetId=subnet, Description="ELB net/test-site-nlb/abc")
-    inject_errors(ctx.clients.ec2, "DeleteSubnet", "DependencyViolation",
-                  f"The subnet '{subnet}' has dependencies and cannot be deleted.", times=10_000)  # fmt: skip
+    inject_errors(
+        ctx.clients.ec2,
+        "DeleteSubnet",
+        "DependencyViolation",
+        f"The subnet '{subnet}' has dependencies and cannot be deleted.",
+        times=10_000,
+    )
     with pytest.raises(DeployerError) as failure:
         runner.teardown(ctx)
     message = failure.value.message

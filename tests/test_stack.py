@@ -202,11 +202,23 @@ def test_teardown_deletes_everything_in_reverse_order(ctx: StepContext, calls: C
     assert ctx.state.resources == []
     deletes = [op for _, op in calls.changing()]
     order = [
-        "DeleteService", "DeregisterTaskDefinition", "DeleteCluster", "DeleteListener", "DeleteLoadBalancer",
-        "DeleteTargetGroup", "DeleteRepository", "DeleteRole", "DeleteLogGroup", "DeleteSecurityGroup",
-        "ReplaceRouteTableAssociation", "DeleteRouteTable", "DetachInternetGateway", "DeleteInternetGateway",
-        "DeleteSubnet", "DeleteVpc",
-    ]  # fmt: skip
+        "DeleteService",
+        "DeregisterTaskDefinition",
+        "DeleteCluster",
+        "DeleteListener",
+        "DeleteLoadBalancer",
+        "DeleteTargetGroup",
+        "DeleteRepository",
+        "DeleteRole",
+        "DeleteLogGroup",
+        "DeleteSecurityGroup",
+        "ReplaceRouteTableAssociation",
+        "DeleteRouteTable",
+        "DetachInternetGateway",
+        "DeleteInternetGateway",
+        "DeleteSubnet",
+        "DeleteVpc",
+    ]
     positions = [deletes.index(op) for op in order]
     assert positions == sorted(positions), deletes
     assert deletes.index("UpdateService") < deletes.index("DeleteService")

@@ -308,7 +308,7 @@ class RouteTableStep(Step["RouteTableTypeDef"]):
                 raise
 
     def _restore_original(self, ctx: StepContext, ids: Ids, association_id: str) -> bool:
-        original = ids.get("original_main_route_table")
+        original = ids.get("original_main_route_table") or self._other_table(ctx, ids)
         if not original:
             return False
         try:
@@ -318,6 +318,12 @@ class RouteTableStep(Step["RouteTableTypeDef"]):
                 return False
             raise
         return True
+
+    def _other_table(self, ctx: StepContext, ids: Ids) -> str | None:
+        """Without a record of the original main table (a lost state file), the VPC's other table is it."""
+        tables = ctx.clients.ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [ids["vpc_id"]]}])
+        others = sorted(t["RouteTableId"] for t in tables["RouteTables"] if t["RouteTableId"] != ids["id"])
+        return others[0] if others else None
 
 
 class SecurityGroupStep(Step["SecurityGroupTypeDef"]):

@@ -1,0 +1,76 @@
+"""Lost state: provision adopts what exists, and `teardown.py --sweep` finds and deletes it all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+import pytest
+
+from deployer import runner
+from deployer.clients import build_clients
+from deployer.stack import build_steps
+from deployer.state import State
+from deployer.steps.base import StepContext
+from tests.conftest import ACCOUNT, IMAGE, REGION, CallLog, MotoServer, RunScript
+from tests.inventory import inventory
+
+
+def test_provision_with_a_lost_state_file_adopts_everything(ctx: StepContext, calls: CallLog) -> None:
+    runner.provision(ctx, wait=False)
+    snapshot = inventory(ctx.clients)
+    ctx.state = State(stack=ctx.settings.stack, region=REGION, account_id=ACCOUNT)  # the file is gone
+    calls.clear()
+    report = runner.provision(ctx, wait=False)
+    assert inventory(ctx.clients) == snapshot
+    assert [line.step for line in report.steps if line.outcome == "created"] == ["image"]  # not an AWS resource
+    assert not [op for _, op in calls.changing() if op.startswith(("Create", "Register"))]
+
+
+def test_discover_finds_the_whole_stack_in_creation_order(ctx: StepContext) -> None:
+    before = inventory(ctx.clients)
+    runner.provision(ctx, wait=False)
+    recorded = {r.step: r.ids for r in ctx.state.resources}
+    ctx.state = State(stack=ctx.settings.stack, region=REGION, account_id=ACCOUNT)
+    runner.discover(ctx)
+    assert [r.step for r in ctx.state.resources] == [s.name for s in build_steps() if s.name != "image"]
+    for record in ctx.state.resources:
+        for key in ("id", "arn", "name"):
+            if key in record.ids:
+                assert record.ids[key] == recorded[record.step][key]
+    runner.teardown(ctx)
+    assert inventory(ctx.clients) == before  # including the VPC's original main route table made main again
+
+
+def test_sweep_of_another_stack_finds_nothing(ctx: StepContext) -> None:
+    runner.provision(ctx, wait=False)
+    ctx.state = State(stack="other-site", region=REGION, account_id=ACCOUNT)
+    ctx.settings = type(ctx.settings)(stack="other-site", region=REGION, image=IMAGE)
+    runner.discover(ctx)
+    assert ctx.state.resources == []
+
+
+def test_sweep_from_the_command_line(
+    server: MotoServer, run_script: RunScript, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+    clients = build_clients(boto3.Session(region_name=REGION))
+    before = inventory(clients)
+    assert run_script("provision.py", "--stack", "swept", "--image", IMAGE, "--no-wait", server=server).returncode == 0
+    (tmp_path / "state.json").unlink()
+    (tmp_path / "state.json.bak").unlink()
+
+    listed = run_script("teardown.py", "--sweep", "--stack", "swept", "--dry-run", server=server)
+    assert listed.returncode == 0, listed.stderr
+    assert "Found 17 resources of stack 'swept'" in listed.stdout
+    assert "Dry run: nothing was deleted." in listed.stdout
+    assert inventory(clients) != before
+    assert not (tmp_path / "state.json").exists()
+
+    swept = run_script("teardown.py", "--sweep", "--stack", "swept", "--yes", server=server)
+    assert swept.returncode == 0, swept.stderr
+    assert inventory(clients) == before
+    assert not (tmp_path / "state.json").exists()
+
+    refused = run_script("teardown.py", "--sweep", server=server)
+    assert refused.returncode == 2 and "--stack" in refused.stderr
