@@ -158,6 +158,12 @@ def _build_args(pairs: list[str]) -> dict[str, str] | None:
 
 
 def _teardown(args: argparse.Namespace) -> int:
+    if not args.sweep and (args.stack or args.region or args.dry_run):
+        raise SettingsError(
+            "--stack, --region and --dry-run only apply to --sweep",
+            where="teardown.py's command line",
+            todo="Add --sweep to find resources by their tags, or leave them out to delete what the state file records",
+        )
     state_file = StateFile(args.state_file)
     with state_file.locked("teardown.py", _say):
         if args.sweep:
