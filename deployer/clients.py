@@ -8,6 +8,7 @@ they receive an `AwsClients`, so tests can hand them clients with hooks attached
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,14 +27,19 @@ if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_sts import STSClient
 
-# botocore's "standard" mode retries throttling and 5xx answers with capped
-# backoff; everything else is handled (or refused) by the steps themselves.
-CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 8},
-    connect_timeout=10,
-    read_timeout=60,
-    user_agent_extra="flask-fargate-deployer",
-)
+DEFAULT_MAX_ATTEMPTS = 8
+
+
+def client_config() -> Config:
+    """botocore's "standard" mode retries throttling, 5xx answers and lost connections with capped
+    backoff (8 attempts, or AWS_MAX_ATTEMPTS); everything else is handled (or refused) by the steps."""
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS", "")
+    return Config(
+        retries={"mode": "standard", "max_attempts": int(attempts) if attempts.isdigit() else DEFAULT_MAX_ATTEMPTS},
+        connect_timeout=10,
+        read_timeout=60,
+        user_agent_extra="flask-fargate-deployer",
+    )
 
 
 @dataclass(frozen=True)
@@ -81,8 +87,9 @@ def create_session(region: str | None) -> boto3.Session:
     return session
 
 
-def build_clients(session: boto3.Session, config: Config = CLIENT_CONFIG) -> AwsClients:
+def build_clients(session: boto3.Session, config: Config | None = None) -> AwsClients:
     """Build every client from one session, after checking that credentials exist."""
+    config = config or client_config()
     try:
         credentials = session.get_credentials()
     except BotoCoreError as exc:

@@ -1,0 +1,62 @@
+"""An estimate of what the stack costs per month, for the plan (`provision.py --dry-run`).
+
+It is an estimate: on-demand list prices for us-east-1 (Linux/X86_64 Fargate), taken
+from the AWS pricing pages for Elastic Load Balancing, Fargate, VPC public IPv4
+addresses, CloudWatch Logs and ECR on 2026-11-01. Other regions cost somewhat more;
+data transfer, free tiers, savings plans and taxes are left out. Usage-based items
+assume a small site (stated with each line).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deployer.settings import Settings
+
+HOURS_PER_MONTH = 730
+PRICES_SOURCE = "AWS on-demand list prices, us-east-1, read 2026-11-01"
+
+NLB_HOUR = 0.0225  # per load balancer-hour
+NLB_LCU_HOUR = 0.006  # per NLCU-hour; a small site stays within one
+FARGATE_VCPU_HOUR = 0.04048
+FARGATE_GB_HOUR = 0.004445
+PUBLIC_IPV4_HOUR = 0.005  # every public IPv4 address, in use or not
+LOGS_INGEST_GB = 0.50
+LOGS_STORE_GB_MONTH = 0.03
+ECR_GB_MONTH = 0.10
+
+ASSUMED_LOG_GB_PER_TASK_MONTH = 0.5  # gunicorn access log of a small site
+ASSUMED_IMAGE_GB = 0.15  # the site's image; the lifecycle rule keeps untagged ones to 1
+
+
+@dataclass(frozen=True)
+class CostLine:
+    item: str
+    monthly_usd: float
+    basis: str
+
+
+def estimate(settings: Settings) -> list[CostLine]:
+    tasks = settings.desired_count
+    vcpu = settings.cpu / 1024
+    memory_gb = settings.memory / 1024
+    zones = 2  # one NLB node, hence one public address, per subnet
+    log_gb = ASSUMED_LOG_GB_PER_TASK_MONTH * tasks
+    return [
+        CostLine("Network Load Balancer", (NLB_HOUR + NLB_LCU_HOUR) * HOURS_PER_MONTH,
+                 f"{HOURS_PER_MONTH} h x (${NLB_HOUR}/h + 1 NLCU x ${NLB_LCU_HOUR}/h)"),
+        CostLine("Fargate vCPU", tasks * vcpu * FARGATE_VCPU_HOUR * HOURS_PER_MONTH,
+                 f"{tasks} task(s) x {vcpu:g} vCPU x ${FARGATE_VCPU_HOUR}/h"),
+        CostLine("Fargate memory", tasks * memory_gb * FARGATE_GB_HOUR * HOURS_PER_MONTH,
+                 f"{tasks} task(s) x {memory_gb:g} GB x ${FARGATE_GB_HOUR}/h"),
+        CostLine("Public IPv4 addresses", (tasks + zones) * PUBLIC_IPV4_HOUR * HOURS_PER_MONTH,
+                 f"{tasks} task(s) + {zones} NLB nodes x ${PUBLIC_IPV4_HOUR}/h"),
+        CostLine("CloudWatch Logs", log_gb * (LOGS_INGEST_GB + LOGS_STORE_GB_MONTH),
+                 f"assumes {log_gb:g} GB/month ingested x ${LOGS_INGEST_GB}/GB (+ storage)"),
+        CostLine("ECR storage", ASSUMED_IMAGE_GB * ECR_GB_MONTH,
+                 f"assumes {ASSUMED_IMAGE_GB} GB of images x ${ECR_GB_MONTH}/GB-month"),
+    ]  # fmt: skip
+
+
+def total(lines: list[CostLine]) -> float:
+    return sum(line.monthly_usd for line in lines)
