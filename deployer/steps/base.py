@@ -56,6 +56,7 @@ class StepContext:
     save: Callable[[], None]
     say: Callable[[str], None]
     images: ImageBuilder | None = None
+    dry_run: bool = False
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     poll_seconds: float = 10.0
@@ -64,6 +65,12 @@ class StepContext:
     def retry(self, call: Callable[[], T], *rules: Retry) -> T:
         """Run an AWS call, waiting out the answers `rules` call transient (see deployer/retry.py)."""
         return with_retries(call, rules, self.sleep, self.clock, self.say)
+
+    def change(self, changes: list[str], description: str, call: Callable[[], object]) -> None:
+        """Make one change, described for the output; in a dry run, only describe it."""
+        changes.append(description)
+        if not self.dry_run:
+            call()
 
     def ids(self, step: str) -> Ids:
         """Identifiers of an earlier step; the runner guarantees it ran."""

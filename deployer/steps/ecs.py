@@ -100,8 +100,10 @@ class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
         differences = _differences(existing.live, wanted)
         if not differences:
             return Converged(existing.ids)
-        ids = self._register(ctx)
-        return Converged(ids, [f"new revision ({', '.join(differences)} changed)"])
+        change = f"new revision ({', '.join(differences)} changed)"
+        if ctx.dry_run:
+            return Converged({**existing.ids, "arn": f"{existing.ids['family']}:(next revision)"}, [change])
+        return Converged(self._register(ctx), [change])
 
     def _register(self, ctx: StepContext) -> Ids:
         definition = ctx.retry(
@@ -231,7 +233,7 @@ class ServiceStep(Step["ServiceTypeDef"]):
         if breaker is not None and (not breaker.get("enable") or not breaker.get("rollback")):
             update["deploymentConfiguration"] = self._deployment()
             changes.append("circuit breaker with rollback on")
-        if update:
+        if update and not ctx.dry_run:
             ctx.retry(
                 lambda: ctx.clients.ecs.update_service(
                     cluster=existing.ids["cluster"], service=existing.ids["name"], **update

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -94,21 +95,26 @@ class RoleStep(Step[LiveRole]):
     def converge(self, ctx: StepContext, existing: Existing[LiveRole]) -> Converged:
         iam = ctx.clients.iam
         name = existing.ids["name"]
-        changes = []
+        changes: list[str] = []
+        trust = json.dumps(self.trust_policy(ctx))
         if _as_dict(existing.live.role.get("AssumeRolePolicyDocument")) != self.trust_policy(ctx):
-            iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(self.trust_policy(ctx)))
-            changes.append("trust policy reset")
+            ctx.change(
+                changes,
+                "trust policy reset",
+                lambda: iam.update_assume_role_policy(RoleName=name, PolicyDocument=trust),
+            )
         wanted = self.policies(ctx)
         for arn in sorted(wanted - existing.live.attached):
-            iam.attach_role_policy(RoleName=name, PolicyArn=arn)
-            changes.append(f"attached {arn}")
+            ctx.change(changes, f"attached {arn}", partial(iam.attach_role_policy, RoleName=name, PolicyArn=arn))
         for arn in sorted(existing.live.attached - wanted):
-            iam.detach_role_policy(RoleName=name, PolicyArn=arn)
-            changes.append(f"detached {arn}")
+            ctx.change(changes, f"detached {arn}", partial(iam.detach_role_policy, RoleName=name, PolicyArn=arn))
         # The role is the tool's: permissions come only from the settings, never from inline policies.
         for policy in sorted(existing.live.inline):
-            iam.delete_role_policy(RoleName=name, PolicyName=policy)
-            changes.append(f"deleted inline policy {policy}")
+            ctx.change(
+                changes,
+                f"deleted inline policy {policy}",
+                partial(iam.delete_role_policy, RoleName=name, PolicyName=policy),
+            )
         return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:

@@ -61,6 +61,8 @@ class ImageStep(Step[Ids]):
         data = ctx.clients.ecr.get_authorization_token()["authorizationData"][0]
         auth = ecr_auth(data["authorizationToken"], data["proxyEndpoint"])
         digest = builder.registry_digest(f"{repository}:{tag}", auth)
+        if digest is None and ctx.dry_run:
+            return {"uri": f"{repository}:{tag} (to be built)", "repository": repository, "tag": tag}
         if digest is None:
             builder.build(spec, f"{repository}:{tag}")
             digest = builder.push(repository, tag, auth)

@@ -103,7 +103,9 @@ class TargetGroupStep(Step[LiveTargetGroup]):
         for what, (have, want) in fixed.items():
             if have != want:
                 raise self.drift(existing.ids, f"has {what} {have}, not {want}")
-        changes = []
+        changes: list[str] = []
+        elbv2 = ctx.clients.elbv2
+        arn = existing.ids["arn"]
         health = {
             "HealthCheckIntervalSeconds": settings.health_check_interval,
             "HealthyThresholdCount": settings.healthy_threshold,
@@ -111,19 +113,25 @@ class TargetGroupStep(Step[LiveTargetGroup]):
         }
         differs: dict[str, object] = {key: value for key, value in health.items() if group.get(key) != value}
         if differs or group.get("HealthCheckProtocol") != "TCP":
-            ctx.clients.elbv2.modify_target_group(
-                TargetGroupArn=existing.ids["arn"],
-                HealthCheckProtocol="TCP",
-                **health,  # type: ignore[arg-type]
-            )
             differs["HealthCheckProtocol"] = "TCP"
-            changes.append("health check " + ", ".join(f"{k}={v}" for k, v in differs.items()))
+            ctx.change(
+                changes,
+                "health check " + ", ".join(f"{k}={v}" for k, v in differs.items()),
+                lambda: elbv2.modify_target_group(
+                    TargetGroupArn=arn,
+                    HealthCheckProtocol="TCP",
+                    **health,  # type: ignore[arg-type]
+                ),
+            )
         delay = str(settings.deregistration_delay)
         if existing.live.attributes.get(DEREGISTRATION_DELAY) != delay:
-            ctx.clients.elbv2.modify_target_group_attributes(
-                TargetGroupArn=existing.ids["arn"], Attributes=[{"Key": DEREGISTRATION_DELAY, "Value": delay}]
+            ctx.change(
+                changes,
+                f"deregistration delay {delay} s",
+                lambda: elbv2.modify_target_group_attributes(
+                    TargetGroupArn=arn, Attributes=[{"Key": DEREGISTRATION_DELAY, "Value": delay}]
+                ),
             )
-            changes.append(f"deregistration delay {delay} s")
         return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
@@ -177,20 +185,24 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
         live = existing.live
         if live.get("Type") != "network" or live.get("Scheme") != "internet-facing":
             raise self.drift(existing.ids, f"is {live.get('Scheme')} {live.get('Type')}, not an internet-facing NLB")
-        changes = []
+        changes: list[str] = []
+        elbv2 = ctx.clients.elbv2
+        arn = existing.ids["arn"]
         subnets = self._subnets(ctx)
         if sorted(zone["SubnetId"] for zone in live.get("AvailabilityZones", []) if "SubnetId" in zone) != sorted(
             subnets
         ):
-            ctx.clients.elbv2.set_subnets(LoadBalancerArn=existing.ids["arn"], Subnets=subnets)
-            changes.append("subnets reset")
+            ctx.change(changes, "subnets reset", lambda: elbv2.set_subnets(LoadBalancerArn=arn, Subnets=subnets))
         groups = [ctx.ids("nlb-security-group")["id"]]
         live_groups = live.get("SecurityGroups", [])
         if not live_groups:
             raise self.drift(existing.ids, "has no security group (an NLB created or left without one cannot get one)")
         if sorted(live_groups) != groups:
-            ctx.clients.elbv2.set_security_groups(LoadBalancerArn=existing.ids["arn"], SecurityGroups=groups)
-            changes.append("security group reset")
+            ctx.change(
+                changes,
+                "security group reset",
+                lambda: elbv2.set_security_groups(LoadBalancerArn=arn, SecurityGroups=groups),
+            )
         return Converged(existing.ids, changes)
 
     def wait(self, ctx: StepContext, ids: Ids) -> None:
@@ -275,13 +287,18 @@ class ListenerStep(Step["ListenerTypeDef"]):
             and [(a.get("Type"), a.get("TargetGroupArn")) for a in actions] == [("forward", target)]
         ):
             return Converged(existing.ids)
-        ctx.clients.elbv2.modify_listener(
-            ListenerArn=existing.ids["arn"],
-            Protocol="TCP",
-            Port=port,
-            DefaultActions=[{"Type": "forward", "TargetGroupArn": target}],
+        changes: list[str] = []
+        ctx.change(
+            changes,
+            f"TCP {port} -> target group",
+            lambda: ctx.clients.elbv2.modify_listener(
+                ListenerArn=existing.ids["arn"],
+                Protocol="TCP",
+                Port=port,
+                DefaultActions=[{"Type": "forward", "TargetGroupArn": target}],
+            ),
         )
-        return Converged(existing.ids, [f"TCP {port} -> target group"])
+        return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         try:

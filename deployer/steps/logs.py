@@ -53,8 +53,13 @@ class LogGroupStep(Step["LogGroupTypeDef"]):
         wanted = ctx.settings.log_retention_days
         if existing.live.get("retentionInDays") == wanted:
             return Converged(existing.ids)
-        ctx.clients.logs.put_retention_policy(logGroupName=existing.ids["name"], retentionInDays=wanted)
-        return Converged(existing.ids, [f"retention {existing.live.get('retentionInDays')} -> {wanted} days"])
+        changes: list[str] = []
+        ctx.change(
+            changes,
+            f"retention {existing.live.get('retentionInDays')} -> {wanted} days",
+            lambda: ctx.clients.logs.put_retention_policy(logGroupName=existing.ids["name"], retentionInDays=wanted),
+        )
+        return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         try:

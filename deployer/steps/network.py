@@ -63,14 +63,20 @@ class VpcStep(Step["VpcTypeDef"]):
         if existing.live["CidrBlock"] != ctx.settings.vpc_cidr:
             raise self.drift(existing.ids, f"has CIDR {existing.live['CidrBlock']}, not {ctx.settings.vpc_cidr}")
         ec2 = ctx.clients.ec2
-        changes = []
+        changes: list[str] = []
         vpc_id = existing.ids["id"]
         if not ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsSupport")["EnableDnsSupport"]["Value"]:
-            ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsSupport={"Value": True})
-            changes.append("DNS support on")
+            ctx.change(
+                changes,
+                "DNS support on",
+                lambda: ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsSupport={"Value": True}),
+            )
         if not ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsHostnames")["EnableDnsHostnames"]["Value"]:
-            ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
-            changes.append("DNS hostnames on")
+            ctx.change(
+                changes,
+                "DNS hostnames on",
+                lambda: ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True}),
+            )
         return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
@@ -180,8 +186,13 @@ class InternetGatewayStep(Step["InternetGatewayTypeDef"]):
             return Converged({**existing.ids, "vpc_id": vpc_id})
         if attached:
             raise self.drift(existing.ids, f"is attached to {attached[0]}, not to the stack's VPC")
-        ctx.clients.ec2.attach_internet_gateway(InternetGatewayId=existing.ids["id"], VpcId=vpc_id)
-        return Converged({**existing.ids, "vpc_id": vpc_id}, [f"attached to {vpc_id}"])
+        changes: list[str] = []
+        ctx.change(
+            changes,
+            f"attached to {vpc_id}",
+            lambda: ctx.clients.ec2.attach_internet_gateway(InternetGatewayId=existing.ids["id"], VpcId=vpc_id),
+        )
+        return Converged({**existing.ids, "vpc_id": vpc_id}, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         ec2 = ctx.clients.ec2
@@ -250,22 +261,31 @@ class RouteTableStep(Step["RouteTableTypeDef"]):
 
     def converge(self, ctx: StepContext, existing: Existing[RouteTableTypeDef]) -> Converged:
         ids = {**existing.ids, "vpc_id": existing.live["VpcId"]}
-        changes = []
+        changes: list[str] = []
         gateway_id = ctx.ids("internet-gateway")["id"]
         default = [r for r in existing.live.get("Routes", []) if r.get("DestinationCidrBlock") == DEFAULT_ROUTE]
+        table_id = ids["id"]
         if not default:
-            ctx.clients.ec2.create_route(
-                RouteTableId=ids["id"], DestinationCidrBlock=DEFAULT_ROUTE, GatewayId=gateway_id
+            ctx.change(
+                changes,
+                f"route {DEFAULT_ROUTE} -> {gateway_id} added",
+                lambda: ctx.clients.ec2.create_route(
+                    RouteTableId=table_id, DestinationCidrBlock=DEFAULT_ROUTE, GatewayId=gateway_id
+                ),
             )
-            changes.append(f"route {DEFAULT_ROUTE} -> {gateway_id} added")
         elif default[0].get("GatewayId") != gateway_id:
-            ctx.clients.ec2.replace_route(
-                RouteTableId=ids["id"], DestinationCidrBlock=DEFAULT_ROUTE, GatewayId=gateway_id
+            ctx.change(
+                changes,
+                f"route {DEFAULT_ROUTE} -> {gateway_id} replaced",
+                lambda: ctx.clients.ec2.replace_route(
+                    RouteTableId=table_id, DestinationCidrBlock=DEFAULT_ROUTE, GatewayId=gateway_id
+                ),
             )
-            changes.append(f"route {DEFAULT_ROUTE} -> {gateway_id} replaced")
         main = [a for a in existing.live.get("Associations", []) if a.get("Main")]
         if main:
             ids["main_association_id"] = main[0]["RouteTableAssociationId"]
+        elif ctx.dry_run:
+            changes.append("made the main route table")
         else:
             ids = self._make_main(ctx, ids)
             changes.append("made the main route table")
@@ -381,16 +401,23 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
             raise self.drift(existing.ids, "is in another VPC")
         have = _rule_keys(existing.live.get("IpPermissions", []))
         want = _rule_keys(self.wanted(ctx))
-        changes = []
+        changes: list[str] = []
         group_id = existing.ids["id"]
         extra = [p for p in _split(existing.live.get("IpPermissions", [])) if _rule_keys([p]) - want]
         missing = [p for p in _split(self.wanted(ctx)) if _rule_keys([p]) - have]
+        ec2 = ctx.clients.ec2
         if extra:
-            ctx.clients.ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=extra)
-            changes.append(f"revoked {len(extra)} ingress rule(s)")
+            ctx.change(
+                changes,
+                f"revoked {len(extra)} ingress rule(s)",
+                lambda: ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=extra),
+            )
         if missing:
-            ctx.clients.ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=missing)
-            changes.append(f"authorized {len(missing)} ingress rule(s)")
+            ctx.change(
+                changes,
+                f"authorized {len(missing)} ingress rule(s)",
+                lambda: ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=missing),
+            )
         return Converged(existing.ids, changes)
 
     def wanted(self, ctx: StepContext) -> list[IpPermissionTypeDef]:

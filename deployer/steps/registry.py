@@ -85,16 +85,27 @@ class RepositoryStep(Step[LiveRepository]):
         ecr = ctx.clients.ecr
         name = existing.ids["name"]
         live = existing.live.repository
-        changes = []
+        changes: list[str] = []
         if not live.get("imageScanningConfiguration", {}).get("scanOnPush"):
-            ecr.put_image_scanning_configuration(repositoryName=name, imageScanningConfiguration={"scanOnPush": True})
-            changes.append("scan on push on")
+            ctx.change(
+                changes,
+                "scan on push on",
+                lambda: ecr.put_image_scanning_configuration(
+                    repositoryName=name, imageScanningConfiguration={"scanOnPush": True}
+                ),
+            )
         if live.get("imageTagMutability") != "IMMUTABLE":
-            ecr.put_image_tag_mutability(repositoryName=name, imageTagMutability="IMMUTABLE")
-            changes.append("tags immutable")
+            ctx.change(
+                changes,
+                "tags immutable",
+                lambda: ecr.put_image_tag_mutability(repositoryName=name, imageTagMutability="IMMUTABLE"),
+            )
         if existing.live.lifecycle_policy != LIFECYCLE_POLICY:
-            ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY))
-            changes.append("lifecycle policy reset")
+            ctx.change(
+                changes,
+                "lifecycle policy reset",
+                lambda: ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY)),
+            )
         return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
