@@ -8,11 +8,12 @@ one-paragraph message on stderr and its exit code; nothing else is caught.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from deployer import runner
+from deployer import cost, runner
 from deployer.clients import AwsClients, account_id, build_clients, create_session
 from deployer.errors import EXIT_INTERRUPTED, DeployerError, SettingsError
 from deployer.images import ImageBuilder
@@ -65,6 +66,12 @@ def _provision_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="a build argument for the site's image, as with docker build (repeatable)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be created, updated (with the differences) or left unchanged, and the estimated "
+        "monthly cost; makes read calls only",
     )
     parser.add_argument(
         "--no-wait",
@@ -123,9 +130,26 @@ def _provision_locked(args: argparse.Namespace, state_file: StateFile) -> int:
         clients, settings, state, account, state_file, partition=session.get_partition_for_region(clients.region)
     )
     ctx.images = images
+    if args.dry_run:
+        return _plan(ctx)
     print(f"Provisioning stack '{settings.stack}' in {clients.region} (account {account})")
     report = runner.provision(ctx, wait=not args.no_wait)
     print(f"Site URL: {report.outputs['url']}")
+    return 0
+
+
+def _plan(ctx: StepContext) -> int:
+    print(f"Plan for stack '{ctx.settings.stack}' in {ctx.clients.region} (account {ctx.account_id}); "
+          "nothing will be changed:")  # fmt: skip
+    ctx.state = copy.deepcopy(ctx.state)
+    runner.plan(ctx)
+    lines = cost.estimate(ctx.settings)
+    print(
+        f"\nEstimated monthly cost (an estimate: {cost.PRICES_SOURCE}; data transfer, free tiers and taxes left out):"
+    )
+    for line in lines:
+        print(f"  {line.item:<24} ${line.monthly_usd:>8.2f}   {line.basis}")
+    print(f"  {'total':<24} ${cost.total(lines):>8.2f}")
     return 0
 
 

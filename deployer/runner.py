@@ -24,7 +24,7 @@ from deployer.clients import error_code, error_message
 from deployer.errors import AwsCallError, AwsSetupError, DeployerError
 from deployer.stack import build_steps, steps_by_name
 from deployer.state import Ids, State
-from deployer.steps.base import Step, StepContext
+from deployer.steps.base import PLANNED, PlannedDependencyError, Step, StepContext
 
 
 @dataclass
@@ -89,6 +89,40 @@ def discover(ctx: StepContext) -> None:
                 ctx.state.record(step.name, found.ids)
     order = {step.name: index for index, step in enumerate(steps)}
     ctx.state.resources.sort(key=lambda record: order.get(record.step, len(order)))
+
+
+def plan(ctx: StepContext) -> RunReport:
+    """The dry run: what provision would do, per step, from read calls only.
+
+    Steps are found as usual and converge only describes (`ctx.dry_run`); a step that
+    is missing, or that needs a resource which would first be created, is planned as
+    "create". Nothing is saved.
+    """
+    ctx.dry_run = True
+    ctx.save = lambda: None
+    report = RunReport()
+    for step in build_steps():
+        with _explained(step, ctx.state):
+            outcome, detail = _plan_step(ctx, step)
+        report.steps.append(StepReport(step.name, outcome, 0.0, detail))
+        ctx.say(f"{step.name:<22} {outcome:<9} {detail}")
+    return report
+
+
+def _plan_step(ctx: StepContext, step: Step[Any]) -> tuple[str, str]:
+    try:
+        existing = step.find(ctx, ctx.state.get(step.name))
+        if existing is None:
+            ctx.state.record(step.name, {PLANNED: "create"})
+            return "create", step.resource
+        converged = step.converge(ctx, existing)
+    except PlannedDependencyError as planned:
+        ctx.state.record(step.name, {PLANNED: "create"})
+        return "create", f"{step.resource} (needs the new {planned.step})"
+    ctx.state.record(step.name, converged.ids)
+    if converged.changes:
+        return "update", "; ".join(converged.changes)
+    return "unchanged", primary(converged.ids)
 
 
 def teardown(ctx: StepContext) -> RunReport:

@@ -40,6 +40,8 @@ LiveT = TypeVar("LiveT")
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
 
+PLANNED = "planned"  # in a dry run, the identifiers of a resource that would be created
+
 STACK_TAG = "deployer:stack"
 STEP_TAG = "deployer:step"
 
@@ -77,7 +79,14 @@ class StepContext:
         recorded = self.state.get(step)
         if recorded is None:
             raise RuntimeError(f"step '{step}' has not run yet")
+        if PLANNED in recorded:
+            raise PlannedDependencyError(step)
         return recorded
+
+    def recorded(self, step: str) -> Ids | None:
+        """Identifiers of an earlier step, or None if it has none (yet)."""
+        recorded = self.state.get(step)
+        return None if recorded is None or PLANNED in recorded else recorded
 
     def remember(self, step: str, ids: Ids) -> None:
         """Record identifiers and save at once, so a crash cannot lose a created resource."""
@@ -147,6 +156,14 @@ class StepContext:
                     "(or raise service_wait_timeout)",
                 )
             self.sleep(self.poll_seconds)
+
+
+class PlannedDependencyError(Exception):
+    """In a dry run: a step needs a resource that would only be created by the real run."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__(step)
+        self.step = step
 
 
 @dataclass(frozen=True)

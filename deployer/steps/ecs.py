@@ -168,7 +168,7 @@ class ServiceStep(Step["ServiceTypeDef"]):
         return self._describe(ctx, ids["cluster"], ids["name"])
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[ServiceTypeDef] | None:
-        cluster = ctx.state.get("cluster")
+        cluster = ctx.recorded("cluster")
         if cluster is None:
             return None  # a service lives in our cluster: without it there is none
         return self._describe(ctx, cluster["name"], ctx.settings.names.service)

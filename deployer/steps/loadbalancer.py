@@ -250,7 +250,7 @@ class ListenerStep(Step["ListenerTypeDef"]):
         return Existing(ids, listeners[0]) if listeners else None
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[ListenerTypeDef] | None:
-        balancer = ctx.state.get("load-balancer")
+        balancer = ctx.recorded("load-balancer")
         if balancer is None:
             return None  # listeners belong to our load balancer: without it there is none
         try:

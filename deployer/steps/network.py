@@ -366,7 +366,7 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
         return Existing(ids, groups[0]) if groups else None
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[SecurityGroupTypeDef] | None:
-        vpc = ctx.state.get("vpc")
+        vpc = ctx.recorded("vpc")
         if vpc is None:
             return None  # names are unique per VPC: without ours there is nothing to look up
         groups = ctx.clients.ec2.describe_security_groups(

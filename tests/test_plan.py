@@ -1,0 +1,61 @@
+"""`provision.py --dry-run`: per step create / update (with the difference) / unchanged, from read calls only."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from pathlib import Path
+
+from deployer import cost, runner
+from deployer.stack import build_steps
+from deployer.steps.base import StepContext
+from tests.conftest import CallLog, MotoServer, RunScript
+from tests.inventory import inventory
+
+
+def test_plan_of_an_empty_account_creates_everything_and_changes_nothing(ctx: StepContext, calls: CallLog) -> None:
+    before = inventory(ctx.clients)
+    calls.clear()
+    report = runner.plan(ctx)
+    assert [line.outcome for line in report.steps] == ["create"] * len(build_steps())
+    assert calls.changing() == []
+    assert inventory(ctx.clients) == before
+
+
+def test_plan_shows_the_difference_and_makes_only_read_calls(
+    ctx: StepContext, calls: CallLog, state_path: Path
+) -> None:
+    runner.provision(ctx, wait=False)
+    on_disk = state_path.read_bytes()
+    snapshot = inventory(ctx.clients)
+    ctx.clients.logs.put_retention_policy(logGroupName="/ecs/test-site", retentionInDays=3)  # changed by hand
+    ctx.settings = replace(ctx.settings, cpu=512, memory=1024, desired_count=2)
+    ctx.state = copy.deepcopy(ctx.state)
+    calls.clear()
+    report = runner.plan(ctx)
+    outcomes = {line.step: (line.outcome, line.detail) for line in report.steps}
+    assert outcomes["log-group"] == ("update", "retention 3 -> 14 days")
+    assert outcomes["task-definition"] == ("update", "new revision (cpu, memory changed)")
+    assert outcomes["service"][0] == "update"
+    assert "desired count 1 -> 2" in outcomes["service"][1]
+    assert "(next revision)" in outcomes["service"][1]
+    assert {outcome for step, (outcome, _) in outcomes.items()
+            if step not in ("log-group", "task-definition", "service")} == {"unchanged"}  # fmt: skip
+    assert calls.changing() == [], "a plan makes read calls only"
+    assert state_path.read_bytes() == on_disk
+    assert inventory(ctx.clients) == snapshot
+
+
+def test_cost_estimate_follows_the_settings(ctx: StepContext) -> None:
+    small = cost.total(cost.estimate(ctx.settings))
+    bigger = cost.total(cost.estimate(replace(ctx.settings, cpu=1024, memory=2048, desired_count=3)))
+    assert 30 < small < 60
+    assert bigger > small * 2
+
+
+def test_dry_run_from_the_command_line(server: MotoServer, run_script: RunScript, tmp_path: Path) -> None:
+    result = run_script("provision.py", "--image", "example.com/site:1", "--dry-run", server=server)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(" create ") == len(build_steps())
+    assert "Estimated monthly cost (an estimate" in result.stdout and "total" in result.stdout
+    assert not (tmp_path / "state.json").exists()
