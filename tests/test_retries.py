@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from deployer import runner
 from deployer.errors import AwsCallError, DeployerError
+from deployer.stack import build_steps
 from deployer.steps.base import StepContext
 from tests.faults import inject_errors
 from tests.steps_helpers import provision_through
@@ -169,3 +170,11 @@ def test_client_error_codes_are_what_the_rules_match() -> None:
     assert ROLE_NOT_VISIBLE.matches(error("NoSuchEntity", "The role with name r cannot be found."))
     assert not ROLE_NOT_VISIBLE.matches(error("NoSuchEntity", "Policy arn:x does not exist or is not attachable."))
     assert not ROLE_NOT_VISIBLE.matches(error("AccessDenied", "The role with name r cannot be found."))
+
+
+def test_teardown_after_a_crash_past_delete_service_counts_the_service_as_deleted(ctx: StepContext) -> None:
+    """AWS refuses UpdateService on a deleted service (moto accepts it): that means the step is done."""
+    provision_through(ctx, "service")
+    inject_errors(ctx.clients.ecs, "UpdateService", "ServiceNotActiveException", "Service was not ACTIVE.")
+    service_step = {s.name: s for s in build_steps()}["service"]
+    service_step.delete(ctx, ctx.ids("service"))  # no error: already gone counts as deleted

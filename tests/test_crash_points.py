@@ -1,0 +1,423 @@
+"""Kill provision or teardown right after ANY API call; the next run must converge.
+
+The hardest instant is right after AWS has served a call and before the tool heard
+the answer: the resource exists, the state file does not know it. Here a botocore
+`after-call` hook raises `Killed` (a BaseException, so nothing in the tool can
+catch it, like a SIGKILL) right after the n-th call was served by in-process moto.
+A brand new process is then simulated: a new StepContext whose state comes from
+the state file on disk only, with fresh clients, runs the same command again.
+
+Every crash point is tried, not a sample: the list of calls comes from a clean
+recording made once at collection time, so each case has a pytest id like
+`provision-after-call-02-CreateVpc`. After the second provision the account must
+hold exactly the clean run's stack (same counts per kind, same names, same
+configuration once identifiers are read through the state), and a teardown must
+leave the account as it was. After the second teardown nothing may be left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from deployer import runner
+from deployer.clients import AwsClients
+from deployer.settings import Settings
+from deployer.state import State, StateFile
+from deployer.steps.base import StepContext
+from tests.conftest import ACCOUNT, IMAGE, REGION, CallLog, make_context, recorded_clients
+from tests.inventory import added, inventory
+
+SETTINGS = Settings(stack="crash-site", region=REGION, image=IMAGE)
+
+# One of everything (test_stack.py checks the same for a clean run): the reference the
+# clean recording is checked against, so a duplicate in the reference cannot hide.
+ONE_STACK = {
+    "vpcs": 1,
+    "subnets": 2,
+    "internet_gateways": 1,
+    "route_tables": 2,  # ours, and the VPC's original main table
+    "security_groups": 3,  # NLB, tasks, and the VPC's default group
+    "log_groups": 1,
+    "roles": 2,
+    "repositories": 1,
+    "target_groups": 1,
+    "load_balancers": 1,
+    "listeners": 1,
+    "clusters": 1,
+    "task_definitions": 1,
+    "services": 1,
+}
+
+# Crash points where the tool is known not to converge: (phase, operation, occurrence of
+# that operation in the phase, 1-based) -> reason. Keyed by operation rather than by call
+# number so that the entries survive unrelated changes to the call sequence.
+KNOWN_BUGS: dict[tuple[str, str, int], str] = {}
+
+
+class Killed(BaseException):
+    """The process died right after AWS served a call: nothing in the tool may catch this."""
+
+
+class Killer:
+    """An `after-call` hook that counts the calls AWS served and kills the run after call `at`."""
+
+    def __init__(self, at: int | None = None) -> None:
+        self.at = at
+        self.operations: list[str] = []
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        self.operations.append(model.name)
+        if len(self.operations) == self.at:
+            raise Killed(f"killed right after call {self.at} ({model.name}) was served")
+
+
+def hooked_clients(killer: Killer) -> AwsClients:
+    clients = recorded_clients(CallLog())
+    for item in fields(clients):
+        client = getattr(clients, item.name)
+        if hasattr(client, "meta"):
+            client.meta.events.register("after-call", killer)
+    return clients
+
+
+def new_process(state_path: Path, killer: Killer | None = None) -> StepContext:
+    """A context as a freshly started CLI builds it: the state comes from the file on disk only."""
+    clients = hooked_clients(killer) if killer is not None else recorded_clients(CallLog())
+    return make_context(clients, SETTINGS, state_path, state=load(state_path))
+
+
+def load(state_path: Path) -> State:
+    return StateFile(state_path).load() or State(stack=SETTINGS.stack, region=REGION, account_id=ACCOUNT)
+
+
+# --- what the account holds ------------------------------------------------------------------
+
+EC2_ID = re.compile(r"^[a-z]+-[0-9a-f]{8,17}$")
+
+
+def label(identifier: str) -> str:
+    """A name that is the same in every run: the resource's name, or '*' for EC2 IDs (random)."""
+    if identifier.startswith("arn:"):
+        parts = identifier.split(":", 5)[5].split("/")
+        kind = parts[0]
+        if kind == "targetgroup":  # targetgroup/NAME/hash
+            return parts[1]
+        if kind in ("loadbalancer", "listener"):  # loadbalancer/net/NAME/hash[/listener hash]
+            return f"{kind}/{parts[2]}"
+        return "/".join(parts)  # cluster/NAME, task-definition/FAMILY:REVISION, service/CLUSTER/NAME
+    if EC2_ID.match(identifier):
+        return "*"
+    return identifier  # log groups, roles, repositories are listed by name
+
+
+def shape(new: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Per kind, the sorted labels of the resources: counts plus every name that does not vary."""
+    return {kind: sorted(label(identifier) for identifier in ids) for kind, ids in new.items()}
+
+
+def counts(new: dict[str, set[str]]) -> dict[str, int]:
+    return {kind: len(ids) for kind, ids in new.items()}
+
+
+def _tags(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in tags or []}
+
+
+class Unordered(list[Any]):
+    """A collection whose order AWS does not define: compared sorted, once identifiers are symbolic."""
+
+
+def _rules(permissions: list[dict[str, Any]]) -> Unordered:
+    rules = []
+    for perm in permissions:
+        base = (perm["IpProtocol"], perm.get("FromPort"), perm.get("ToPort"))
+        rules += [(*base, r["CidrIp"], r.get("Description")) for r in perm.get("IpRanges", [])]
+        rules += [(*base, p["GroupId"], p.get("Description")) for p in perm.get("UserIdGroupPairs", [])]
+    return Unordered(rules)
+
+
+def configuration(clients: AwsClients, state: State) -> Any:
+    """The stack's settings as AWS reports them, every identifier the state records replaced by
+    `<step.key>`: equal between two runs that built the same stack and recorded it alike."""
+    ids = {record.step: record.ids for record in state.resources}
+    names = SETTINGS.names
+    ec2, elbv2, ecs, iam = clients.ec2, clients.elbv2, clients.ecs, clients.iam
+    vpc_id = ids["vpc"]["id"]
+    in_vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
+    vpc = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
+    groups = ec2.describe_security_groups(Filters=in_vpc)["SecurityGroups"]
+    defaults = {g["GroupId"]: "<the VPC's default group>" for g in groups if g["GroupName"] == "default"}
+    roles = {}
+    for role_name in (names.execution_role, names.task_role):
+        role = iam.get_role(RoleName=role_name)["Role"]
+        roles[role_name] = {
+            "trust": role["AssumeRolePolicyDocument"],
+            "attached": sorted(
+                p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
+            ),
+            "inline": sorted(iam.list_role_policies(RoleName=role_name)["PolicyNames"]),
+        }
+    repository = clients.ecr.describe_repositories(repositoryNames=[names.repository])["repositories"][0]
+    (target_group,) = elbv2.describe_target_groups(Names=[names.target_group])["TargetGroups"]
+    target_attributes = elbv2.describe_target_group_attributes(TargetGroupArn=target_group["TargetGroupArn"])
+    (balancer,) = elbv2.describe_load_balancers(Names=[names.load_balancer])["LoadBalancers"]
+    definition = ecs.describe_task_definition(taskDefinition=names.task_family)["taskDefinition"]
+    services = ecs.describe_services(cluster=names.cluster, services=[names.service])["services"]
+    found = {
+        "state": [(record.step, sorted(record.ids)) for record in state.resources],
+        "url recorded": state.outputs == {"url": f"http://{ids['load-balancer']['dns_name']}"},
+        "vpc": {
+            "cidr": vpc["CidrBlock"],
+            "tags": _tags(vpc.get("Tags")),
+            "dns": [
+                ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[key]["Value"]
+                for attribute, key in (
+                    ("enableDnsSupport", "EnableDnsSupport"),
+                    ("enableDnsHostnames", "EnableDnsHostnames"),
+                )
+            ],
+        },
+        "subnets": Unordered(
+            (s["SubnetId"], s["CidrBlock"], s["AvailabilityZone"], _tags(s.get("Tags")))
+            for s in ec2.describe_subnets(Filters=in_vpc)["Subnets"]
+        ),
+        "internet gateways": Unordered(
+            (g["InternetGatewayId"], [(a["VpcId"], a["State"]) for a in g["Attachments"]], _tags(g.get("Tags")))
+            for g in ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc_id]}])[
+                "InternetGateways"
+            ]
+        ),
+        "route tables": Unordered(
+            (
+                t["RouteTableId"],
+                Unordered((r.get("DestinationCidrBlock"), r.get("GatewayId")) for r in t["Routes"]),
+                Unordered((a.get("Main", False), a.get("RouteTableAssociationId")) for a in t["Associations"]),
+                _tags(t.get("Tags")),
+            )
+            for t in ec2.describe_route_tables(Filters=in_vpc)["RouteTables"]
+        ),
+        "security groups": Unordered(
+            (g["GroupName"], g["GroupId"], _rules(g["IpPermissions"]), _tags(g.get("Tags"))) for g in groups
+        ),
+        "log groups": [
+            (g["logGroupName"], g.get("retentionInDays"))
+            for g in clients.logs.describe_log_groups(logGroupNamePrefix=names.log_group)["logGroups"]
+        ],
+        "roles": roles,
+        "repository": {
+            "mutability": repository["imageTagMutability"],
+            "scan on push": repository["imageScanningConfiguration"]["scanOnPush"],
+            "lifecycle": json.loads(
+                clients.ecr.get_lifecycle_policy(repositoryName=names.repository)["lifecyclePolicyText"]
+            ),
+        },
+        "target group": {
+            **{
+                key: target_group.get(key)
+                for key in (
+                    "TargetGroupArn",
+                    "Protocol",
+                    "Port",
+                    "VpcId",
+                    "TargetType",
+                    "HealthCheckProtocol",
+                    "HealthCheckIntervalSeconds",
+                    "HealthyThresholdCount",
+                    "UnhealthyThresholdCount",
+                )
+            },
+            "attributes": {a["Key"]: a["Value"] for a in target_attributes["Attributes"]},
+        },
+        "load balancer": {
+            "arn": balancer["LoadBalancerArn"],
+            "type": (balancer["Type"], balancer["Scheme"]),
+            "subnets": Unordered(z["SubnetId"] for z in balancer["AvailabilityZones"]),
+            "security groups": balancer.get("SecurityGroups"),
+            "listeners": [
+                (listener["ListenerArn"], listener["Protocol"], listener["Port"], listener["DefaultActions"])
+                for listener in elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+            ],
+        },
+        "cluster": [
+            (c["clusterArn"], c["status"]) for c in ecs.describe_clusters(clusters=[names.cluster])["clusters"]
+        ],
+        "task definition": {
+            key: definition.get(key)
+            for key in (
+                "taskDefinitionArn",
+                "revision",
+                "status",
+                "cpu",
+                "memory",
+                "networkMode",
+                "executionRoleArn",
+                "taskRoleArn",
+                "containerDefinitions",
+            )
+        },
+        "service": [
+            {
+                key: service.get(key)
+                for key in (
+                    "serviceArn",
+                    "status",
+                    "taskDefinition",
+                    "desiredCount",
+                    "launchType",
+                    "networkConfiguration",
+                    "loadBalancers",
+                )
+            }
+            for service in services
+        ],
+    }
+    references = {**defaults}
+    for record in state.resources:
+        for key, value in record.ids.items():
+            references.setdefault(value, f"<{record.step}.{key}>")
+    return symbolic(found, references)
+
+
+def symbolic(value: Any, references: dict[str, str]) -> Any:
+    if isinstance(value, Unordered):
+        return sorted((symbolic(item, references) for item in value), key=repr)
+    if isinstance(value, str):
+        return references.get(value, value)
+    if isinstance(value, dict):
+        return {key: symbolic(item, references) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [symbolic(item, references) for item in value]
+    return value
+
+
+# --- the clean recording, made once at collection time ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Recording:
+    provision_calls: list[str]
+    teardown_calls: list[str]
+    counts: dict[str, int]
+    shape: dict[str, list[str]]
+    configuration: Any
+    left_after_teardown: dict[str, set[str]]
+
+
+@contextmanager
+def isolated_environment() -> Iterator[Path]:
+    """What conftest's autouse `isolated_aws` does for a test, for the recording made before any test."""
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
+        for name in list(os.environ):
+            if name.startswith(("AWS_", "MOTO_")):
+                patch.delenv(name)
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.setenv("AWS_DEFAULT_REGION", REGION)
+        patch.setenv("AWS_CONFIG_FILE", str(Path(folder) / "no-aws-config"))
+        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(Path(folder) / "no-aws-credentials"))
+        patch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        patch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+        yield Path(folder)
+
+
+@cache
+def clean_recording() -> Recording:
+    """A clean provision and teardown: the calls each makes, and the stack provision leaves."""
+    with isolated_environment() as folder, mock_aws():
+        state_path = folder / "state.json"
+        before = inventory(recorded_clients(CallLog()))
+        provision_killer = Killer()
+        runner.provision(new_process(state_path, provision_killer), wait=False)
+        new = added(before, inventory(recorded_clients(CallLog())))
+        settled = configuration(recorded_clients(CallLog()), load(state_path))
+        teardown_killer = Killer()
+        runner.teardown(new_process(state_path, teardown_killer))
+        left = added(before, inventory(recorded_clients(CallLog())))
+        return Recording(
+            provision_killer.operations, teardown_killer.operations, counts(new), shape(new), settled, left
+        )
+
+
+def crash_points(phase: str) -> list[Any]:
+    recording = clean_recording()
+    calls = recording.provision_calls if phase == "provision" else recording.teardown_calls
+    points = []
+    for n, operation in enumerate(calls, start=1):
+        occurrence = calls[:n].count(operation)
+        reason = KNOWN_BUGS.get((phase, operation, occurrence))
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        points.append(pytest.param(n, operation, id=f"{phase}-after-call-{n:02d}-{operation}", marks=marks))
+    return points
+
+
+@pytest.fixture
+def clean() -> Recording:
+    return clean_recording()
+
+
+@pytest.fixture
+def observer() -> Iterator[AwsClients]:
+    """A fresh in-process moto account, and clients (not the tool's) to look at what it holds."""
+    with mock_aws():
+        yield recorded_clients(CallLog())
+
+
+def kill(run: Callable[[StepContext], object], state_path: Path, at: int, operation: str) -> None:
+    """Run provision or teardown in a process that dies right after call `at` was served."""
+    killer = Killer(at)
+    with pytest.raises(Killed):
+        run(new_process(state_path, killer))
+    assert killer.operations[-1] == operation, f"call {at} was {killer.operations[-1]}, not {operation} as recorded"
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+def test_the_clean_recording_is_one_stack_that_teardown_removes(clean: Recording) -> None:
+    assert clean.counts == ONE_STACK
+    assert clean.shape["task_definitions"] == [f"task-definition/{SETTINGS.names.task_family}:1"]
+    assert len(clean.provision_calls) > len(ONE_STACK) and clean.teardown_calls
+    assert clean.left_after_teardown == {}
+
+
+@pytest.mark.parametrize(("at", "operation"), crash_points("provision"))
+def test_provision_killed_after_a_call_converges_on_the_next_run(
+    at: int, operation: str, clean: Recording, observer: AwsClients, state_path: Path
+) -> None:
+    before = inventory(observer)
+    kill(lambda ctx: runner.provision(ctx, wait=False), state_path, at, operation)
+
+    runner.provision(new_process(state_path), wait=False)
+    new = added(before, inventory(observer))
+    assert shape(new) == clean.shape, f"counts {counts(new)}, wanted {clean.counts}"
+    assert configuration(observer, load(state_path)) == clean.configuration
+
+    runner.teardown(new_process(state_path))
+    assert inventory(observer) == before
+    assert load(state_path).resources == []
+
+
+@pytest.mark.parametrize(("at", "operation"), crash_points("teardown"))
+def test_teardown_killed_after_a_call_converges_on_the_next_run(
+    at: int, operation: str, observer: AwsClients, state_path: Path
+) -> None:
+    before = inventory(observer)
+    runner.provision(new_process(state_path), wait=False)
+    kill(runner.teardown, state_path, at, operation)
+
+    runner.teardown(new_process(state_path))
+    after = inventory(observer)
+    assert after == before, f"left behind: {added(before, after)}"
+    assert load(state_path).resources == []
