@@ -71,6 +71,7 @@ from deployer.settings import Settings, validate  # noqa: E402
 from deployer.stack import steps_by_name  # noqa: E402
 from deployer.state import State, StateFile, check_identity  # noqa: E402
 from deployer.steps.base import StepContext  # noqa: E402
+from tests.rollouts import Rollout  # noqa: E402
 
 STACK = "bench-site"
 REGION = "us-east-1"
@@ -228,6 +229,9 @@ def run_phase(
 
 
 def provision_and_wait(ctx: StepContext) -> runner.RunReport:
+    """With the wait, as a user runs it: moto's rollout is made to complete (tests/rollouts.py)."""
+    Rollout().install(ctx.clients.ecs, ctx.clients.elbv2)
+    ctx.probe = lambda _url: 200  # moto's NLB name is fake: never send traffic to it
     return runner.provision(ctx, wait=True)
 
 

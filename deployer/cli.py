@@ -68,6 +68,12 @@ def _provision_parser() -> argparse.ArgumentParser:
         help="a build argument for the site's image, as with docker build (repeatable)",
     )
     parser.add_argument(
+        "--rollback",
+        action="store_true",
+        help="return the service to the last revision that was verified serving (by digest, nothing is built), "
+        "and verify it",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="print what would be created, updated (with the differences) or left unchanged, and the estimated "
@@ -117,6 +123,8 @@ def _provision(args: argparse.Namespace) -> int:
 def _provision_locked(args: argparse.Namespace, state_file: StateFile) -> int:
     state = state_file.load()
     settings = _settings(args, state)
+    if args.rollback:
+        return _rollback(args, state_file, state, settings)
     images = ImageBuilder(progress=_say)
     if settings.image is None:
         images.client()  # no engine: say so before anything is created
@@ -138,9 +146,36 @@ def _provision_locked(args: argparse.Namespace, state_file: StateFile) -> int:
     return 0
 
 
+def _rollback(args: argparse.Namespace, state_file: StateFile, state: State | None, settings: Settings) -> int:
+    if state is None or state.get("service") is None:
+        raise DeployerError(
+            "There is no deployed service to roll back",
+            where=str(state_file.path),
+            todo="Deploy with provision.py first",
+        )
+    if args.image or args.build_arg or args.dry_run:
+        raise SettingsError(
+            "--rollback takes no --image, --build-arg or --dry-run",
+            where="command line",
+            todo="Roll back alone: python provision.py --rollback",
+        )
+    session = create_session(settings.region)
+    clients = build_clients(session)
+    account = account_id(clients)
+    check_identity(state, settings.stack, clients.region, account, state_file.path)
+    ctx = _context(
+        clients, settings, state, account, state_file, partition=session.get_partition_for_region(clients.region)
+    )
+    report = runner.rollback(ctx)
+    print(f"Rolled back; serving {report.outputs['serving_revision'].rsplit('/', 1)[-1]} at {report.outputs['url']}")
+    return 0
+
+
 def _plan(ctx: StepContext) -> int:
-    print(f"Plan for stack '{ctx.settings.stack}' in {ctx.clients.region} (account {ctx.account_id}); "
-          "nothing will be changed:")  # fmt: skip
+    print(
+        f"Plan for stack '{ctx.settings.stack}' in {ctx.clients.region} (account {ctx.account_id}); "
+        "nothing will be changed:"
+    )
     ctx.state = copy.deepcopy(ctx.state)
     runner.plan(ctx)
     lines = cost.estimate(ctx.settings)

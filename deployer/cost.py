@@ -43,19 +43,37 @@ def estimate(settings: Settings) -> list[CostLine]:
     zones = 2  # one NLB node, hence one public address, per subnet
     log_gb = ASSUMED_LOG_GB_PER_TASK_MONTH * tasks
     return [
-        CostLine("Network Load Balancer", (NLB_HOUR + NLB_LCU_HOUR) * HOURS_PER_MONTH,
-                 f"{HOURS_PER_MONTH} h x (${NLB_HOUR}/h + 1 NLCU x ${NLB_LCU_HOUR}/h)"),
-        CostLine("Fargate vCPU", tasks * vcpu * FARGATE_VCPU_HOUR * HOURS_PER_MONTH,
-                 f"{tasks} task(s) x {vcpu:g} vCPU x ${FARGATE_VCPU_HOUR}/h"),
-        CostLine("Fargate memory", tasks * memory_gb * FARGATE_GB_HOUR * HOURS_PER_MONTH,
-                 f"{tasks} task(s) x {memory_gb:g} GB x ${FARGATE_GB_HOUR}/h"),
-        CostLine("Public IPv4 addresses", (tasks + zones) * PUBLIC_IPV4_HOUR * HOURS_PER_MONTH,
-                 f"{tasks} task(s) + {zones} NLB nodes x ${PUBLIC_IPV4_HOUR}/h"),
-        CostLine("CloudWatch Logs", log_gb * (LOGS_INGEST_GB + LOGS_STORE_GB_MONTH),
-                 f"assumes {log_gb:g} GB/month ingested x ${LOGS_INGEST_GB}/GB (+ storage)"),
-        CostLine("ECR storage", ASSUMED_IMAGE_GB * ECR_GB_MONTH,
-                 f"assumes {ASSUMED_IMAGE_GB} GB of images x ${ECR_GB_MONTH}/GB-month"),
-    ]  # fmt: skip
+        CostLine(
+            "Network Load Balancer",
+            (NLB_HOUR + NLB_LCU_HOUR) * HOURS_PER_MONTH,
+            f"{HOURS_PER_MONTH} h x (${NLB_HOUR}/h + 1 NLCU x ${NLB_LCU_HOUR}/h)",
+        ),
+        CostLine(
+            "Fargate vCPU",
+            tasks * vcpu * FARGATE_VCPU_HOUR * HOURS_PER_MONTH,
+            f"{tasks} task(s) x {vcpu:g} vCPU x ${FARGATE_VCPU_HOUR}/h",
+        ),
+        CostLine(
+            "Fargate memory",
+            tasks * memory_gb * FARGATE_GB_HOUR * HOURS_PER_MONTH,
+            f"{tasks} task(s) x {memory_gb:g} GB x ${FARGATE_GB_HOUR}/h",
+        ),
+        CostLine(
+            "Public IPv4 addresses",
+            (tasks + zones) * PUBLIC_IPV4_HOUR * HOURS_PER_MONTH,
+            f"{tasks} task(s) + {zones} NLB nodes x ${PUBLIC_IPV4_HOUR}/h",
+        ),
+        CostLine(
+            "CloudWatch Logs",
+            log_gb * (LOGS_INGEST_GB + LOGS_STORE_GB_MONTH),
+            f"assumes {log_gb:g} GB/month ingested x ${LOGS_INGEST_GB}/GB (+ storage)",
+        ),
+        CostLine(
+            "ECR storage",
+            ASSUMED_IMAGE_GB * ECR_GB_MONTH,
+            f"assumes {ASSUMED_IMAGE_GB} GB of images x ${ECR_GB_MONTH}/GB-month",
+        ),
+    ]
 
 
 def total(lines: list[CostLine]) -> float:

@@ -22,9 +22,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from deployer.clients import error_code, error_message
 from deployer.errors import AwsCallError, AwsSetupError, DeployerError
+from deployer.rollout import RolloutWatch
 from deployer.stack import build_steps, steps_by_name
 from deployer.state import Ids, State
 from deployer.steps.base import PLANNED, PlannedDependencyError, Step, StepContext
+from deployer.steps.loadbalancer import site_url
 
 
 @dataclass
@@ -52,13 +54,50 @@ def provision(ctx: StepContext, wait: bool = True) -> RunReport:
         line = StepReport(step.name, outcome, time.monotonic() - started, "; ".join(changes) or primary(ids))
         report.steps.append(line)
         ctx.say(f"{line.step:<22} {line.outcome:<9} {line.detail} ({line.seconds:.1f}s)")
-    url = f"http://{ctx.ids('load-balancer')['dns_name']}"
-    if ctx.settings.listener_port != 80:
-        url += f":{ctx.settings.listener_port}"
-    if ctx.state.outputs != {"url": url}:
-        ctx.state.outputs = {"url": url}
+    outputs = {**ctx.state.outputs, "url": site_url(ctx)}
+    if wait:
+        outputs = _served(outputs, ctx.ids("task-definition")["arn"])
+    if ctx.state.outputs != outputs:
+        ctx.state.outputs = outputs
         ctx.save()
     report.outputs = dict(ctx.state.outputs)
+    return report
+
+
+def _served(outputs: dict[str, str], revision: str) -> dict[str, str]:
+    """Remember a revision that was verified serving; the one before it becomes the rollback target."""
+    if outputs.get("serving_revision") == revision:
+        return outputs
+    previous = outputs.get("serving_revision")
+    updated = {**outputs, "serving_revision": revision}
+    if previous:
+        updated["rollback_revision"] = previous
+    return updated
+
+
+def rollback(ctx: StepContext) -> RunReport:
+    """Return the service to the last revision that served (pinned by digest; nothing is built) and verify it."""
+    target = ctx.state.outputs.get("rollback_revision")
+    if not target:
+        raise DeployerError(
+            "There is no earlier revision that was verified serving, so there is nothing to roll back to",
+            where="state file, outputs.rollback_revision",
+            todo="A revision becomes a rollback target once a later deploy has been verified (provision.py without "
+            "--no-wait)",
+        )
+    step = steps_by_name()["service"]
+    ids = ctx.ids("service")
+    started = time.monotonic()
+    with _explained(step, ctx.state):
+        ctx.retry(
+            lambda: ctx.clients.ecs.update_service(cluster=ids["cluster"], service=ids["name"], taskDefinition=target)
+        )
+        ctx.say(f"service                rolling back to {target.rsplit('/', 1)[-1]}")
+        RolloutWatch(ctx, ids["cluster"], ids["name"], target, site_url(ctx)).wait()
+    ctx.state.outputs = _served(ctx.state.outputs, target)
+    ctx.save()
+    report = RunReport(outputs=dict(ctx.state.outputs))
+    report.steps.append(StepReport("service", "rolled back", time.monotonic() - started, target))
     return report
 
 

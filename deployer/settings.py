@@ -92,6 +92,7 @@ class Settings:
     dockerfile: str = "Dockerfile"
     build_args: dict[str, str] = field(default_factory=dict)
     service_wait_timeout: int = 1200
+    max_failed_tasks: int = 3
 
     @property
     def names(self) -> Names:
@@ -332,6 +333,7 @@ def _validate_task(settings: Settings) -> None:
         "unhealthy_threshold": (2, 10),
         "deregistration_delay": (0, 3600),
         "service_wait_timeout": (1, 86400),
+        "max_failed_tasks": (1, 100),
     }
     for key, (low, high) in ranges.items():
         value = getattr(settings, key)

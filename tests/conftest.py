@@ -31,6 +31,7 @@ from deployer.clients import AwsClients, build_clients
 from deployer.settings import Settings, validate
 from deployer.state import State, StateFile
 from deployer.steps.base import StepContext
+from tests.rollouts import Rollout
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -139,6 +140,15 @@ def settings() -> Settings:
 @pytest.fixture
 def ctx(aws: AwsClients, settings: Settings, state_path: Path) -> StepContext:
     return make_context(aws, settings, state_path)
+
+
+@pytest.fixture
+def serving(ctx: StepContext) -> Rollout:
+    """A rollout that goes well: ECS completes it, the targets turn healthy, the URL answers 200."""
+    rollout = Rollout()
+    rollout.install(ctx.clients.ecs, ctx.clients.elbv2)
+    ctx.probe = lambda _url: 200
+    return rollout
 
 
 @dataclass

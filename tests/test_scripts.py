@@ -60,11 +60,16 @@ def test_teardown_asks_on_a_terminal(server: MotoServer, run_script: RunScript, 
     assert not (tmp_path / "state.json").exists()
 
 
-def test_provision_waits_for_the_service(server: MotoServer, run_script: RunScript) -> None:
-    """Without --no-wait it says what it waits for; the server reports the service running."""
+def test_provision_waits_for_the_site_and_gives_up_at_the_timeout(
+    server: MotoServer, run_script: RunScript, tmp_path: Path
+) -> None:
+    """Without --no-wait it waits for healthy targets (moto registers none) and says so, up to the timeout."""
+    (tmp_path / "deploy.toml").write_text("service_wait_timeout = 2\n")
     result = run_script("provision.py", "--image", IMAGE, server=server)
-    assert result.returncode == 0, result.stderr
-    assert "Site URL: http://" in result.stdout
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "waiting for flask-site-web to serve the new revision: targets not registered yet" in result.stdout
+    assert "Gave up waiting" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads((tmp_path / "state.json").read_text())["resources"][-1]["step"] == "service"
 
 
 def _on_terminal(args: list[str], typed: str, server: MotoServer, cwd: Path) -> tuple[int, str]:

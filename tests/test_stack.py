@@ -15,6 +15,7 @@ from deployer.state import StateFile
 from deployer.steps.base import StepContext
 from tests.conftest import ACCOUNT, IMAGE, CallLog
 from tests.inventory import added, inventory
+from tests.rollouts import Rollout
 
 EXPECTED_COUNTS = {
     "vpcs": 1,
@@ -34,13 +35,7 @@ EXPECTED_COUNTS = {
 }
 
 
-@pytest.fixture
-def running(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto reports a service's tasks as running only when told to."""
-    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
-
-
-def test_provision_creates_exactly_the_stack_with_the_seed_wiring(ctx: StepContext, running: None) -> None:
+def test_provision_creates_exactly_the_stack_with_the_seed_wiring(ctx: StepContext, serving: Rollout) -> None:
     before = inventory(ctx.clients)
     report = runner.provision(ctx)
     new = added(before, inventory(ctx.clients))
@@ -147,7 +142,7 @@ def assert_wiring(ctx: StepContext) -> None:  # noqa: PLR0915 - one assertion pe
     assert [(lb["targetGroupArn"], lb["containerPort"]) for lb in service["loadBalancers"]] == [(target_arn, 8080)]
 
 
-def test_every_resource_is_tagged_with_stack_and_step(ctx: StepContext, running: None) -> None:
+def test_every_resource_is_tagged_with_stack_and_step(ctx: StepContext, serving: Rollout) -> None:
     runner.provision(ctx)
     vpc = ctx.clients.ec2.describe_vpcs(VpcIds=[ctx.ids("vpc")["id"]])["Vpcs"][0]
     assert {"Key": "deployer:step", "Value": "vpc"} in vpc["Tags"]
@@ -164,7 +159,7 @@ def test_every_resource_is_tagged_with_stack_and_step(ctx: StepContext, running:
     assert log_tags["deployer:step"] == "log-group"
 
 
-def test_rerun_makes_no_changing_call(ctx: StepContext, calls: CallLog, running: None) -> None:
+def test_rerun_makes_no_changing_call(ctx: StepContext, calls: CallLog, serving: Rollout) -> None:
     runner.provision(ctx)
     snapshot = inventory(ctx.clients)
     calls.clear()
@@ -174,7 +169,7 @@ def test_rerun_makes_no_changing_call(ctx: StepContext, calls: CallLog, running:
     assert inventory(ctx.clients) == snapshot
 
 
-def test_state_is_saved_after_every_step(ctx: StepContext, state_path: Path, running: None) -> None:
+def test_state_is_saved_after_every_step(ctx: StepContext, state_path: Path, serving: Rollout) -> None:
     saved_steps: list[list[str]] = []
     save = ctx.save
 
@@ -192,7 +187,7 @@ def test_state_is_saved_after_every_step(ctx: StepContext, state_path: Path, run
     assert [r.step for r in on_disk.resources] == [s.name for s in build_steps()]
 
 
-def test_teardown_deletes_everything_in_reverse_order(ctx: StepContext, calls: CallLog, running: None) -> None:
+def test_teardown_deletes_everything_in_reverse_order(ctx: StepContext, calls: CallLog, serving: Rollout) -> None:
     before = inventory(ctx.clients)
     runner.provision(ctx)
     calls.clear()
@@ -226,7 +221,7 @@ def test_teardown_deletes_everything_in_reverse_order(ctx: StepContext, calls: C
     assert deletes.index("DetachRolePolicy") < last_role_delete
 
 
-def test_teardown_restores_the_original_main_route_table(ctx: StepContext, running: None) -> None:
+def test_teardown_restores_the_original_main_route_table(ctx: StepContext, serving: Rollout) -> None:
     runner.provision(ctx)
     vpc_id = ctx.ids("vpc")["id"]
     original = ctx.ids("route-table")["original_main_route_table"]
@@ -246,7 +241,7 @@ def test_state_example_is_a_valid_state_of_the_whole_stack() -> None:
 
 
 def test_wait_says_what_it_waits_for_and_gives_up_after_the_timeout(ctx: StepContext, state_path: Path) -> None:
-    """Without MOTO_ECS_SERVICE_RUNNING moto never runs the task: the wait must end, not hang."""
+    """moto never runs the task, so the rollout never completes: the wait must end, not hang."""
     now = [0.0]
     said: list[str] = []
     ctx.clock = lambda: now[0]
@@ -255,9 +250,9 @@ def test_wait_says_what_it_waits_for_and_gives_up_after_the_timeout(ctx: StepCon
     ctx.settings = replace(ctx.settings, service_wait_timeout=60)
     with pytest.raises(WaitTimeoutError) as failure:
         runner.provision(ctx)
-    assert "service test-site-web to become stable" in failure.value.message
-    assert "0/1 tasks running" in failure.value.message
-    assert any(line.startswith("  waiting for service test-site-web") for line in said)
+    assert "test-site-web to serve the new revision" in failure.value.message
+    assert "rollout IN_PROGRESS, 0/1 tasks running" in failure.value.message
+    assert any(line.startswith("  waiting for test-site-web to serve") for line in said)
     assert 60 <= now[0] <= 70
     saved = StateFile(state_path).load()  # the service was recorded before the wait began
     assert saved is not None and saved.get("service") is not None

@@ -139,7 +139,6 @@ def _start_provision_that_waits(
     server: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> subprocess.Popen[str]:
     """A provision whose service never becomes stable (moto runs no task): it waits until stopped."""
-    monkeypatch.delenv("MOTO_ECS_SERVICE_RUNNING")  # read by the server (this process) at CreateService
     process = subprocess.Popen(
         [sys.executable, str(PROJECT_DIR / "provision.py"), "--image", IMAGE],
         cwd=tmp_path,
@@ -151,7 +150,7 @@ def _start_provision_that_waits(
     deadline = time.monotonic() + 60
     assert process.stdout is not None
     for line in process.stdout:
-        if "waiting for service" in line:
+        if "waiting for" in line:
             return process
         if time.monotonic() > deadline:
             break

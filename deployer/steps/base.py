@@ -29,6 +29,7 @@ from deployer.clients import AwsClients, error_code
 from deployer.errors import DeployerError, ResourceDriftError, WaitTimeoutError
 from deployer.images import ImageBuilder
 from deployer.retry import Retry, with_retries
+from deployer.rollout import probe
 from deployer.settings import Settings
 from deployer.state import Ids, State
 
@@ -59,6 +60,7 @@ class StepContext:
     say: Callable[[str], None]
     images: ImageBuilder | None = None
     dry_run: bool = False
+    probe: Callable[[str], int | None] = probe
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     poll_seconds: float = 10.0

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from deployer.retry import ROLE_NOT_ASSUMABLE, SERVICE_NOT_READY, SERVICE_STILL_DEPLOYING, STILL_IN_USE
+from deployer.rollout import RolloutWatch
 from deployer.state import Ids
 from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
+from deployer.steps.loadbalancer import site_url
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs.type_defs import (
@@ -244,20 +246,8 @@ class ServiceStep(Step["ServiceTypeDef"]):
         return Converged(existing.ids, changes)
 
     def wait(self, ctx: StepContext, ids: Ids) -> None:
-        """Until one deployment runs the wanted number of tasks (what `services_stable` checks)."""
-
-        def status() -> str | None:
-            found = self._describe(ctx, ids["cluster"], ids["name"])
-            if found is None:
-                return "service not found"
-            service = found.live
-            deployments = service.get("deployments", [])
-            running, desired = service.get("runningCount", 0), service.get("desiredCount", 0)
-            if len(deployments) == 1 and running == desired:
-                return None
-            return f"{running}/{desired} tasks running, {len(deployments)} deployment(s)"
-
-        ctx.poll(f"service {ids['name']} to become stable", ctx.settings.service_wait_timeout, status)
+        """Until the new revision serves: rollout completed, targets healthy, the URL answers 200."""
+        RolloutWatch(ctx, ids["cluster"], ids["name"], ctx.ids("task-definition")["arn"], site_url(ctx)).wait()
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         """Scale to 0, delete with force, and wait until ECS reports it INACTIVE (or forgets it)."""

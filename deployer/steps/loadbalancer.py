@@ -308,5 +308,10 @@ class ListenerStep(Step["ListenerTypeDef"]):
                 raise
 
 
+def site_url(ctx: StepContext) -> str:
+    url = f"http://{ctx.ids('load-balancer')['dns_name']}"
+    return url if ctx.settings.listener_port == 80 else f"{url}:{ctx.settings.listener_port}"
+
+
 def _lb_ids(balancer: LoadBalancerTypeDef) -> Ids:
     return {"name": balancer["LoadBalancerName"], "arn": balancer["LoadBalancerArn"], "dns_name": balancer["DNSName"]}

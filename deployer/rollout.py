@@ -1,0 +1,148 @@
+"""Waiting for a deployment until the site is really served, or failing fast with the reason.
+
+"Done" means all three: ECS reports the new deployment's `rolloutState` COMPLETED,
+the target group reports the tasks healthy, and the site URL answers HTTP 200 —
+not merely that the API calls returned. While waiting, new service events and the
+reasons of stopped tasks are shown as they appear. A circuit-breaker rollback is a
+failure that says why the tasks stopped and which revision runs now; after
+`max_failed_tasks` failed launches the wait stops at once instead of waiting for
+ECS's own threshold.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from deployer.errors import DeployerError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs.type_defs import DeploymentTypeDef, ServiceTypeDef
+
+    from deployer.steps.base import StepContext
+
+PROBE_TIMEOUT = 5.0
+
+
+class DeploymentFailedError(DeployerError):
+    """The new deployment did not serve: rolled back, or too many tasks failed."""
+
+    exit_code = 1
+
+
+def probe(url: str) -> int | None:
+    """The HTTP status the site answers with, or None when it does not answer at all."""
+    try:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+@dataclass
+class RolloutWatch:
+    """One wait: remembers what it has already shown."""
+
+    ctx: StepContext
+    cluster: str
+    service: str
+    task_definition: str
+    url: str
+    events_seen: set[str] | None = None
+    stopped_seen: set[str] = field(default_factory=set)
+    reasons: list[str] = field(default_factory=list)
+
+    def wait(self) -> None:
+        self.ctx.poll(f"{self.service} to serve the new revision", self.ctx.settings.service_wait_timeout, self.status)
+
+    def status(self) -> str | None:
+        """None once the site is served; otherwise what is still missing."""
+        service = self._service()
+        self._show_events(service)
+        primary = next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), None)
+        if primary is None:
+            return "no deployment yet"
+        failed = primary.get("failedTasks", 0)
+        if failed or any(d.get("rolloutState") == "FAILED" for d in service.get("deployments", [])):
+            self._show_stopped_tasks()  # only failed launches leave stopped tasks worth explaining
+        self._fail_if_rolled_back(service, primary)
+        if failed >= self.ctx.settings.max_failed_tasks:
+            limit = self.ctx.settings.max_failed_tasks
+            raise self._failure(f"{failed} task launches failed (max_failed_tasks is {limit})", service)
+        running, desired = primary.get("runningCount", 0), primary.get("desiredCount", 0)
+        if primary.get("rolloutState") != "COMPLETED":
+            return f"rollout {primary.get('rolloutState', 'IN_PROGRESS')}, {running}/{desired} tasks running"
+        targets = self._target_states()
+        healthy = targets.count("healthy")
+        if healthy < max(desired, 1) or healthy != len(targets):
+            return f"targets {', '.join(sorted(targets)) or 'not registered yet'} ({healthy}/{desired} healthy)"
+        answer = self.ctx.probe(self.url)
+        if answer != 200:
+            return f"{self.url} answers {answer or 'nothing'}"
+        return None
+
+    def _service(self) -> ServiceTypeDef:
+        services = self.ctx.clients.ecs.describe_services(cluster=self.cluster, services=[self.service])["services"]
+        if not services:
+            raise DeploymentFailedError(
+                f"The service {self.service} disappeared during the deployment",
+                where=f"cluster {self.cluster}",
+                todo="Run provision.py again",
+            )
+        return services[0]
+
+    def _show_events(self, service: ServiceTypeDef) -> None:
+        events = service.get("events", [])
+        if self.events_seen is None:  # what happened before this wait is history
+            self.events_seen = {event["id"] for event in events if "id" in event}
+            return
+        for event in reversed(events):  # ECS lists the newest first
+            if event.get("id") and event["id"] not in self.events_seen:
+                self.events_seen.add(event["id"])
+                self.ctx.say(f"  event: {event.get('message', '')}")
+
+    def _show_stopped_tasks(self) -> None:
+        ecs = self.ctx.clients.ecs
+        arns = ecs.list_tasks(cluster=self.cluster, serviceName=self.service, desiredStatus="STOPPED")["taskArns"]
+        new = [arn for arn in arns if arn not in self.stopped_seen]
+        if not new:
+            return
+        for task in ecs.describe_tasks(cluster=self.cluster, tasks=new[:100])["tasks"]:
+            self.stopped_seen.add(task["taskArn"])
+            containers = "; ".join(
+                f"{c.get('name')}: {c.get('reason') or 'exit code ' + str(c.get('exitCode'))}"
+                for c in task.get("containers", [])
+                if c.get("reason") or c.get("exitCode") not in (None, 0)
+            )
+            reason = f"{task.get('stoppedReason', 'stopped')}" + (f" ({containers})" if containers else "")
+            revision = task.get("taskDefinitionArn", "").rsplit("/", 1)[-1]
+            self.reasons.append(f"{revision}: {reason}")
+            self.ctx.say(f"  task stopped ({revision}): {reason}")
+
+    def _fail_if_rolled_back(self, service: ServiceTypeDef, primary: DeploymentTypeDef) -> None:
+        ours = [d for d in service.get("deployments", []) if d.get("taskDefinition") == self.task_definition]
+        if primary.get("taskDefinition") != self.task_definition or any(
+            d.get("rolloutState") == "FAILED" for d in ours
+        ):
+            raise self._failure("the deployment circuit breaker rolled the service back", service)
+
+    def _failure(self, what: str, service: ServiceTypeDef) -> DeploymentFailedError:
+        running = service.get("taskDefinition", "?").rsplit("/", 1)[-1]
+        wanted = self.task_definition.rsplit("/", 1)[-1]
+        reasons = "; ".join(self.reasons[-3:]) or "ECS gave no stopped-task reason yet"
+        return DeploymentFailedError(
+            f"The new revision {wanted} did not start serving: {what}. Why the tasks stopped: {reasons}. "
+            f"The service now runs {running}",
+            where=f"service {self.service} in cluster {self.cluster}",
+            todo="Read the task's logs (python logs.py --since 30m), fix the site, and run provision.py again; "
+            "python provision.py --rollback returns to the last revision that served",
+        )
+
+    def _target_states(self) -> list[str]:
+        target_group = self.ctx.ids("target-group")["arn"]
+        answer = self.ctx.clients.elbv2.describe_target_health(TargetGroupArn=target_group)
+        return [d.get("TargetHealth", {}).get("State", "unknown") for d in answer["TargetHealthDescriptions"]]
