@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -80,6 +81,13 @@ def _provision_parser() -> argparse.ArgumentParser:
         "monthly cost; makes read calls only",
     )
     parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="json: print one JSON document (outcomes, outputs, timings) on stdout; progress goes to stderr",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the site URL")
+    parser.add_argument(
         "--no-wait",
         action="store_true",
         help="return once every resource exists, without waiting for the load balancer "
@@ -114,18 +122,38 @@ def _state_file_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class Console:
+    """Where progress goes: lines on stdout (text), stderr (json, so stdout holds only the document),
+    or nowhere (quiet); on a terminal, one line is rewritten in place during long waits."""
+
+    def __init__(self, mode: str = "text") -> None:
+        self.mode = mode
+        self.terminal = mode == "text" and sys.stdout.isatty()
+
+    def say(self, line: str) -> None:
+        if self.mode == "text":
+            print(("\r\033[K" if self.terminal else "") + line, flush=True)
+        elif self.mode == "json":
+            print(line, file=sys.stderr, flush=True)
+
+    def live(self, line: str) -> None:
+        sys.stdout.write("\r\033[K" + line)
+        sys.stdout.flush()
+
+
 def _provision(args: argparse.Namespace) -> int:
+    console = Console("quiet" if args.quiet else args.output)
     state_file = StateFile(args.state_file)
-    with state_file.locked("provision.py", _say):
-        return _provision_locked(args, state_file)
+    with state_file.locked("provision.py", console.say):
+        return _provision_locked(args, state_file, console)
 
 
-def _provision_locked(args: argparse.Namespace, state_file: StateFile) -> int:
+def _provision_locked(args: argparse.Namespace, state_file: StateFile, console: Console) -> int:
     state = state_file.load()
     settings = _settings(args, state)
     if args.rollback:
         return _rollback(args, state_file, state, settings)
-    images = ImageBuilder(progress=_say)
+    images = ImageBuilder(progress=console.say)
     if settings.image is None:
         images.client()  # no engine: say so before anything is created
     session = create_session(settings.region)
@@ -138,12 +166,27 @@ def _provision_locked(args: argparse.Namespace, state_file: StateFile) -> int:
         clients, settings, state, account, state_file, partition=session.get_partition_for_region(clients.region)
     )
     ctx.images = images
+    ctx.say = console.say
+    ctx.live = console.live if console.terminal else None
     if args.dry_run:
         return _plan(ctx)
-    print(f"Provisioning stack '{settings.stack}' in {clients.region} (account {account})")
+    console.say(f"Provisioning stack '{settings.stack}' in {clients.region} (account {account})")
     report = runner.provision(ctx, wait=not args.no_wait)
-    print(f"Site URL: {report.outputs['url']}")
+    _report(report, args, console)
     return 0
+
+
+def _report(report: runner.RunReport, args: argparse.Namespace, console: Console) -> None:
+    if args.output == "json" and not args.quiet:
+        print(json.dumps(report.to_json(), indent=2))
+        return
+    timings = report.timings()
+    console.say(
+        "Time by phase: "
+        + ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in timings.items())
+        + f" (total {sum(timings.values()):.1f}s)"
+    )
+    print(report.outputs["url"] if args.quiet else f"Site URL: {report.outputs['url']}")
 
 
 def _rollback(args: argparse.Namespace, state_file: StateFile, state: State | None, settings: Settings) -> int:
@@ -224,7 +267,7 @@ def _teardown(args: argparse.Namespace) -> int:
             todo="Add --sweep to find resources by their tags, or leave them out to delete what the state file records",
         )
     state_file = StateFile(args.state_file)
-    with state_file.locked("teardown.py", _say):
+    with state_file.locked("teardown.py", Console().say):
         if args.sweep:
             return _sweep(args, state_file)
         return _teardown_recorded(args, state_file)
@@ -293,10 +336,6 @@ def _delete_everything(ctx: StepContext, state_file: StateFile) -> None:
     print(f"Done: every recorded resource is deleted and {state_file.path} is removed.")
 
 
-def _say(line: str) -> None:
-    print(line, flush=True)
-
-
 def _confirm(state: State, path: Path) -> None:
     if not sys.stdin.isatty():
         raise DeployerError(
@@ -326,5 +365,5 @@ def _context(
         account_id=account,
         partition=partition,
         save=lambda: state_file.save(state),
-        say=_say,
+        say=Console().say,
     )

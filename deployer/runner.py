@@ -28,6 +28,25 @@ from deployer.state import Ids, State
 from deployer.steps.base import PLANNED, PlannedDependencyError, Step, StepContext
 from deployer.steps.loadbalancer import site_url
 
+# Where the time of a deploy goes, as a user asks it: each step belongs to one phase, and
+# the wait for the site to serve is the "health" phase.
+PHASES = {
+    "network": (
+        "vpc",
+        "subnet-1",
+        "subnet-2",
+        "internet-gateway",
+        "route-table",
+        "nlb-security-group",
+        "task-security-group",
+    ),
+    "IAM and logs": ("log-group", "execution-role", "task-role"),
+    "registry and image": ("repository", "image"),
+    "load balancer": ("target-group", "load-balancer", "listener"),
+    "service rollout": ("cluster", "task-definition", "service"),
+}
+HEALTH_PHASE = "health"
+
 
 @dataclass
 class StepReport:
@@ -35,6 +54,7 @@ class StepReport:
     outcome: str
     seconds: float
     detail: str = ""
+    wait_seconds: float = 0.0
 
 
 @dataclass
@@ -42,16 +62,40 @@ class RunReport:
     steps: list[StepReport] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
 
+    def timings(self) -> dict[str, float]:
+        """Seconds per phase; the service's wait counts as health, the load balancer's as load balancer."""
+        phase_of = {step: phase for phase, steps in PHASES.items() for step in steps}
+        totals = dict.fromkeys([*PHASES, HEALTH_PHASE], 0.0)
+        for line in self.steps:
+            phase = phase_of.get(line.step, "service rollout")
+            if line.step == "service":
+                totals[phase] += line.seconds - line.wait_seconds
+                totals[HEALTH_PHASE] += line.wait_seconds
+            else:
+                totals[phase] += line.seconds
+        return totals
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "steps": [vars(line) for line in self.steps],
+            "outputs": self.outputs,
+            "timings": {phase: round(seconds, 3) for phase, seconds in self.timings().items()},
+        }
+
 
 def provision(ctx: StepContext, wait: bool = True) -> RunReport:
     report = RunReport()
     for step in build_steps():
         started = time.monotonic()
+        waited = 0.0
         with _explained(step, ctx.state):
             outcome, ids, changes = provision_step(ctx, step)
             if wait:
+                wait_started = time.monotonic()
                 step.wait(ctx, ids)
-        line = StepReport(step.name, outcome, time.monotonic() - started, "; ".join(changes) or primary(ids))
+                waited = time.monotonic() - wait_started
+        detail = "; ".join(changes) or primary(ids)
+        line = StepReport(step.name, outcome, time.monotonic() - started, detail, waited)
         report.steps.append(line)
         ctx.say(f"{line.step:<22} {line.outcome:<9} {line.detail} ({line.seconds:.1f}s)")
     outputs = {**ctx.state.outputs, "url": site_url(ctx)}

@@ -60,6 +60,7 @@ class StepContext:
     say: Callable[[str], None]
     images: ImageBuilder | None = None
     dry_run: bool = False
+    live: Callable[[str], None] | None = None  # on a terminal: rewrites one status line in place
     probe: Callable[[str], int | None] = probe
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
@@ -157,7 +158,20 @@ class StepContext:
                     todo="Look at the resource in the AWS console, then run the same command again "
                     "(or raise service_wait_timeout)",
                 )
+            self._pause(what, deadline - timeout)
+
+    def _pause(self, what: str, started: float) -> None:
+        """Sleep until the next poll; on a terminal, show the elapsed time every second meanwhile."""
+        if self.live is None:
             self.sleep(self.poll_seconds)
+            return
+        remaining = self.poll_seconds
+        while remaining > 0:
+            self.live(f"  waiting for {what}: {self.clock() - started:.0f} s elapsed")
+            step = min(1.0, remaining)
+            self.sleep(step)
+            remaining -= step
+        self.live("")
 
 
 class PlannedDependencyError(Exception):

@@ -1,0 +1,67 @@
+"""What a user (or a script) reads: step lines, the timing breakdown by phase, JSON, quiet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from deployer import runner
+from deployer.runner import PHASES, RunReport, StepReport
+from deployer.stack import build_steps
+from deployer.steps.base import StepContext
+from tests.conftest import IMAGE, MotoServer, RunScript
+from tests.rollouts import Rollout
+
+
+def test_every_step_belongs_to_one_phase() -> None:
+    phased = [step for steps in PHASES.values() for step in steps]
+    assert sorted(phased) == sorted(step.name for step in build_steps())
+
+
+def test_timings_put_the_service_wait_under_health() -> None:
+    report = RunReport(steps=[
+        StepReport("vpc", "created", 2.0), StepReport("load-balancer", "created", 3.0),
+        StepReport("service", "created", 10.0, wait_seconds=8.0),
+    ])  # fmt: skip
+    timings = report.timings()
+    assert timings["network"] == 2.0
+    assert timings["load balancer"] == 3.0
+    assert timings["service rollout"] == 2.0
+    assert timings["health"] == 8.0
+
+
+def test_live_elapsed_time_on_a_terminal(ctx: StepContext, serving: Rollout) -> None:
+    now = [0.0]
+    ctx.clock = lambda: now[0]
+    ctx.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
+    shown: list[str] = []
+    ctx.live = shown.append
+    serving.polls_until_done = 2
+    runner.provision(ctx)
+    assert any(line.endswith("s elapsed") for line in shown)
+    assert shown[-1] == "", "the live line is cleared before the next plain line"
+
+
+def test_json_output_is_one_document(server: MotoServer, run_script: RunScript, tmp_path: Path) -> None:
+    result = run_script("provision.py", "--image", IMAGE, "--no-wait", "--output", "json", server=server)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert [s["step"] for s in document["steps"]] == [s.name for s in build_steps()]
+    assert {s["outcome"] for s in document["steps"]} == {"created"}
+    assert document["outputs"]["url"].startswith("http://")
+    assert set(document["timings"]) == {*PHASES, "health"}
+    assert "vpc" in result.stderr, "progress goes to stderr"
+
+
+def test_quiet_prints_only_the_url(server: MotoServer, run_script: RunScript) -> None:
+    result = run_script("provision.py", "--image", IMAGE, "--no-wait", "--quiet", server=server)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("http://") and len(result.stdout.strip().splitlines()) == 1
+
+
+def test_text_output_ends_with_the_time_by_phase(server: MotoServer, run_script: RunScript) -> None:
+    result = run_script("provision.py", "--image", IMAGE, "--no-wait", server=server)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2].startswith("Time by phase: network ") and "health" in lines[-2]
+    assert lines[-1].startswith("Site URL: http://")
