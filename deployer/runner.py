@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,21 +84,32 @@ class RunReport:
         }
 
 
-def provision(ctx: StepContext, wait: bool = True) -> RunReport:
-    report = RunReport()
-    for step in build_steps():
-        started = time.monotonic()
-        waited = 0.0
-        with _explained(step, ctx.state):
-            outcome, ids, changes = provision_step(ctx, step)
-            if wait:
-                wait_started = time.monotonic()
-                step.wait(ctx, ids)
-                waited = time.monotonic() - wait_started
-        detail = "; ".join(changes) or primary(ids)
-        line = StepReport(step.name, outcome, time.monotonic() - started, detail, waited)
-        report.steps.append(line)
-        ctx.say(f"{line.step:<22} {line.outcome:<9} {line.detail} ({line.seconds:.1f}s)")
+def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> RunReport:
+    """All steps in order; with `parallel`, a background step (the image) runs beside the others until a
+    step needs it, and deferred waits (load balancer active, site serving) run last, where they overlap
+    the rollout instead of holding up the steps after them."""
+    lines: dict[str, StepReport] = {}
+    deferred: list[tuple[Step[Any], Ids]] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deployer-background") as pool:
+        background: dict[str, Future[tuple[StepReport, Ids]]] = {}
+        for step in build_steps():
+            for name in step.needs:
+                if name in background:
+                    lines[name] = _announce(ctx, background.pop(name).result()[0])
+            if parallel and step.background:
+                background[step.name] = pool.submit(_run_step, ctx, step, wait)
+                continue
+            if parallel and wait and step.wait_deferred:
+                line, ids = _run_step(ctx, step, wait=False)
+                deferred.append((step, ids))
+            else:
+                line, ids = _run_step(ctx, step, wait)
+            lines[step.name] = _announce(ctx, line)
+        for name, future in background.items():
+            lines[name] = _announce(ctx, future.result()[0])
+    for step, ids in deferred:
+        lines[step.name] = _finish_wait(ctx, step, ids, lines[step.name])
+    report = RunReport(steps=[lines[step.name] for step in build_steps()])
     outputs = {**ctx.state.outputs, "url": site_url(ctx)}
     if wait:
         outputs = _served(outputs, ctx.ids("task-definition")["arn"])
@@ -106,6 +118,32 @@ def provision(ctx: StepContext, wait: bool = True) -> RunReport:
         ctx.save()
     report.outputs = dict(ctx.state.outputs)
     return report
+
+
+def _run_step(ctx: StepContext, step: Step[Any], wait: bool) -> tuple[StepReport, Ids]:
+    started = time.monotonic()
+    waited = 0.0
+    with _explained(step, ctx.state):
+        outcome, ids, changes = provision_step(ctx, step)
+        if wait:
+            wait_started = time.monotonic()
+            step.wait(ctx, ids)
+            waited = time.monotonic() - wait_started
+    return StepReport(step.name, outcome, time.monotonic() - started, "; ".join(changes) or primary(ids), waited), ids
+
+
+def _finish_wait(ctx: StepContext, step: Step[Any], ids: Ids, line: StepReport) -> StepReport:
+    started = time.monotonic()
+    with _explained(step, ctx.state):
+        step.wait(ctx, ids)
+    waited = time.monotonic() - started
+    ctx.say(f"{step.name:<22} {'ready':<9} ({waited:.1f}s waiting)")
+    return StepReport(line.step, line.outcome, line.seconds + waited, line.detail, line.wait_seconds + waited)
+
+
+def _announce(ctx: StepContext, line: StepReport) -> StepReport:
+    ctx.say(f"{line.step:<22} {line.outcome:<9} {line.detail} ({line.seconds:.1f}s)")
+    return line
 
 
 def _served(outputs: dict[str, str], revision: str) -> dict[str, str]:

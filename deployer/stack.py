@@ -20,6 +20,10 @@ from deployer.steps.registry import RepositoryStep
 
 def build_steps() -> list[Step[Any]]:
     return [
+        # The repository comes first so the image can be built and pushed in the background
+        # while the network, IAM and load-balancer steps run (see runner.provision).
+        RepositoryStep(),
+        ImageStep(),
         VpcStep(),
         SubnetStep(0),
         SubnetStep(1),
@@ -30,8 +34,6 @@ def build_steps() -> list[Step[Any]]:
         LogGroupStep(),
         RoleStep("execution"),
         RoleStep("task"),
-        RepositoryStep(),
-        ImageStep(),
         TargetGroupStep(),
         LoadBalancerStep(),
         ListenerStep(),

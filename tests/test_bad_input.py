@@ -31,24 +31,14 @@ import pytest
 
 from deployer import cli
 from deployer.settings import MAX_STACK_LENGTH, Settings, validate
+from deployer.stack import build_steps
 from tests.conftest import ACCOUNT, IMAGE, PROJECT_DIR, REGION, MotoServer, RunScript, script_env
 
 STACK = "test-site"
 OTHER_ACCOUNT = "210987654321"
 
 # Every step in creation order (deployer/stack.py), used to check what a failed run recorded.
-STEP_ORDER = [
-    "vpc",
-    "subnet-1",
-    "subnet-2",
-    "internet-gateway",
-    "route-table",
-    "nlb-security-group",
-    "task-security-group",
-    "log-group",
-    "execution-role",
-    "task-role",
-]
+STEP_ORDER = [step.name for step in build_steps()]
 
 
 # --------------------------------------------------------------------------- helpers

@@ -537,7 +537,7 @@ def assert_nothing_lost(server: MotoServer, tmp_path: Path, case: Case) -> None:
     assert "Traceback" not in again.stdout + again.stderr
     after = {entry["step"]: entry["ids"] for entry in json.loads(state.read_text())["resources"]}
     for step, step_ids in ids.items():
-        key = "id" if "id" in step_ids else "name"
+        key = next(k for k in ("id", "name", "uri") if k in step_ids)
         assert after[step][key] == step_ids[key], f"{step} was not reused"
     assert aws_resources(server)["vpcs"] == [ids["vpc"]["id"]]
 

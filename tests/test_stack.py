@@ -203,7 +203,6 @@ def test_teardown_deletes_everything_in_reverse_order(ctx: StepContext, calls: C
         "DeleteListener",
         "DeleteLoadBalancer",
         "DeleteTargetGroup",
-        "DeleteRepository",
         "DeleteRole",
         "DeleteLogGroup",
         "DeleteSecurityGroup",
@@ -213,6 +212,7 @@ def test_teardown_deletes_everything_in_reverse_order(ctx: StepContext, calls: C
         "DeleteInternetGateway",
         "DeleteSubnet",
         "DeleteVpc",
+        "DeleteRepository",  # created first, so the image can build while the rest is created
     ]
     positions = [deletes.index(op) for op in order]
     assert positions == sorted(positions), deletes

@@ -16,6 +16,7 @@ A step owns one AWS resource. The runner asks it, in this order:
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -66,6 +67,7 @@ class StepContext:
     clock: Callable[[], float] = time.monotonic
     poll_seconds: float = 10.0
     _zones: list[str] = field(default_factory=list)
+    _saving: threading.Lock = field(default_factory=threading.Lock)
 
     def retry(self, call: Callable[[], T], *rules: Retry) -> T:
         """Run an AWS call, waiting out the answers `rules` call transient (see deployer/retry.py)."""
@@ -93,8 +95,9 @@ class StepContext:
 
     def remember(self, step: str, ids: Ids) -> None:
         """Record identifiers and save at once, so a crash cannot lose a created resource."""
-        if self.state.record(step, ids):
-            self.save()
+        with self._saving:  # a background step records too
+            if self.state.record(step, ids):
+                self.save()
 
     def tags(self, step: str) -> dict[str, str]:
         return {
@@ -203,6 +206,12 @@ class Step(ABC, Generic[LiveT]):
 
     name: str
     resource: str
+    # Runs beside the other steps (it needs only what comes before it); steps listed in
+    # another step's `needs` are waited for before that step starts.
+    background: bool = False
+    needs: tuple[str, ...] = ()
+    # Its wait matters only for serving, not for the steps after it: done at the end.
+    wait_deferred: bool = False
 
     def find(self, ctx: StepContext, recorded: Ids | None) -> Existing[LiveT] | None:
         if recorded is not None:

@@ -74,6 +74,7 @@ class ClusterStep(Step["ClusterTypeDef"]):
 class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
     name = "task-definition"
     resource = "task definition"
+    needs = ("image",)
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[TaskDefinitionTypeDef] | None:
         return self._latest(ctx, ids["family"])
@@ -165,6 +166,7 @@ class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
 class ServiceStep(Step["ServiceTypeDef"]):
     name = "service"
     resource = "ECS service"
+    wait_deferred = True
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[ServiceTypeDef] | None:
         return self._describe(ctx, ids["cluster"], ids["name"])

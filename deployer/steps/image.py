@@ -29,6 +29,7 @@ from deployer.steps.base import Converged, Existing, Step, StepContext
 class ImageStep(Step[Ids]):
     name = "image"
     resource = "container image"
+    background = True  # a build and push take minutes and need only the repository
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[Ids] | None:
         return Existing(ids, ids)

@@ -146,6 +146,7 @@ class TargetGroupStep(Step[LiveTargetGroup]):
 class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
     name = "load-balancer"
     resource = "network load balancer"
+    wait_deferred = True  # the listener and the service need its ARN, not an active NLB
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[LoadBalancerTypeDef] | None:
         return self._describe(ctx, arn=ids["arn"])

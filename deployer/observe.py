@@ -1,0 +1,561 @@
+"""status.py and logs.py: look at a deployed stack without changing anything.
+
+Both start the same way: load the state file (a missing or unreadable one is
+refused with exit 2, as teardown refuses it), build clients for the region it
+records, and check that the credentials belong to its account and the file to
+its stack (`check_identity`). Neither takes the state's lock nor writes the
+state, so both can run while provision or teardown holds it, and neither makes
+a changing AWS call (only Describe*, Get* and FilterLogEvents).
+
+status: every recorded resource (step, primary identifier), then how the parts
+that can be unwell are doing: the ECS service (counts, the task-definition
+revision it runs, that revision's image, the digest the state recorded for the
+image, and its deployments with their rollout state), the target group's target
+health, the load balancer's state, and the answer of the site URL to one GET.
+A part that cannot be read (deleted by hand, no permission) is reported as such
+instead of ending the report, because that is exactly when a status is wanted.
+
+logs: FilterLogEvents over the log group the state records, from `--since` on,
+every page. `--follow` then polls every few seconds. CloudWatch can accept an
+event after a later one, so each poll re-reads the last 30 seconds and skips the
+event ids already printed; Ctrl-C ends it with exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deployer.clients import AwsClients, account_id, build_clients, create_session, error_code, error_message
+from deployer.errors import EXIT_INTERRUPTED, AwsSetupError, DeployerError, SettingsError, StateFileError
+from deployer.runner import primary
+from deployer.state import Ids, State, StateFile, check_identity
+
+if TYPE_CHECKING:
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_logs.type_defs import FilteredLogEventTypeDef, PaginatorConfigTypeDef
+
+DEFAULT_STATE_FILE = Path("state.json")
+URL_TIMEOUT = 5.0
+DEFAULT_SINCE = "10m"
+FOLLOW_SECONDS = 3.0
+LATE_EVENT_MS = 30_000  # how far back each --follow poll re-reads, for events CloudWatch accepts late
+ID_COLUMN = 40  # longer identifiers (ARNs) overflow the column rather than push the live column far right
+SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+# ---------------------------------------------------------------- command lines
+
+
+def status_main(argv: Sequence[str] | None = None, *, probe: Probe | None = None) -> int:
+    """`probe` answers for the site URL; tests pass a fake or aim it at a loopback server."""
+    args = _status_parser().parse_args(argv)
+    return _guarded(lambda: _status(args, probe or probe_url), interrupted=EXIT_INTERRUPTED)
+
+
+def logs_main(
+    argv: Sequence[str] | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], float] = time.time,
+) -> int:
+    """`sleep` runs between --follow polls, so a test can add events there and end the loop."""
+    args = _logs_parser().parse_args(argv)
+    return _guarded(lambda: _logs(args, sleep, now), interrupted=0)  # Ctrl-C is how --follow ends
+
+
+def _status_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="status.py",
+        description="Show every recorded resource and how the service, its targets, the load balancer "
+        "and the site are doing; read-only.",
+    )
+    _state_file_flag(parser)
+    parser.add_argument(
+        "--output", choices=("text", "json"), default="text", help="text (default) or one JSON document"
+    )
+    return parser
+
+
+def _logs_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="logs.py", description="Print the service's CloudWatch log events (timestamp, stream, message)."
+    )
+    _state_file_flag(parser)
+    parser.add_argument(
+        "--since",
+        default=DEFAULT_SINCE,
+        help="how far back: a duration such as 30s, 10m, 2h, 1d, 1w, or an ISO time such as "
+        f"2025-01-31T09:00 (UTC unless it names an offset); default {DEFAULT_SINCE}",
+    )
+    parser.add_argument(
+        "--follow", action="store_true", help=f"keep printing new events (every {FOLLOW_SECONDS:.0f} s) until Ctrl-C"
+    )
+    return parser
+
+
+def _state_file_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=DEFAULT_STATE_FILE,
+        help="the stack's state file (default: ./state.json); read, never locked or written",
+    )
+
+
+def _guarded(command: Callable[[], int], *, interrupted: int) -> int:
+    """A `DeployerError` becomes its message and exit code, as in provision.py; nothing else is caught."""
+    try:
+        return command()
+    except DeployerError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return interrupted
+    except BrokenPipeError:
+        # The reader left (`logs.py | head`): stop quietly, and keep Python's final flush from failing too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def open_stack(path: Path, purpose: str) -> tuple[State, AwsClients]:
+    """The recorded state and clients for its region, checked against the account; no lock, no write."""
+    state = StateFile(path).load()
+    if state is None:
+        raise StateFileError(
+            f"There is no state file, so there is no stack to {purpose}",
+            where=str(path),
+            todo="Run provision.py first, or pass --state-file with the path of the stack's state file",
+        )
+    clients = build_clients(create_session(state.region))
+    check_identity(state, state.stack, clients.region, account_id(clients), path)
+    return state, clients
+
+
+@contextmanager
+def _aws_answers(operation: str, where: str) -> Iterator[None]:
+    """Turn an AWS refusal or a lost connection into a message saying what to check."""
+    try:
+        yield
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            raise DeployerError(
+                f"AWS says the resource does not exist: {error_message(exc)}",
+                where=where,
+                todo="Run provision.py to create it again (the state file records it), or check --state-file",
+            ) from exc
+        raise DeployerError(
+            f"AWS refused {operation} ({error_code(exc)}): {error_message(exc)}",
+            where=where,
+            todo=f"Check that the credentials allow {operation}, then run again",
+        ) from exc
+    except BotoCoreError as exc:
+        raise AwsSetupError(
+            f"The AWS call failed before AWS answered: {exc}",
+            where=where,
+            todo="Check the network (or the emulator at AWS_ENDPOINT_URL), then run again",
+        ) from exc
+
+
+# ---------------------------------------------------------------- status
+
+
+@dataclass
+class UrlAnswer:
+    """What the site URL answered: an HTTP status, or why there was no answer."""
+
+    url: str
+    status: int | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+Probe = Callable[[str], UrlAnswer]
+
+
+@dataclass
+class Deployment:
+    id: str
+    status: str  # PRIMARY (the newest), ACTIVE (being replaced)
+    rollout_state: str  # IN_PROGRESS, COMPLETED, FAILED
+    rollout_reason: str
+    task_definition: str  # family:revision
+    running: int
+    desired: int
+    pending: int
+    failed: int
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    cluster: str
+    status: str = ""
+    running: int = 0
+    desired: int = 0
+    pending: int = 0
+    task_definition: str = ""  # family:revision
+    image: str = ""  # as the task definition's container names it
+    digest: str | None = None  # from the state's image record; absent for an image given with --image
+    recorded_image: str | None = None
+    deployments: list[Deployment] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def image_differs(self) -> bool:
+        """The service runs an image the state does not record (for example after a rollback)."""
+        return bool(self.image and self.recorded_image and self.image != self.recorded_image)
+
+
+@dataclass
+class TargetHealth:
+    target_group: str
+    counts: dict[str, int] = field(default_factory=dict)  # state -> targets: healthy, unhealthy, initial, …
+    reasons: list[str] = field(default_factory=list)  # why targets are not healthy, as ELB words it
+    error: str | None = None
+
+
+@dataclass
+class LoadBalancerStatus:
+    name: str
+    state: str = ""  # provisioning, active, active_impaired, failed
+    reason: str = ""
+    dns_name: str = ""
+    error: str | None = None
+
+
+@dataclass
+class ResourceLine:
+    step: str
+    id: str
+
+
+@dataclass
+class StatusReport:
+    stack: str
+    region: str
+    account_id: str
+    resources: list[ResourceLine]
+    service: ServiceStatus | None = None
+    target_health: TargetHealth | None = None
+    load_balancer: LoadBalancerStatus | None = None
+    url: UrlAnswer | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def _status(args: argparse.Namespace, probe: Probe) -> int:
+    state, clients = open_stack(args.state_file, "show")
+    with _aws_answers("the Describe calls of status.py", f"stack '{state.stack}' in {state.region}"):
+        report = collect_status(clients, state, probe)
+    print(report.to_json() if args.output == "json" else "\n".join(render_status(report)))
+    return 0
+
+
+def collect_status(clients: AwsClients, state: State, probe: Probe) -> StatusReport:
+    """Read calls only; the parts the state does not record (a partial provision) are left out."""
+    report = StatusReport(
+        stack=state.stack,
+        region=state.region,
+        account_id=state.account_id,
+        resources=[ResourceLine(record.step, primary(record.ids)) for record in state.resources],
+    )
+    service = state.get("service")
+    if service is not None:
+        report.service = _service_status(clients, service, state.get("image") or {})
+    target_group = state.get("target-group")
+    if target_group is not None:
+        report.target_health = _target_health(clients, target_group)
+    balancer = state.get("load-balancer")
+    if balancer is not None:
+        report.load_balancer = _load_balancer_status(clients, balancer)
+    url = state.outputs.get("url")
+    if url:
+        report.url = probe(url)
+    return report
+
+
+def _service_status(clients: AwsClients, ids: Ids, image_record: Ids) -> ServiceStatus:
+    status = ServiceStatus(
+        name=ids["name"],
+        cluster=ids["cluster"],
+        digest=image_record.get("digest"),
+        recorded_image=image_record.get("uri"),
+    )
+    try:
+        answer = clients.ecs.describe_services(cluster=ids["cluster"], services=[ids["name"]])
+        if not answer["services"]:
+            reasons = ", ".join(failure.get("reason", "?") for failure in answer.get("failures", []))
+            status.error = f"not found ({reasons or 'no answer'})"
+            return status
+        live = answer["services"][0]
+        status.status = live.get("status", "")
+        status.running, status.desired = live.get("runningCount", 0), live.get("desiredCount", 0)
+        status.pending = live.get("pendingCount", 0)
+        arn = live.get("taskDefinition", "")
+        status.task_definition = _revision(arn)
+        status.deployments = [
+            Deployment(
+                id=deployment.get("id", ""),
+                status=deployment.get("status", ""),
+                rollout_state=deployment.get("rolloutState", ""),
+                rollout_reason=deployment.get("rolloutStateReason", ""),
+                task_definition=_revision(deployment.get("taskDefinition", "")),
+                running=deployment.get("runningCount", 0),
+                desired=deployment.get("desiredCount", 0),
+                pending=deployment.get("pendingCount", 0),
+                failed=deployment.get("failedTasks", 0),
+            )
+            for deployment in live.get("deployments", [])
+        ]
+        if arn:
+            definition = clients.ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+            containers = definition.get("containerDefinitions", [])
+            status.image = containers[0].get("image", "") if containers else ""
+    except ClientError as exc:
+        status.error = _refusal(exc)
+    return status
+
+
+def _target_health(clients: AwsClients, ids: Ids) -> TargetHealth:
+    health = TargetHealth(target_group=ids["name"])
+    try:
+        targets = clients.elbv2.describe_target_health(TargetGroupArn=ids["arn"])["TargetHealthDescriptions"]
+    except ClientError as exc:
+        health.error = _refusal(exc)
+        return health
+    states = [target.get("TargetHealth", {}) for target in targets]
+    health.counts = dict(sorted(Counter(state.get("State", "unknown") for state in states).items()))
+    health.reasons = sorted(
+        {state["Reason"] for state in states if state.get("State") != "healthy" and state.get("Reason")}
+    )
+    return health
+
+
+def _load_balancer_status(clients: AwsClients, ids: Ids) -> LoadBalancerStatus:
+    status = LoadBalancerStatus(name=ids["name"])
+    try:
+        balancers = clients.elbv2.describe_load_balancers(LoadBalancerArns=[ids["arn"]])["LoadBalancers"]
+    except ClientError as exc:
+        status.error = _refusal(exc)
+        return status
+    if not balancers:
+        status.error = "not found"
+        return status
+    live = balancers[0].get("State", {})
+    status.state, status.reason = live.get("Code", ""), live.get("Reason", "")
+    status.dns_name = balancers[0].get("DNSName", "")
+    return status
+
+
+def probe_url(url: str, timeout: float = URL_TIMEOUT) -> UrlAnswer:
+    """One GET, as a visitor's browser would send it; an error status (404, 503) is an answer too."""
+    if not url.startswith(("http://", "https://")):
+        return UrlAnswer(url, error="not an http(s) URL")
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url) as response:
+            code = int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        code = exc.code
+    except urllib.error.URLError as exc:
+        return UrlAnswer(url, error=_no_answer(exc.reason, timeout), seconds=_since(started))
+    except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, a garbled answer
+        return UrlAnswer(url, error=_no_answer(exc, timeout), seconds=_since(started))
+    return UrlAnswer(url, status=code, seconds=_since(started))
+
+
+def _no_answer(reason: object, timeout: float) -> str:
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    return str(reason) or type(reason).__name__
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
+
+
+def _revision(task_definition_arn: str) -> str:
+    return task_definition_arn.rsplit("/", 1)[-1]
+
+
+def _refusal(exc: ClientError) -> str:
+    return f"{error_code(exc)}: {error_message(exc)}"
+
+
+def render_status(report: StatusReport) -> list[str]:
+    """The text form: the resources with a live column where it matters, then the service's details."""
+    live: dict[str, str] = {}
+    if report.load_balancer is not None:
+        live["load-balancer"] = _balancer_line(report.load_balancer)
+    if report.target_health is not None:
+        live["target-group"] = _targets_line(report.target_health)
+    if report.service is not None:
+        live["service"] = report.service.error or _service_line(report.service)
+    width = max((len(line.id) for line in report.resources if len(line.id) <= ID_COLUMN), default=0)
+    lines = [f"Stack '{report.stack}' in {report.region} (account {report.account_id})", ""]
+    if not report.resources:
+        lines.append("  The state file records no resources.")
+    for line in report.resources:
+        lines.append(f"  {line.step:<22} {line.id:<{width}}  {live.get(line.step, '')}".rstrip())
+    if report.service is not None and report.service.error is None:
+        lines += ["", *_service_details(report.service)]
+    if report.url is not None:
+        lines += ["", f"Site {report.url.url}: {_url_line(report.url)}"]
+    return lines
+
+
+def _service_line(service: ServiceStatus) -> str:
+    return f"{service.status}, {service.running} running / {service.desired} desired / {service.pending} pending"
+
+
+def _service_details(service: ServiceStatus) -> list[str]:
+    image = service.image or "?"
+    if service.image_differs:
+        image += f"  (the state records {service.recorded_image})"
+    lines = [
+        f"Service {service.name} in cluster {service.cluster}: {_service_line(service)}",
+        f"  task definition  {service.task_definition or '?'}",
+        f"  image            {image}",
+        f"  digest           {service.digest or 'not recorded (an image given with --image runs as named)'}",
+    ]
+    if not service.deployments:
+        lines.append("  deployments      none reported")
+    for deployment in service.deployments:
+        failed = f", {deployment.failed} failed" if deployment.failed else ""
+        lines.append(
+            f"  deployment       {deployment.status:<8} {deployment.task_definition}  "
+            f"{deployment.rollout_state or '?'}: {deployment.running} running / {deployment.desired} desired / "
+            f"{deployment.pending} pending{failed}"
+        )
+        if deployment.rollout_state == "FAILED" and deployment.rollout_reason:
+            lines.append(f"                   {deployment.rollout_reason}")
+    return lines
+
+
+def _targets_line(health: TargetHealth) -> str:
+    if health.error:
+        return health.error
+    if not health.counts:
+        return "no targets registered"
+    counts = ", ".join(f"{count} {state}" for state, count in health.counts.items())
+    return f"targets: {counts}" + (f" ({'; '.join(health.reasons)})" if health.reasons else "")
+
+
+def _balancer_line(balancer: LoadBalancerStatus) -> str:
+    if balancer.error:
+        return balancer.error
+    return balancer.state + (f" ({balancer.reason})" if balancer.reason else "")
+
+
+def _url_line(answer: UrlAnswer) -> str:
+    if answer.status is not None:
+        return f"HTTP {answer.status} in {answer.seconds:.2f} s"
+    return f"no answer: {answer.error}"
+
+
+# ---------------------------------------------------------------- logs
+
+
+def _logs(args: argparse.Namespace, sleep: Callable[[float], None], now: Callable[[], float]) -> int:
+    start = parse_since(args.since, now())  # a bad --since is refused before any AWS call
+    state, clients = open_stack(args.state_file, "read the logs of")
+    group = state.get("log-group")
+    if group is None:
+        raise StateFileError(
+            "The state file records no log group",
+            where=str(args.state_file),
+            todo="Run provision.py to create the stack's log group",
+        )
+    with _aws_answers("logs:FilterLogEvents", f"log group {group['name']}"):
+        tail(clients.logs, group["name"], start, follow=args.follow, write=_print_line, sleep=sleep, now=now)
+    return 0
+
+
+def parse_since(text: str, now: float) -> int:
+    """`--since` as epoch milliseconds: a duration back from `now`, or an ISO time (UTC when it has no offset)."""
+    duration = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", text)
+    if duration is not None:
+        seconds = int(duration.group(1)) * SINCE_UNITS[duration.group(2)]
+        return max(0, int((now - seconds) * 1000))
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise SettingsError(
+            f"--since '{text}' is neither a duration nor an ISO time",
+            where="logs.py's command line",
+            todo="Write a duration such as 30s, 10m, 2h, 1d or 1w, or a time such as 2025-01-31T09:00:00Z",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0, int(moment.timestamp() * 1000))
+
+
+def log_events(
+    logs: CloudWatchLogsClient, group: str, start_ms: int, page_size: int | None = None
+) -> Iterator[FilteredLogEventTypeDef]:
+    """Every event of the group from `start_ms` on, page after page, each page in time order."""
+    config: PaginatorConfigTypeDef = {"PageSize": page_size} if page_size else {}
+    for page in logs.get_paginator("filter_log_events").paginate(
+        logGroupName=group, startTime=start_ms, PaginationConfig=config
+    ):
+        # AWS interleaves the streams; moto returns them one after another unless asked.
+        yield from sorted(page.get("events", []), key=lambda event: event.get("timestamp", 0))
+
+
+def tail(
+    logs: CloudWatchLogsClient,
+    group: str,
+    start_ms: int,
+    *,
+    follow: bool,
+    write: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], float] = time.time,
+    poll_seconds: float = FOLLOW_SECONDS,
+    page_size: int | None = None,
+) -> None:
+    """Write the events from `start_ms` on; with `follow`, poll until interrupted, each event once."""
+    printed: dict[str, int] = {}  # event id -> timestamp, for the events the next poll can return again
+    window = start_ms
+    while True:
+        asked_at = int(now() * 1000)
+        for event in log_events(logs, group, window, page_size):
+            key = event.get("eventId") or f"{event.get('logStreamName')}/{event.get('timestamp')}"
+            if key in printed:
+                continue
+            printed[key] = event.get("timestamp", 0)
+            write(format_event(event))
+        if not follow:
+            return
+        window = max(start_ms, asked_at - LATE_EVENT_MS)
+        printed = {key: stamp for key, stamp in printed.items() if stamp >= window}
+        sleep(poll_seconds)
+
+
+def format_event(event: FilteredLogEventTypeDef) -> str:
+    stamp = datetime.fromtimestamp(0, UTC) + timedelta(milliseconds=event.get("timestamp", 0))
+    when = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    return f"{when} {event.get('logStreamName', '-')} {event.get('message', '').rstrip()}"
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)  # flushed, so `logs.py --follow | grep` shows each event as it comes
