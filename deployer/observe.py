@@ -371,7 +371,7 @@ def probe_url(url: str, timeout: float = URL_TIMEOUT) -> UrlAnswer:
         return UrlAnswer(url, error="not an http(s) URL")
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(url) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             code = int(response.status)
     except urllib.error.HTTPError as exc:
         exc.close()
