@@ -4,6 +4,24 @@ from __future__ import annotations
 
 from deployer.clients import AwsClients
 
+# One of every kind the stack creates, counted over what a provision adds to an account.
+EXPECTED_COUNTS = {
+    "vpcs": 1,
+    "subnets": 2,
+    "internet_gateways": 1,
+    "route_tables": 2,  # ours, and the VPC's original main table
+    "security_groups": 3,  # NLB, tasks, and the VPC's default group
+    "log_groups": 1,
+    "roles": 2,
+    "repositories": 1,
+    "target_groups": 1,
+    "load_balancers": 1,
+    "listeners": 1,
+    "clusters": 1,
+    "task_definitions": 1,
+    "services": 1,
+}
+
 
 def inventory(clients: AwsClients) -> dict[str, set[str]]:
     """Identifiers of every resource kind the stack creates, whoever created them."""

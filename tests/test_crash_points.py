@@ -37,28 +37,13 @@ from deployer.settings import Settings
 from deployer.state import State, StateFile
 from deployer.steps.base import StepContext
 from tests.conftest import ACCOUNT, IMAGE, REGION, CallLog, make_context, recorded_clients
-from tests.inventory import added, inventory
+from tests.inventory import EXPECTED_COUNTS, added, inventory
 
 SETTINGS = Settings(stack="crash-site", region=REGION, image=IMAGE)
 
-# One of everything (test_stack.py checks the same for a clean run): the reference the
-# clean recording is checked against, so a duplicate in the reference cannot hide.
-ONE_STACK = {
-    "vpcs": 1,
-    "subnets": 2,
-    "internet_gateways": 1,
-    "route_tables": 2,  # ours, and the VPC's original main table
-    "security_groups": 3,  # NLB, tasks, and the VPC's default group
-    "log_groups": 1,
-    "roles": 2,
-    "repositories": 1,
-    "target_groups": 1,
-    "load_balancers": 1,
-    "listeners": 1,
-    "clusters": 1,
-    "task_definitions": 1,
-    "services": 1,
-}
+# One of everything: the reference the clean recording is checked against, so a duplicate in the
+# reference cannot hide.
+ONE_STACK = EXPECTED_COUNTS
 
 # Crash points where the tool is known not to converge: (phase, operation, occurrence of
 # that operation in the phase, 1-based) -> reason. Keyed by operation rather than by call

@@ -14,25 +14,8 @@ from deployer.stack import build_steps
 from deployer.state import StateFile
 from deployer.steps.base import StepContext
 from tests.conftest import ACCOUNT, IMAGE, CallLog
-from tests.inventory import added, inventory
+from tests.inventory import EXPECTED_COUNTS, added, inventory
 from tests.rollouts import Rollout
-
-EXPECTED_COUNTS = {
-    "vpcs": 1,
-    "subnets": 2,
-    "internet_gateways": 1,
-    "route_tables": 2,  # ours, and the VPC's original main table
-    "security_groups": 3,  # NLB, tasks, and the VPC's default group
-    "log_groups": 1,
-    "roles": 2,
-    "repositories": 1,
-    "target_groups": 1,
-    "load_balancers": 1,
-    "listeners": 1,
-    "clusters": 1,
-    "task_definitions": 1,
-    "services": 1,
-}
 
 
 def test_provision_creates_exactly_the_stack_with_the_seed_wiring(ctx: StepContext, serving: Rollout) -> None:
