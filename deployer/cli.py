@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from deployer import cost, runner
+from deployer import cost, local, runner
 from deployer.clients import AwsClients, account_id, build_clients, create_session
 from deployer.errors import EXIT_INTERRUPTED, DeployerError, SettingsError
 from deployer.images import ImageBuilder
@@ -93,6 +93,13 @@ def _provision_parser() -> argparse.ArgumentParser:
         help="return once every resource exists, without waiting for the load balancer "
         "and the service (an emulator never runs tasks)",
     )
+    _local_flag(parser)
+    parser.add_argument(
+        "--local-port",
+        type=int,
+        default=None,
+        help=f"with --local: the site's port on 127.0.0.1 (default: the recorded one, else {local.DEFAULT_PORT})",
+    )
     return parser
 
 
@@ -110,16 +117,32 @@ def _teardown_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stack", help="with --sweep: the stack to find (default: the state file's)")
     parser.add_argument("--region", help="with --sweep: the region to search (default: the state file's or AWS's)")
     parser.add_argument("--dry-run", action="store_true", help="with --sweep: only list what would be deleted")
+    _local_flag(parser)
     return parser
+
+
+def _local_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help=f"against a local AWS emulator, with the site run in the local Docker engine "
+        f"(state: ./{local.LOCAL_STATE_FILE})",
+    )
 
 
 def _state_file_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-file",
         type=Path,
-        default=Path(DEFAULT_STATE_FILE),
-        help="where identifiers are recorded (default: ./state.json)",
+        default=None,
+        help=f"where identifiers are recorded (default: ./state.json, with --local ./{local.LOCAL_STATE_FILE})",
     )
+
+
+def _state_path(args: argparse.Namespace) -> Path:
+    if args.state_file is not None:
+        return Path(args.state_file)
+    return Path(local.LOCAL_STATE_FILE if args.local else DEFAULT_STATE_FILE)
 
 
 class Console:
@@ -143,17 +166,19 @@ class Console:
 
 def _provision(args: argparse.Namespace) -> int:
     console = Console("quiet" if args.quiet else args.output)
-    state_file = StateFile(args.state_file)
+    state_file = StateFile(_state_path(args))
     with state_file.locked("provision.py", console.say):
         return _provision_locked(args, state_file, console)
 
 
 def _provision_locked(args: argparse.Namespace, state_file: StateFile, console: Console) -> int:
+    images = ImageBuilder(progress=console.say)
+    if args.local:
+        _start_local(args, state_file, images, console)
     state = state_file.load()
     settings = _settings(args, state)
     if args.rollback:
         return _rollback(args, state_file, state, settings)
-    images = ImageBuilder(progress=console.say)
     if settings.image is None:
         images.client()  # no engine: say so before anything is created
     session = create_session(settings.region)
@@ -166,14 +191,54 @@ def _provision_locked(args: argparse.Namespace, state_file: StateFile, console: 
         clients, settings, state, account, state_file, partition=session.get_partition_for_region(clients.region)
     )
     ctx.images = images
+    ctx.local = args.local
     ctx.say = console.say
     ctx.live = console.live if console.terminal else None
     if args.dry_run:
         return _plan(ctx)
     console.say(f"Provisioning stack '{settings.stack}' in {clients.region} (account {account})")
-    report = runner.provision(ctx, wait=not args.no_wait)
+    # Local: no AWS waits (the emulator runs no tasks, and its load balancer's address is not ours to probe).
+    report = runner.provision(ctx, wait=not args.no_wait and not args.local)
+    if args.local:
+        report.outputs["url"] = _run_local_site(ctx, images, args)
     _report(report, args, console)
     return 0
+
+
+def _start_local(args: argparse.Namespace, state_file: StateFile, images: ImageBuilder, console: Console) -> None:
+    """Local mode: check the engine first (nothing is started without one), then start or reuse the emulator."""
+    if args.rollback:
+        raise SettingsError(
+            "--rollback does not apply to --local", where="command line", todo="Re-run provision.py --local instead"
+        )
+    if args.local_port is not None and not 1 <= args.local_port <= 65535:
+        raise SettingsError(
+            f"--local-port {args.local_port} is outside 1-65535", where="command line", todo="Pass a valid TCP port"
+        )
+    local.require_engine(images)
+    local.use_emulator(local.ensure_emulator(state_file.path, console.say), args.region)
+
+
+def _run_local_site(ctx: StepContext, images: ImageBuilder, args: argparse.Namespace) -> str:
+    """Run the registered task definition's container in the local engine; record and return its URL."""
+    recorded = ctx.state.outputs.get("local_port", "")
+    port = args.local_port or (int(recorded) if recorded.isdigit() else local.DEFAULT_PORT)
+    arn = ctx.ids("task-definition")["arn"]
+    definition = ctx.clients.ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+    site = local.run_site(
+        images.client(), definition, stack=ctx.settings.stack, port=port, wait=not args.no_wait, say=ctx.say
+    )
+    outputs = {
+        **ctx.state.outputs,
+        "local_url": site.url,
+        "local_port": str(port),
+        "local_container": local.container_name(ctx.settings.stack),
+        "local_container_id": site.container_id,
+    }
+    if outputs != ctx.state.outputs:
+        ctx.state.outputs = outputs
+        ctx.save()
+    return site.url
 
 
 def _report(report: runner.RunReport, args: argparse.Namespace, console: Console) -> None:
@@ -266,8 +331,16 @@ def _teardown(args: argparse.Namespace) -> int:
             where="teardown.py's command line",
             todo="Add --sweep to find resources by their tags, or leave them out to delete what the state file records",
         )
-    state_file = StateFile(args.state_file)
+    if args.local and args.sweep:
+        raise SettingsError(
+            "--sweep does not apply to --local",
+            where="teardown.py's command line",
+            todo="Run teardown.py --local: it removes the container and stops the emulator with everything in it",
+        )
+    state_file = StateFile(_state_path(args))
     with state_file.locked("teardown.py", Console().say):
+        if args.local:
+            return _teardown_local(state_file)
         if args.sweep:
             return _sweep(args, state_file)
         return _teardown_recorded(args, state_file)
@@ -283,6 +356,30 @@ def _teardown_recorded(args: argparse.Namespace, state_file: StateFile) -> int:
         _confirm(state, state_file.path)
     ctx = _teardown_context(state_file, state.stack, state.region, state)
     _delete_everything(ctx, state_file)
+    return 0
+
+
+def _teardown_local(state_file: StateFile) -> int:
+    """Container, then the recorded resources (from the emulator, if it still runs), then the emulator.
+
+    No confirmation: everything local mode creates is local and disposable.
+    """
+    state = state_file.load()
+    if state is not None:
+        try:
+            local.remove_site(local.require_engine(ImageBuilder()), state.stack, print)
+        except DeployerError as exc:
+            print(f"warning: the local container was not checked: {exc.message}", file=sys.stderr)
+    emulator = local.running_emulator(state_file.path)
+    if state is not None and state.resources and emulator is not None:
+        local.use_emulator(emulator, state.region)
+        _delete_everything(_teardown_context(state_file, state.stack, state.region, state), state_file)
+    elif state is not None:
+        print("The local AWS emulator is not running: the resources it held went with it.")
+        state_file.delete()
+    else:
+        print(f"Nothing to tear down: {state_file.path} records no resources.")
+    local.stop_emulator(state_file.path, print)
     return 0
 
 

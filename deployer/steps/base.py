@@ -61,6 +61,7 @@ class StepContext:
     say: Callable[[str], None]
     images: ImageBuilder | None = None
     dry_run: bool = False
+    local: bool = False  # --local: the emulator has no registry, so images are built into the local engine only
     live: Callable[[str], None] | None = None  # on a terminal: rewrites one status line in place
     probe: Callable[[str], int | None] = probe
     sleep: Callable[[float], None] = time.sleep

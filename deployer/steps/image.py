@@ -10,6 +10,9 @@ Two ways to get one:
   built or pushed. The state records the repository, the tag and the digest, and
   the task definition runs `repository@sha256:<digest>`, so what runs changes only
   with a new task-definition revision.
+* In local mode (`--local`) the emulator has no registry: the image is built into
+  the local engine only (if it lacks the tag) and nothing is pushed; the state
+  records the local tag and image id (see deployer/local.py).
 
 Teardown deletes nothing here: pushed images go with the repository, and an image
 from elsewhere is not ours to delete.
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from deployer.errors import DeployerError
 from deployer.images import BuildSpec, ImageBuilder, ecr_auth
+from deployer.local import local_image
 from deployer.settings import PROJECT_DIR
 from deployer.state import Ids
 from deployer.steps.base import Converged, Existing, Step, StepContext
@@ -59,6 +63,8 @@ class ImageStep(Step[Ids]):
         spec = build_spec(ctx)
         tag = spec.content_tag()
         repository = ctx.ids("repository")["uri"]
+        if ctx.local:  # the emulator has no registry: build into the local engine, push nothing
+            return local_image(builder, spec, f"{repository}:{tag}", ctx.dry_run, ctx.say)
         data = ctx.clients.ecr.get_authorization_token()["authorizationData"][0]
         auth = ecr_auth(data["authorizationToken"], data["proxyEndpoint"])
         digest = builder.registry_digest(f"{repository}:{tag}", auth)
