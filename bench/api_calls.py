@@ -64,6 +64,7 @@ if str(REPO_ROOT) not in sys.path:
 from botocore.model import OperationModel  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
+from bench.common import isolate_environment  # noqa: E402
 from deployer import runner  # noqa: E402
 from deployer.clients import account_id, build_clients, create_session  # noqa: E402
 from deployer.errors import DeployerError  # noqa: E402
@@ -161,22 +162,6 @@ class Target:
         return {"phase": self.phase, "metric": self.metric, "limit": self.limit, "value": self.value, "met": self.met}
 
 
-def isolate_environment(scratch: Path) -> None:
-    """Fake credentials and region, no local AWS configuration, moto's switches (before the server starts)."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "MOTO_")):
-            del os.environ[name]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE=str(scratch / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(scratch / "no-aws-credentials"),
-        MOTO_IAM_LOAD_MANAGED_POLICIES="true",
-        MOTO_ECS_SERVICE_RUNNING="1",
-    )
-
-
 def warm_up() -> float:
     """One uncounted read-only call per service, so moto builds its backends before the timed phases."""
     started = time.perf_counter()
@@ -246,7 +231,7 @@ def measure(echo: bool) -> Measurement:
     validate(settings)
     with tempfile.TemporaryDirectory(prefix="bench-api-calls-") as folder:
         scratch = Path(folder)
-        isolate_environment(scratch)
+        isolate_environment(scratch, REGION, MOTO_ECS_SERVICE_RUNNING="1")
         # The emulator's werkzeug server logs every request to stderr; only its errors matter here.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -148,6 +148,7 @@ if str(REPO_ROOT) not in sys.path:
 from botocore.model import OperationModel  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
+from bench.common import isolate_environment  # noqa: E402
 from deployer import runner  # noqa: E402
 from deployer.clients import AwsClients, account_id, build_clients, create_session  # noqa: E402
 from deployer.errors import DeployerError  # noqa: E402
@@ -386,22 +387,6 @@ class RunResult:
         }
 
 
-def isolate_environment(scratch: Path) -> None:
-    """Fake credentials and region, no local AWS configuration, moto's switches (before the server starts)."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "MOTO_")):
-            del os.environ[name]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE=str(scratch / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(scratch / "no-aws-credentials"),
-        MOTO_IAM_LOAD_MANAGED_POLICIES="true",
-        MOTO_EC2_LOAD_DEFAULT_AMIS="false",
-    )
-
-
 def reset(endpoint: str) -> None:
     request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
     with urllib.request.urlopen(request, timeout=60) as answer:
@@ -584,7 +569,7 @@ def measure(model: LatencyModel, runs: int, *, echo: bool) -> Outcome:
     memory = Path("/dev/shm")
     with tempfile.TemporaryDirectory(prefix="bench-deploy-model-", dir=memory if memory.is_dir() else None) as folder:
         scratch = Path(folder)
-        isolate_environment(scratch)
+        isolate_environment(scratch, REGION, MOTO_EC2_LOAD_DEFAULT_AMIS="false")
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()

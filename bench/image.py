@@ -83,6 +83,7 @@ import docker.errors  # noqa: E402
 from docker.models.images import Image  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
+from bench.common import isolate_environment  # noqa: E402
 from deployer import runner  # noqa: E402
 from deployer.clients import account_id, build_clients, create_session  # noqa: E402
 from deployer.errors import DeployerError  # noqa: E402
@@ -357,22 +358,6 @@ def measure_builds(
 # --- provision against moto and the emulated registry -------------------------------------------
 
 
-def isolate_environment(scratch: Path) -> None:
-    """Fake credentials and region, no local AWS configuration, moto's switches (before the server starts)."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "MOTO_")):
-            del os.environ[name]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE=str(scratch / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(scratch / "no-aws-credentials"),
-        MOTO_IAM_LOAD_MANAGED_POLICIES="true",
-        MOTO_ECS_SERVICE_RUNNING="1",
-    )
-
-
 def cli_like_context(settings: Settings, state_path: Path, builder: ImageBuilder, echo: bool) -> StepContext:
     """What deployer/cli.py assembles: session, clients, identity, state, context, the image builder."""
     session = create_session(settings.region)
@@ -408,7 +393,7 @@ def provision_once(name: str, settings: Settings, state_path: Path, builder: Ima
 
 
 def measure_provisions(scratch: Path, stack: str, cleanup: Cleanup, echo: bool) -> tuple[list[Provision], float]:
-    isolate_environment(scratch)
+    isolate_environment(scratch, REGION, MOTO_ECS_SERVICE_RUNNING="1")
     # The emulator's werkzeug server logs every request to stderr; only its errors matter here.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     site = scratch / "provision-site"

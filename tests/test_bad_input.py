@@ -376,7 +376,7 @@ def test_state_file_of_another_account_is_refused(server: MotoServer, run_script
 
 def test_state_file_never_holds_credentials(server: MotoServer, run_script: RunScript, tmp_path: Path) -> None:
     secrets = {
-        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEYID0001",
+        "AWS_ACCESS_KEY_ID": "FAKEEXAMPLEKEYID0001",
         "AWS_SECRET_ACCESS_KEY": "secret-value-wJalrXUtnFEMI",
         "AWS_SESSION_TOKEN": "auth-token-FwoGZXIvYXdzEXAMPLE",
     }
