@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from deployer import runner
 from deployer.errors import DeployerError, WaitTimeoutError
 from deployer.rollout import DeploymentFailedError
+from deployer.stack import steps_by_name
 from deployer.steps.base import StepContext
 from tests.rollouts import Rollout
+from tests.steps_helpers import provision_through
 
 
 @pytest.fixture
@@ -108,3 +111,36 @@ def test_rollback_without_a_verified_earlier_revision_is_refused(ctx: StepContex
     runner.provision(ctx)
     with pytest.raises(DeployerError, match="nothing to roll back to"):
         runner.rollback(ctx)
+
+
+def _load_balancer_states(ctx: StepContext, states: list[str]) -> None:
+    """DescribeLoadBalancers answers these states in turn (moto reports `active` at once)."""
+
+    def rewrite(parsed: dict[str, Any], **_: Any) -> None:
+        for balancer in parsed.get("LoadBalancers", []):
+            code = states.pop(0) if states else "active"
+            balancer["State"] = (
+                {"Code": code, "Reason": "subnet has no capacity"} if code == "failed" else {"Code": code}
+            )
+
+    ctx.clients.elbv2.meta.events.register("after-call.elastic-load-balancing-v2.DescribeLoadBalancers", rewrite)
+
+
+def test_the_load_balancer_wait_polls_until_active(ctx: StepContext, fake_time: list[float]) -> None:
+    provision_through(ctx, "load-balancer")
+    said: list[str] = []
+    ctx.say = said.append
+    _load_balancer_states(ctx, ["provisioning", "provisioning", "provisioning"])
+    step = steps_by_name()["load-balancer"]
+    step.wait(ctx, ctx.ids("load-balancer"))
+    assert fake_time[0] == 3 * ctx.poll_seconds
+    assert any("load balancer to be active: provisioning" in line for line in said)
+
+
+def test_a_failed_load_balancer_fails_at_once(ctx: StepContext, fake_time: list[float]) -> None:
+    provision_through(ctx, "load-balancer")
+    _load_balancer_states(ctx, ["provisioning", "failed"])
+    step = steps_by_name()["load-balancer"]
+    with pytest.raises(DeployerError, match="failed: subnet has no capacity"):
+        step.wait(ctx, ctx.ids("load-balancer"))
+    assert fake_time[0] == ctx.poll_seconds

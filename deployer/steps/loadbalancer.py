@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import ClientError
 
-from deployer.errors import WaitTimeoutError
+from deployer.errors import DeployerError
 from deployer.retry import NEW_RESOURCE_NOT_FOUND, STILL_IN_USE
 from deployer.state import Ids
 from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
@@ -207,18 +207,26 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
         return Converged(existing.ids, changes)
 
     def wait(self, ctx: StepContext, ids: Ids) -> None:
-        """Until the NLB is active: AWS takes minutes, moto answers at once."""
-        attempts = max(1, int(ctx.settings.service_wait_timeout // max(ctx.poll_seconds, 1)))
-        try:
-            ctx.clients.elbv2.get_waiter("load_balancer_available").wait(
-                LoadBalancerArns=[ids["arn"]], WaiterConfig={"Delay": int(ctx.poll_seconds), "MaxAttempts": attempts}
-            )
-        except WaiterError as exc:
-            raise WaitTimeoutError(
-                f"The load balancer did not become active: {exc}",
-                where=f"step '{self.name}', {ids['arn']}",
-                todo="Look at the load balancer in the EC2 console, then run the same command again",
-            ) from exc
+        """Until the NLB is active (AWS takes minutes, moto answers at once); a failed NLB fails at once.
+
+        Our own poll rather than botocore's waiter: it sleeps through the context (instant in tests), its
+        timeout is in seconds, and the waiter has no acceptor for the `failed` state.
+        """
+
+        def status() -> str | None:
+            found = self._describe(ctx, arn=ids["arn"])
+            state = found.live.get("State", {}) if found else {}
+            if state.get("Code") == "active":
+                return None
+            if found is None or state.get("Code") == "failed":
+                raise DeployerError(
+                    f"The load balancer {ids['arn']} {'failed: ' + state.get('Reason', '') if found else 'is gone'}",
+                    where=f"step '{self.name}'",
+                    todo="Look at the load balancer in the EC2 console, then run the same command again",
+                )
+            return str(state.get("Code", "provisioning"))
+
+        ctx.poll("the load balancer to be active", ctx.settings.service_wait_timeout, status)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         try:
