@@ -96,7 +96,7 @@ def _measure(client: docker.DockerClient, folder: Path, stack: str, port: int, f
     gone = (
         down.returncode == 0
         and not client.containers.list(all=True, filters={"label": f"{local.STACK_LABEL}={stack}"})
-        and not _running(int(emulator["pid"]))
+        and not local.process_alive(int(emulator["pid"]))
         and local.port_free(port)
         and local.port_free(int(emulator["port"]))
     )
@@ -153,15 +153,6 @@ def _engine() -> docker.DockerClient | None:
         print(f"skipped: no Docker engine is reachable ({exc})", file=sys.stderr)
         return None
     return client
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not stat.exists() or stat.read_text().rpartition(")")[2].split()[0] != "Z"
 
 
 def _remove_images(client: docker.DockerClient, stack: str) -> None:

@@ -155,9 +155,9 @@ def stop_emulator(state_path: Path, say: Say) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + EMULATOR_STOP_SECONDS
-        while _alive(pid) and time.monotonic() < deadline:
+        while process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
+        if process_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         say(f"Local AWS emulator: stopped pid {pid}")
@@ -206,7 +206,7 @@ def port_free(port: int) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Running and not a zombie (a reparented zombie may never be reaped in a container)."""
     try:
         os.kill(pid, 0)
@@ -223,7 +223,7 @@ def _alive(pid: int) -> bool:
 
 def _is_moto(pid: int) -> bool:
     """Alive and running moto's server: a recycled pid is never taken for the emulator."""
-    if not _alive(pid):
+    if not process_alive(pid):
         return False
     try:
         return b"moto.server" in Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -217,7 +217,7 @@ def test_provision_serve_rerun_change_teardown(
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(local.container_name(stack))
     assert not docker_client.containers.list(all=True, filters={"label": f"{local.STACK_LABEL}={stack}"})
-    assert not process_running(emulator["pid"])
+    assert not local.process_alive(emulator["pid"])
     assert local.port_free(port) and local.port_free(emulator["port"])
     assert not listening_addresses(port) and not listening_addresses(emulator["port"])
     leftovers = sorted(path.name for path in tmp_path.iterdir() if path.name.startswith("state"))
@@ -242,12 +242,3 @@ def listening_addresses(port: int) -> set[str]:
         if fields[3] == "0A" and int(hex_port, 16) == port:
             addresses.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
     return addresses
-
-
-def process_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not stat.exists() or stat.read_text().rpartition(")")[2].split()[0] != "Z"
