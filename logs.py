@@ -2,7 +2,7 @@
 
 import sys
 
-from deployer.observe import logs_main
+from deployer.cli import logs_main
 
 if __name__ == "__main__":
     sys.exit(logs_main())

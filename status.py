@@ -2,7 +2,7 @@
 
 import sys
 
-from deployer.observe import status_main
+from deployer.cli import status_main
 
 if __name__ == "__main__":
     sys.exit(status_main())

@@ -1,54 +1,92 @@
-"""Command-line entry points behind provision.py and teardown.py.
+"""Command-line entry points behind provision.py, teardown.py, status.py and logs.py.
 
-They parse flags, assemble the pieces (settings, state file, session, clients,
-step context) and hand over to the runner. A `DeployerError` becomes its
-one-paragraph message on stderr and its exit code; nothing else is caught.
+Each command parses its flags, builds one `Output` from them (the only thing that
+writes to the terminal), assembles its collaborators (settings, state file, clients,
+the step context) once, and hands over to the runner or to the read-only views.
+`run_command` is the one wrapper: a `DeployerError` becomes its one-paragraph
+message on stderr and its exit code, Ctrl-C exits 130, and nothing else is caught.
+AWS calls live in the steps and in deployer/observe.py, never here.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import json
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from deployer import cost, local, runner
-from deployer.clients import AwsClients, account_id, build_clients, create_session
+from deployer import cost, local, observe, runner
+from deployer.clients import connect
 from deployer.errors import EXIT_INTERRUPTED, DeployerError, SettingsError
 from deployer.images import ImageBuilder
+from deployer.ledger import Ledger
+from deployer.output import Output
 from deployer.settings import CONFIG_FILE_NAME, Settings, load_settings, validate_stack
 from deployer.state import State, StateFile, check_identity
 from deployer.steps.base import StepContext
+from deployer.steps.ecs import TaskDefinitionStep
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_FILE = "state.json"
 
+Command = Callable[[argparse.Namespace, Output], int]
+
 
 def provision_main(argv: Sequence[str] | None = None) -> int:
-    return _run(_provision, _provision_parser(), argv)
+    return run_command(_provision, provision_parser(), argv)
 
 
 def teardown_main(argv: Sequence[str] | None = None) -> int:
-    return _run(_teardown, _teardown_parser(), argv)
+    return run_command(_teardown, teardown_parser(), argv)
 
 
-def _run(
-    command: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser, argv: Sequence[str] | None
+def status_main(argv: Sequence[str] | None = None, *, probe: observe.Probe | None = None) -> int:
+    """`probe` answers for the site URL; tests pass a fake or aim it at a loopback server."""
+    return run_command(lambda args, output: observe.show_status(args.state_file, output, probe), status_parser(), argv)
+
+
+def logs_main(
+    argv: Sequence[str] | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], float] = time.time,
 ) -> int:
+    """`sleep` runs between --follow polls, so a test can add events there and end the loop."""
+
+    def command(args: argparse.Namespace, output: Output) -> int:
+        return observe.show_logs(args.state_file, args.since, args.follow, output, sleep=sleep, now=now)
+
+    return run_command(command, logs_parser(), argv, interrupted=0)  # Ctrl-C is how --follow ends
+
+
+def run_command(
+    command: Command, parser: argparse.ArgumentParser, argv: Sequence[str] | None, interrupted: int = EXIT_INTERRUPTED
+) -> int:
+    """Parse, build the output, run; turn the expected failures into a message and an exit code."""
     args = parser.parse_args(argv)
+    output = Output("quiet" if args.quiet else args.output, verbose=getattr(args, "verbose", False))
     try:
-        return command(args)
+        return command(args, output)
     except DeployerError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        output.error(exc.message)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted; the state file is saved. Run the same command again to continue.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        if interrupted:
+            output.error("interrupted; the state file is saved. Run the same command again to continue.")
+        return interrupted
+    except BrokenPipeError:
+        # The reader left (`logs.py | head`): stop quietly, and keep Python's final flush from failing too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
-def _provision_parser() -> argparse.ArgumentParser:
+# ---------------------------------------------------------------- parsers
+
+
+def provision_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="provision.py",
         description="Deploy the website to ECS Fargate behind a Network Load Balancer; re-running changes "
@@ -56,7 +94,6 @@ def _provision_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--stack", help="stack name, the prefix of every resource name")
     parser.add_argument("--region", help="AWS region (default: the standard AWS configuration)")
-    _state_file_flag(parser)
     parser.add_argument(
         "--config", type=Path, default=None, help=f"settings file (default: {CONFIG_FILE_NAME} beside provision.py)"
     )
@@ -81,17 +118,13 @@ def _provision_parser() -> argparse.ArgumentParser:
         "monthly cost; makes read calls only",
     )
     parser.add_argument(
-        "--output",
-        choices=("text", "json"),
-        default="text",
-        help="json: print one JSON document (outcomes, outputs, timings) on stdout; progress goes to stderr",
-    )
-    parser.add_argument("--quiet", action="store_true", help="print only the site URL")
-    parser.add_argument(
         "--no-wait",
         action="store_true",
         help="return once every resource exists, without waiting for the load balancer "
         "and the service (an emulator never runs tasks)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show the Docker engine's raw build and push output"
     )
     _local_flag(parser)
     parser.add_argument(
@@ -100,14 +133,14 @@ def _provision_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"with --local: the site's port on 127.0.0.1 (default: the recorded one, else {local.DEFAULT_PORT})",
     )
+    _common_flags(parser, local_default=True)
     return parser
 
 
-def _teardown_parser() -> argparse.ArgumentParser:
+def teardown_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="teardown.py", description="Delete every resource the state file records, newest first."
     )
-    _state_file_flag(parser)
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument(
         "--sweep",
@@ -118,6 +151,37 @@ def _teardown_parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", help="with --sweep: the region to search (default: the state file's or AWS's)")
     parser.add_argument("--dry-run", action="store_true", help="with --sweep: only list what would be deleted")
     _local_flag(parser)
+    _common_flags(parser, local_default=True)
+    return parser
+
+
+def status_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="status.py",
+        description="Show every recorded resource and how the service, its targets, the load balancer "
+        "and the site are doing; read-only.",
+    )
+    _common_flags(parser, local_default=False)
+    return parser
+
+
+def logs_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="logs.py", description="Print the service's CloudWatch log events (timestamp, stream, message)."
+    )
+    parser.add_argument(
+        "--since",
+        default=observe.DEFAULT_SINCE,
+        help="how far back: a duration such as 30s, 10m, 2h, 1d, 1w, or an ISO time such as "
+        f"2025-01-31T09:00 (UTC unless it names an offset); default {observe.DEFAULT_SINCE}",
+    )
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help=f"keep printing new events (every {observe.FOLLOW_SECONDS:.0f} s) until Ctrl-C; with --output json, "
+        "one JSON object per line",
+    )
+    _common_flags(parser, local_default=False)
     return parser
 
 
@@ -130,169 +194,188 @@ def _local_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _state_file_flag(parser: argparse.ArgumentParser) -> None:
+def _common_flags(parser: argparse.ArgumentParser, *, local_default: bool) -> None:
+    """--state-file, --output and --quiet: the same words and meaning in every command."""
+    default = f"./{DEFAULT_STATE_FILE}" + (f", with --local ./{local.LOCAL_STATE_FILE}" if local_default else "")
     parser.add_argument(
-        "--state-file",
-        type=Path,
-        default=None,
-        help=f"where identifiers are recorded (default: ./state.json, with --local ./{local.LOCAL_STATE_FILE})",
+        "--state-file", type=Path, default=None, help=f"where identifiers are recorded (default: {default})"
     )
+    parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="json: stdout holds one JSON document (the result); progress goes to stderr",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print errors only (provision: and the site URL)")
 
 
-def _state_path(args: argparse.Namespace) -> Path:
+def _state_file(args: argparse.Namespace) -> StateFile:
     if args.state_file is not None:
-        return Path(args.state_file)
-    return Path(local.LOCAL_STATE_FILE if args.local else DEFAULT_STATE_FILE)
+        return StateFile(Path(args.state_file))
+    return StateFile(Path(local.LOCAL_STATE_FILE if getattr(args, "local", False) else DEFAULT_STATE_FILE))
 
 
-class Console:
-    """Where progress goes: lines on stdout (text), stderr (json, so stdout holds only the document),
-    or nowhere (quiet); on a terminal, one line is rewritten in place during long waits."""
+def open_context(
+    state_file: StateFile,
+    settings: Settings,
+    state: State | None,
+    output: Output,
+    *,
+    dry_run: bool = False,
+    images: ImageBuilder | None = None,
+    local_mode: bool = False,
+) -> StepContext:
+    """Connect, check that the state belongs to this stack, region and account, and build the run's context.
 
-    def __init__(self, mode: str = "text") -> None:
-        self.mode = mode
-        self.terminal = mode == "text" and sys.stdout.isatty()
-
-    def say(self, line: str) -> None:
-        if self.mode == "text":
-            print(("\r\033[K" if self.terminal else "") + line, flush=True)
-        elif self.mode == "json":
-            print(line, file=sys.stderr, flush=True)
-
-    def live(self, line: str) -> None:
-        sys.stdout.write("\r\033[K" + line)
-        sys.stdout.flush()
-
-
-def _provision(args: argparse.Namespace) -> int:
-    console = Console("quiet" if args.quiet else args.output)
-    state_file = StateFile(_state_path(args))
-    with state_file.locked("provision.py", console.say):
-        return _provision_locked(args, state_file, console)
-
-
-def _provision_locked(args: argparse.Namespace, state_file: StateFile, console: Console) -> int:
-    images = ImageBuilder(progress=console.say)
-    if args.local:
-        _start_local(args, state_file, images, console)
-    state = state_file.load()
-    settings = _settings(args, state)
-    if args.rollback:
-        return _rollback(args, state_file, state, settings)
-    if settings.image is None:
-        images.client()  # no engine: say so before anything is created
-    session = create_session(settings.region)
-    clients = build_clients(session)
-    account = account_id(clients)
+    A dry run gets a scratch ledger (nothing it records reaches the disk)."""
+    aws = connect(settings.region)
     if state is None:
-        state = State(stack=settings.stack, region=clients.region, account_id=account)
-    check_identity(state, settings.stack, clients.region, account, state_file.path)
-    ctx = _context(
-        clients, settings, state, account, state_file, partition=session.get_partition_for_region(clients.region)
+        state = State(stack=settings.stack, region=aws.clients.region, account_id=aws.account_id)
+    check_identity(state, settings.stack, aws.clients.region, aws.account_id, state_file.path)
+    ledger = Ledger.scratch(state) if dry_run else Ledger(state, state_file.save)
+    return StepContext(
+        clients=aws.clients,
+        settings=settings,
+        ledger=ledger,
+        account_id=aws.account_id,
+        partition=aws.partition,
+        output=output,
+        images=images,
+        dry_run=dry_run,
+        local=local_mode,
     )
-    ctx.images = images
-    ctx.local = args.local
-    ctx.say = console.say
-    ctx.live = console.live if console.terminal else None
-    if args.dry_run:
-        return _plan(ctx)
-    console.say(f"Provisioning stack '{settings.stack}' in {clients.region} (account {account})")
-    # Local: no AWS waits (the emulator runs no tasks, and its load balancer's address is not ours to probe).
-    report = runner.provision(ctx, wait=not args.no_wait and not args.local)
-    if args.local:
-        report.outputs["url"] = _run_local_site(ctx, images, args)
-    _report(report, args, console)
-    return 0
 
 
-def _start_local(args: argparse.Namespace, state_file: StateFile, images: ImageBuilder, console: Console) -> None:
-    """Local mode: check the engine first (nothing is started without one), then start or reuse the emulator."""
-    if args.rollback:
-        raise SettingsError(
-            "--rollback does not apply to --local", where="command line", todo="Re-run provision.py --local instead"
-        )
+# ---------------------------------------------------------------- provision
+
+
+def _provision(args: argparse.Namespace, output: Output) -> int:
+    _check_provision_flags(args)
+    state_file = _state_file(args)
+    if args.dry_run:  # no lock and no emulator start: a plan changes nothing
+        return _plan(args, state_file, output)
+    with state_file.locked("provision.py", output.line):
+        return _provision_locked(args, state_file, output)
+
+
+def _check_provision_flags(args: argparse.Namespace) -> None:
+    """Refusals that need no AWS call and no state: before anything starts."""
     if args.local_port is not None and not 1 <= args.local_port <= 65535:
         raise SettingsError(
             f"--local-port {args.local_port} is outside 1-65535", where="command line", todo="Pass a valid TCP port"
         )
-    local.require_engine(images)
-    local.use_emulator(local.ensure_emulator(state_file.path, console.say), args.region)
+    if args.local_port is not None and not args.local:
+        raise SettingsError("--local-port only applies to --local", where="command line", todo="Add --local")
+    if args.local and args.rollback:
+        raise SettingsError(
+            "--rollback does not apply to --local", where="command line", todo="Re-run provision.py --local instead"
+        )
+    if args.rollback and (args.image or args.build_arg or args.dry_run):
+        raise SettingsError(
+            "--rollback takes no --image, --build-arg or --dry-run",
+            where="command line",
+            todo="Roll back alone: python provision.py --rollback",
+        )
+
+
+def _provision_locked(args: argparse.Namespace, state_file: StateFile, output: Output) -> int:
+    images = ImageBuilder(output)
+    if args.local:
+        local.require_engine(images)  # nothing is started without an engine
+        local.use_emulator(local.ensure_emulator(state_file.path, output.line), args.region)
+    state = state_file.load()
+    settings = _settings(args, state)
+    if args.rollback:
+        return _rollback(state_file, state, settings, output)
+    if settings.image is None:
+        images.client()  # no engine: say so before anything is created
+    ctx = open_context(state_file, settings, state, output, images=images, local_mode=args.local)
+    output.line(f"Provisioning stack '{settings.stack}' in {ctx.clients.region} (account {ctx.account_id})")
+    # Local: no AWS waits (the emulator runs no tasks, and its load balancer's address is not ours to probe).
+    report = runner.provision(ctx, wait=not args.no_wait and not args.local)
+    if args.local:
+        report.outputs["url"] = _run_local_site(ctx, images, args)
+    timings = report.timings()
+    output.line(
+        "Time by phase: "
+        + ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in timings.items())
+        + f" (total {sum(timings.values()):.1f}s)"
+    )
+    url = report.outputs["url"]
+    output.result(report.to_json(), [f"Site URL: {url}"], quiet=url)
+    return 0
 
 
 def _run_local_site(ctx: StepContext, images: ImageBuilder, args: argparse.Namespace) -> str:
     """Run the registered task definition's container in the local engine; record and return its URL."""
     recorded = ctx.state.outputs.get("local_port", "")
     port = args.local_port or (int(recorded) if recorded.isdigit() else local.DEFAULT_PORT)
-    arn = ctx.ids("task-definition")["arn"]
-    definition = ctx.clients.ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+    definition = TaskDefinitionStep().registered(ctx)
     site = local.run_site(
         images.client(), definition, stack=ctx.settings.stack, port=port, wait=not args.no_wait, say=ctx.say
     )
-    outputs = {
-        **ctx.state.outputs,
-        "local_url": site.url,
-        "local_port": str(port),
-        "local_container": local.container_name(ctx.settings.stack),
-        "local_container_id": site.container_id,
-    }
-    if outputs != ctx.state.outputs:
-        ctx.state.outputs = outputs
-        ctx.save()
+    ctx.ledger.set_outputs(
+        {
+            **ctx.state.outputs,
+            "local_url": site.url,
+            "local_port": str(port),
+            "local_container": local.container_name(ctx.settings.stack),
+            "local_container_id": site.container_id,
+        }
+    )
     return site.url
 
 
-def _report(report: runner.RunReport, args: argparse.Namespace, console: Console) -> None:
-    if args.output == "json" and not args.quiet:
-        print(json.dumps(report.to_json(), indent=2))
-        return
-    timings = report.timings()
-    console.say(
-        "Time by phase: "
-        + ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in timings.items())
-        + f" (total {sum(timings.values()):.1f}s)"
-    )
-    print(report.outputs["url"] if args.quiet else f"Site URL: {report.outputs['url']}")
-
-
-def _rollback(args: argparse.Namespace, state_file: StateFile, state: State | None, settings: Settings) -> int:
+def _rollback(state_file: StateFile, state: State | None, settings: Settings, output: Output) -> int:
     if state is None or state.get("service") is None:
         raise DeployerError(
             "There is no deployed service to roll back",
             where=str(state_file.path),
             todo="Deploy with provision.py first",
         )
-    if args.image or args.build_arg or args.dry_run:
-        raise SettingsError(
-            "--rollback takes no --image, --build-arg or --dry-run",
-            where="command line",
-            todo="Roll back alone: python provision.py --rollback",
-        )
-    session = create_session(settings.region)
-    clients = build_clients(session)
-    account = account_id(clients)
-    check_identity(state, settings.stack, clients.region, account, state_file.path)
-    ctx = _context(
-        clients, settings, state, account, state_file, partition=session.get_partition_for_region(clients.region)
-    )
+    ctx = open_context(state_file, settings, state, output)
     report = runner.rollback(ctx)
-    print(f"Rolled back; serving {report.outputs['serving_revision'].rsplit('/', 1)[-1]} at {report.outputs['url']}")
+    revision = report.outputs["serving_revision"].rsplit("/", 1)[-1]
+    url = report.outputs["url"]
+    output.result(report.to_json(), [f"Rolled back; serving {revision} at {url}"], quiet=url)
     return 0
 
 
-def _plan(ctx: StepContext) -> int:
-    print(
-        f"Plan for stack '{ctx.settings.stack}' in {ctx.clients.region} (account {ctx.account_id}); "
+def _plan(args: argparse.Namespace, state_file: StateFile, output: Output) -> int:
+    if args.local:
+        emulator = local.running_emulator(state_file.path)
+        if emulator is None:  # nothing local exists yet, and a plan starts nothing
+            raise DeployerError(
+                "The local emulator is not running, so there is nothing to compare the plan with",
+                where=f"--local --dry-run ({state_file.path})",
+                todo="Run python provision.py --local: on an empty emulator every step is a create",
+            )
+        local.use_emulator(emulator, args.region)
+    state = state_file.load()
+    settings = _settings(args, state)
+    ctx = open_context(
+        state_file, settings, state, output, dry_run=True, images=ImageBuilder(output), local_mode=args.local
+    )
+    output.line(
+        f"Plan for stack '{settings.stack}' in {ctx.clients.region} (account {ctx.account_id}); "
         "nothing will be changed:"
     )
-    ctx.state = copy.deepcopy(ctx.state)
-    runner.plan(ctx)
-    lines = cost.estimate(ctx.settings)
-    print(
-        f"\nEstimated monthly cost (an estimate: {cost.PRICES_SOURCE}; data transfer, free tiers and taxes left out):"
-    )
-    for line in lines:
-        print(f"  {line.item:<24} ${line.monthly_usd:>8.2f}   {line.basis}")
-    print(f"  {'total':<24} ${cost.total(lines):>8.2f}")
+    report = runner.plan(ctx)
+    lines = cost.estimate(settings)
+    text = [
+        f"\nEstimated monthly cost (an estimate: {cost.PRICES_SOURCE}; data transfer, free tiers and taxes left out):",
+        *(f"  {line.item:<24} ${line.monthly_usd:>8.2f}   {line.basis}" for line in lines),
+        f"  {'total':<24} ${cost.total(lines):>8.2f}",
+    ]
+    document: dict[str, Any] = {
+        "plan": [{"step": s.step, "outcome": s.outcome, "detail": s.detail} for s in report.steps],
+        "cost": {
+            "source": cost.PRICES_SOURCE,
+            "lines": [vars(line) for line in lines],
+            "monthly_usd": round(cost.total(lines), 2),
+        },
+    }
+    output.result(document, text)
     return 0
 
 
@@ -324,7 +407,10 @@ def _build_args(pairs: list[str]) -> dict[str, str] | None:
     return parsed
 
 
-def _teardown(args: argparse.Namespace) -> int:
+# ---------------------------------------------------------------- teardown
+
+
+def _teardown(args: argparse.Namespace, output: Output) -> int:
     if not args.sweep and (args.stack or args.region or args.dry_run):
         raise SettingsError(
             "--stack, --region and --dry-run only apply to --sweep",
@@ -337,29 +423,38 @@ def _teardown(args: argparse.Namespace) -> int:
             where="teardown.py's command line",
             todo="Run teardown.py --local: it removes the container and stops the emulator with everything in it",
         )
-    state_file = StateFile(_state_path(args))
-    with state_file.locked("teardown.py", Console().say):
+    state_file = _state_file(args)
+    with state_file.locked("teardown.py", output.line):
         if args.local:
-            return _teardown_local(state_file)
+            return _teardown_local(state_file, output)
         if args.sweep:
-            return _sweep(args, state_file)
-        return _teardown_recorded(args, state_file)
+            return _sweep(args, state_file, output)
+        return _teardown_recorded(args, state_file, output)
 
 
-def _teardown_recorded(args: argparse.Namespace, state_file: StateFile) -> int:
+def _teardown_recorded(args: argparse.Namespace, state_file: StateFile, output: Output) -> int:
     state = state_file.load()
-    if state is None or not state.resources:
-        print(f"Nothing to tear down: {state_file.path} records no resources.")
+    if state is None:  # a second teardown finds nothing, and that is not an error
+        return _nothing_deleted(
+            output,
+            f"there is no state file at {state_file.path} (if the stack exists, pass --state-file, or find it by "
+            "its tags with --sweep --stack NAME)",
+        )
+    if not state.resources:
         state_file.delete()
-        return 0
+        return _nothing_deleted(output, f"{state_file.path} records no resources; it is removed")
     if not args.yes:
-        _confirm(state, state_file.path)
-    ctx = _teardown_context(state_file, state.stack, state.region, state)
-    _delete_everything(ctx, state_file)
+        _confirm(output, state, state_file.path)
+    ctx = open_context(state_file, Settings(stack=state.stack, region=state.region), state, output)
+    return _delete_everything(ctx, state_file, output)
+
+
+def _nothing_deleted(output: Output, why: str) -> int:
+    output.result({"deleted": [], "message": f"Nothing to tear down: {why}"}, [f"Nothing to tear down: {why}."])
     return 0
 
 
-def _teardown_local(state_file: StateFile) -> int:
+def _teardown_local(state_file: StateFile, output: Output) -> int:
     """Container, then the recorded resources (from the emulator, if it still runs), then the emulator.
 
     No confirmation: everything local mode creates is local and disposable.
@@ -367,23 +462,25 @@ def _teardown_local(state_file: StateFile) -> int:
     state = state_file.load()
     if state is not None:
         try:
-            local.remove_site(local.require_engine(ImageBuilder()), state.stack, print)
+            local.remove_site(local.require_engine(ImageBuilder(output)), state.stack, output.line)
         except DeployerError as exc:
-            print(f"warning: the local container was not checked: {exc.message}", file=sys.stderr)
+            output.warn(f"the local container was not checked: {exc.message}")
     emulator = local.running_emulator(state_file.path)
+    code = 0
     if state is not None and state.resources and emulator is not None:
         local.use_emulator(emulator, state.region)
-        _delete_everything(_teardown_context(state_file, state.stack, state.region, state), state_file)
+        ctx = open_context(state_file, Settings(stack=state.stack, region=state.region), state, output)
+        code = _delete_everything(ctx, state_file, output)
     elif state is not None:
-        print("The local AWS emulator is not running: the resources it held went with it.")
         state_file.delete()
+        code = _nothing_deleted(output, "the local AWS emulator is not running, and the resources it held went with it")
     else:
-        print(f"Nothing to tear down: {state_file.path} records no resources.")
-    local.stop_emulator(state_file.path, print)
-    return 0
+        code = _nothing_deleted(output, f"{state_file.path} records no resources")
+    local.stop_emulator(state_file.path, output.line)
+    return code
 
 
-def _sweep(args: argparse.Namespace, state_file: StateFile) -> int:
+def _sweep(args: argparse.Namespace, state_file: StateFile, output: Output) -> int:
     """Lost state: find every resource of the stack by its tags and names, and delete it in order."""
     recorded = state_file.load()
     stack = args.stack or (recorded.stack if recorded else None)
@@ -394,73 +491,41 @@ def _sweep(args: argparse.Namespace, state_file: StateFile) -> int:
             todo="Pass --stack NAME (and --region REGION)",
         )
     validate_stack(stack)
-    ctx = _teardown_context(state_file, stack, args.region or (recorded.region if recorded else None), recorded)
+    region = args.region or (recorded.region if recorded else None)
+    ctx = open_context(state_file, Settings(stack=stack, region=region), recorded, output)
     runner.discover(ctx)
-    if not ctx.state.resources:
-        print(f"Nothing of stack '{stack}' was found in {ctx.clients.region}.")
-        return 0
-    print(f"Found {len(ctx.state.resources)} resources of stack '{stack}' in {ctx.clients.region}:")
-    for record in ctx.state.resources:
-        print(f"  {record.step:<22} {runner.primary(record.ids)}")
+    found = [{"step": record.step, "id": runner.primary(record.ids)} for record in ctx.state.resources]
+    if not found:
+        return _nothing_deleted(output, f"nothing of stack '{stack}' was found in {ctx.clients.region}")
+    output.line(f"Found {len(found)} resources of stack '{stack}' in {ctx.clients.region}:")
+    for item in found:
+        output.line(f"  {item['step']:<22} {item['id']}")
     if args.dry_run:
-        print("Dry run: nothing was deleted.")
+        output.result({"found": found, "deleted": []}, ["Dry run: nothing was deleted."])
         return 0
     if not args.yes:
-        _confirm(ctx.state, state_file.path)
-    ctx.save()
-    _delete_everything(ctx, state_file)
+        _confirm(output, ctx.state, state_file.path)
+    ctx.ledger.save()
+    return _delete_everything(ctx, state_file, output)
+
+
+def _delete_everything(ctx: StepContext, state_file: StateFile, output: Output) -> int:
+    output.line(f"Tearing down stack '{ctx.state.stack}' in {ctx.state.region} (account {ctx.account_id})")
+    report = runner.teardown(ctx)
+    state_file.delete()
+    done = f"Done: every recorded resource is deleted and {state_file.path} is removed."
+    output.result({"deleted": [vars(line) for line in report.steps], "state_file": str(state_file.path)}, [done])
     return 0
 
 
-def _teardown_context(state_file: StateFile, stack: str, region: str | None, state: State | None) -> StepContext:
-    """Teardown uses only recorded (or discovered) identifiers; settings give it the names."""
-    session = create_session(region)
-    clients = build_clients(session)
-    account = account_id(clients)
-    if state is None:
-        state = State(stack=stack, region=clients.region, account_id=account)
-    check_identity(state, stack, clients.region, account, state_file.path)
-    settings = Settings(stack=stack, region=clients.region)
-    return _context(
-        clients, settings, state, account, state_file, partition=session.get_partition_for_region(clients.region)
-    )
-
-
-def _delete_everything(ctx: StepContext, state_file: StateFile) -> None:
-    print(f"Tearing down stack '{ctx.state.stack}' in {ctx.state.region} (account {ctx.account_id})")
-    runner.teardown(ctx)
-    state_file.delete()
-    print(f"Done: every recorded resource is deleted and {state_file.path} is removed.")
-
-
-def _confirm(state: State, path: Path) -> None:
-    if not sys.stdin.isatty():
-        raise DeployerError(
-            "Refusing to tear down without confirmation: there is no terminal to ask on",
-            where=f"teardown.py with {path}",
-            todo="Run it in a terminal, or pass --yes to confirm in advance",
-        )
-    answer = input(
+def _confirm(output: Output, state: State, path: Path) -> None:
+    question = (
         f"Delete all {len(state.resources)} resources of stack '{state.stack}' in {state.region} "
-        f"(account {state.account_id})? Type 'yes' to confirm: "
+        f"(account {state.account_id})?"
     )
-    if answer.strip().lower() != "yes":
+    if not output.confirm(question, where=f"teardown.py with {path}"):
         raise DeployerError(
             "Teardown cancelled; nothing was deleted",
             where="confirmation prompt",
             todo="Run again and type 'yes' to delete",
         )
-
-
-def _context(
-    clients: AwsClients, settings: Settings, state: State, account: str, state_file: StateFile, *, partition: str
-) -> StepContext:
-    return StepContext(
-        clients=clients,
-        settings=settings,
-        state=state,
-        account_id=account,
-        partition=partition,
-        save=lambda: state_file.save(state),
-        say=Console().say,
-    )

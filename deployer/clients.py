@@ -148,3 +148,19 @@ def error_code(exc: ClientError) -> str:
 
 def error_message(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Message", str(exc)))
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Clients for one region, and who they act as: what every command starts from."""
+
+    clients: AwsClients
+    account_id: str
+    partition: str
+
+
+def connect(region: str | None) -> Connection:
+    """Session, clients and the STS identity check, in that order, for every command."""
+    session = create_session(region)
+    clients = build_clients(session)
+    return Connection(clients, account_id(clients), session.get_partition_for_region(clients.region))

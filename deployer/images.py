@@ -17,7 +17,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import stat
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +30,12 @@ import docker.errors
 from docker.utils.build import exclude_paths
 
 from deployer.errors import DeployerError
+from deployer.output import Output
 
 PLATFORM = "linux/amd64"  # Fargate's platform in this stack (runtimePlatform X86_64)
 TAG_LENGTH = 16
 LOG_TAIL_LINES = 15
+BUILD_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")  # the classic builder's step lines, which docker-py streams
 
 
 class DockerUnavailableError(DeployerError):
@@ -99,17 +103,29 @@ def normalize(path: str) -> str:
     return path.replace(os.sep, "/")
 
 
-class ImageBuilder:
-    """Talks to the Docker engine; built once by the CLI and handed to the image step."""
+class ImageCancelledError(DeployerError):
+    """The run was interrupted while the image was being built or pushed."""
 
-    def __init__(
-        self, connect: Callable[[], docker.DockerClient] = docker.from_env, progress: Callable[[str], None] = print
-    ) -> None:
+
+class ImageBuilder:
+    """Talks to the Docker engine; built once by the CLI and handed to the image step.
+
+    Progress goes to the run's `Output`: a step line per build and push, a live "step n of
+    m" line for the build and a byte bar for the push on a terminal, and the engine's raw
+    stream only with --verbose (or quoted in an error). `cancel()` (from the runner, on
+    Ctrl-C or a failure elsewhere) stops reading the streams and forbids any later push.
+    """
+
+    def __init__(self, output: Output, connect: Callable[[], docker.DockerClient] = docker.from_env) -> None:
         self._connect = connect
         self._client: docker.DockerClient | None = None
-        self.progress = progress
+        self._cancelled = threading.Event()
+        self.output = output
         self.builds = 0
         self.pushes = 0
+
+    def cancel(self) -> None:
+        self._cancelled.set()
 
     def client(self) -> docker.DockerClient:
         """The engine, or a clear error saying how to start one."""
@@ -143,9 +159,11 @@ class ImageBuilder:
         return str(data.id)
 
     def build(self, spec: BuildSpec, reference: str) -> None:
-        self.progress(f"  building {reference} from {spec.context} for {spec.platform}")
+        """Build through the engine's streaming API, so the run can show the step and stop reading at once."""
+        self.output.line(f"  building {reference} from {spec.context} for {spec.platform}")
+        where = f"{spec.context / spec.dockerfile}"
         try:
-            self.client().images.build(
+            stream = self.client().api.build(
                 path=str(spec.context),
                 dockerfile=spec.dockerfile,
                 tag=reference,
@@ -154,52 +172,89 @@ class ImageBuilder:
                 network_mode="host",
                 rm=True,
                 forcerm=True,
+                decode=True,
             )
-        except docker.errors.BuildError as exc:
-            raise ImageBuildError(
-                f"The image build failed: {exc.msg}. Last output:\n{_tail(exc.build_log)}",
-                where=f"{spec.context / spec.dockerfile}",
-                todo="Fix the failing step above and run again; nothing in AWS was changed by the build",
-            ) from exc
+            self._follow_build(_events(stream), where)
         except docker.errors.APIError as exc:
             raise ImageBuildError(
                 f"The Docker engine refused the build: {exc.explanation or exc}",
-                where=f"{spec.context / spec.dockerfile}",
+                where=where,
                 todo="Check the Dockerfile, the build arguments (BASE_IMAGE must be an image the engine has or "
                 "can pull) and the engine's log",
             ) from exc
+        finally:
+            self.output.live("")
         self.builds += 1
+
+    def _follow_build(self, events: Iterator[dict[str, Any]], where: str) -> None:
+        lines: list[str] = []
+        for event in events:
+            self._stop_if_cancelled(where)
+            if "error" in event or "errorDetail" in event:
+                message = event.get("errorDetail", {}).get("message") or event.get("error")
+                raise ImageBuildError(
+                    f"The image build failed: {message}. Last output:\n{_tail(lines)}",
+                    where=where,
+                    todo="Fix the failing step above and run again; nothing in AWS was changed by the build",
+                )
+            for line in str(event.get("stream", "")).splitlines():
+                if line.strip():
+                    lines.append(line)
+                    self.output.detail(f"    {line}")
+                    step = BUILD_STEP.match(line)
+                    if step:
+                        self.output.live(f"  building: step {step[1]} of {step[2]}: {step[3][:60]}")
 
     def push(self, repository: str, tag: str, auth: RegistryAuth) -> str:
         """Push and return the digest; docker-py reports failures in the stream, so read all of it."""
-        self.progress(f"  pushing {repository}:{tag}")
+        where = f"{repository}:{tag}"
+        self._stop_if_cancelled(where)
+        self.output.line(f"  pushing {where}")
         stream = self.client().images.push(
             repository, tag=tag, auth_config=auth.as_auth_config(), stream=True, decode=True
         )
+        try:
+            digest = self._follow_push(_events(stream), where)
+        finally:
+            self.output.live("")
+        self.pushes += 1
+        return digest
+
+    def _follow_push(self, events: Iterator[dict[str, Any]], where: str) -> str:
         digest = ""
-        shown: set[tuple[str, str]] = set()
-        for event in _events(stream):
+        layers: dict[str, tuple[int, int]] = {}
+        for event in events:
+            self._stop_if_cancelled(where)
             if "errorDetail" in event or "error" in event:
                 message = event.get("errorDetail", {}).get("message") or event.get("error")
                 raise ImagePushError(
                     f"The registry refused the push: {message}",
-                    where=f"{repository}:{tag}",
+                    where=where,
                     todo="Check that the credentials may push to this repository and that the tag does not "
                     "exist already with other content (tags are immutable); then run again",
                 )
             digest = event.get("aux", {}).get("Digest", digest)
-            key = (str(event.get("id", "")), str(event.get("status", "")))
-            if key[1] and "progress" not in event and key not in shown:
-                shown.add(key)
-                self.progress(f"    {key[0]}: {key[1]}" if key[0] else f"    {key[1]}")
+            progress = event.get("progressDetail") or {}
+            if event.get("id") and progress.get("total"):
+                layers[str(event["id"])] = (int(progress.get("current", 0)), int(progress["total"]))
+                self.output.bar("  pushing", sum(c for c, _ in layers.values()), sum(t for _, t in layers.values()))
+            elif event.get("status"):
+                self.output.detail(f"    {event.get('id', '')}: {event['status']}".replace("    : ", "    "))
         if not digest:
             raise ImagePushError(
                 "The push ended without a digest",
-                where=f"{repository}:{tag}",
+                where=where,
                 todo="Run again; if it persists, check the registry's log",
             )
-        self.pushes += 1
         return digest
+
+    def _stop_if_cancelled(self, where: str) -> None:
+        if self._cancelled.is_set():
+            raise ImageCancelledError(
+                "The run was interrupted; the image was neither finished nor pushed",
+                where=where,
+                todo="Run the same command again",
+            )
 
 
 def _events(stream: Iterable[Any]) -> Iterator[dict[str, Any]]:
@@ -208,10 +263,5 @@ def _events(stream: Iterable[Any]) -> Iterator[dict[str, Any]]:
             yield event
 
 
-def _tail(build_log: Iterable[Any]) -> str:
-    lines: list[str] = []
-    for chunk in build_log:
-        if isinstance(chunk, dict):
-            text = chunk.get("stream") or chunk.get("error") or ""
-            lines.extend(line for line in str(text).splitlines() if line.strip())
+def _tail(lines: list[str]) -> str:
     return "\n".join(f"    {line}" for line in lines[-LOG_TAIL_LINES:])

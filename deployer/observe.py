@@ -23,17 +23,13 @@ event ids already printed; Ctrl-C ends it with exit 0.
 
 from __future__ import annotations
 
-import argparse
 import http.client
-import json
-import os
 import re
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,8 +38,9 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from deployer.clients import AwsClients, account_id, build_clients, create_session, error_code, error_message
-from deployer.errors import EXIT_INTERRUPTED, AwsSetupError, DeployerError, SettingsError, StateFileError
+from deployer.clients import AwsClients, connect, error_code, error_message
+from deployer.errors import AwsSetupError, DeployerError, SettingsError, StateFileError
+from deployer.output import Output
 from deployer.runner import primary
 from deployer.state import Ids, State, StateFile, check_identity
 
@@ -60,80 +57,6 @@ ID_COLUMN = 40  # longer identifiers (ARNs) overflow the column rather than push
 SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-# ---------------------------------------------------------------- command lines
-
-
-def status_main(argv: Sequence[str] | None = None, *, probe: Probe | None = None) -> int:
-    """`probe` answers for the site URL; tests pass a fake or aim it at a loopback server."""
-    args = _status_parser().parse_args(argv)
-    return _guarded(lambda: _status(args, probe or probe_url), interrupted=EXIT_INTERRUPTED)
-
-
-def logs_main(
-    argv: Sequence[str] | None = None,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-    now: Callable[[], float] = time.time,
-) -> int:
-    """`sleep` runs between --follow polls, so a test can add events there and end the loop."""
-    args = _logs_parser().parse_args(argv)
-    return _guarded(lambda: _logs(args, sleep, now), interrupted=0)  # Ctrl-C is how --follow ends
-
-
-def _status_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="status.py",
-        description="Show every recorded resource and how the service, its targets, the load balancer "
-        "and the site are doing; read-only.",
-    )
-    _state_file_flag(parser)
-    parser.add_argument(
-        "--output", choices=("text", "json"), default="text", help="text (default) or one JSON document"
-    )
-    return parser
-
-
-def _logs_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="logs.py", description="Print the service's CloudWatch log events (timestamp, stream, message)."
-    )
-    _state_file_flag(parser)
-    parser.add_argument(
-        "--since",
-        default=DEFAULT_SINCE,
-        help="how far back: a duration such as 30s, 10m, 2h, 1d, 1w, or an ISO time such as "
-        f"2025-01-31T09:00 (UTC unless it names an offset); default {DEFAULT_SINCE}",
-    )
-    parser.add_argument(
-        "--follow", action="store_true", help=f"keep printing new events (every {FOLLOW_SECONDS:.0f} s) until Ctrl-C"
-    )
-    return parser
-
-
-def _state_file_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--state-file",
-        type=Path,
-        default=DEFAULT_STATE_FILE,
-        help="the stack's state file (default: ./state.json); read, never locked or written",
-    )
-
-
-def _guarded(command: Callable[[], int], *, interrupted: int) -> int:
-    """A `DeployerError` becomes its message and exit code, as in provision.py; nothing else is caught."""
-    try:
-        return command()
-    except DeployerError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return interrupted
-    except BrokenPipeError:
-        # The reader left (`logs.py | head`): stop quietly, and keep Python's final flush from failing too.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-
-
 def open_stack(path: Path, purpose: str) -> tuple[State, AwsClients]:
     """The recorded state and clients for its region, checked against the account; no lock, no write."""
     state = StateFile(path).load()
@@ -143,9 +66,9 @@ def open_stack(path: Path, purpose: str) -> tuple[State, AwsClients]:
             where=str(path),
             todo="Run provision.py first, or pass --state-file with the path of the stack's state file",
         )
-    clients = build_clients(create_session(state.region))
-    check_identity(state, state.stack, clients.region, account_id(clients), path)
-    return state, clients
+    aws = connect(state.region)
+    check_identity(state, state.stack, aws.clients.region, aws.account_id, path)
+    return state, aws.clients
 
 
 @contextmanager
@@ -257,15 +180,13 @@ class StatusReport:
     load_balancer: LoadBalancerStatus | None = None
     url: UrlAnswer | None = None
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
 
-
-def _status(args: argparse.Namespace, probe: Probe) -> int:
-    state, clients = open_stack(args.state_file, "show")
+def show_status(path: Path | None, output: Output, probe: Probe | None = None) -> int:
+    """status.py: the report as text lines or one JSON document."""
+    state, clients = open_stack(path or DEFAULT_STATE_FILE, "show")
     with _aws_answers("the Describe calls of status.py", f"stack '{state.stack}' in {state.region}"):
-        report = collect_status(clients, state, probe)
-    print(report.to_json() if args.output == "json" else "\n".join(render_status(report)))
+        report = collect_status(clients, state, probe or probe_url)
+    output.result(asdict(report), render_status(report))
     return 0
 
 
@@ -475,18 +396,40 @@ def _url_line(answer: UrlAnswer) -> str:
 # ---------------------------------------------------------------- logs
 
 
-def _logs(args: argparse.Namespace, sleep: Callable[[float], None], now: Callable[[], float]) -> int:
-    start = parse_since(args.since, now())  # a bad --since is refused before any AWS call
-    state, clients = open_stack(args.state_file, "read the logs of")
+def show_logs(
+    path: Path | None,
+    since: str,
+    follow: bool,
+    output: Output,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], float] = time.time,
+) -> int:
+    """logs.py: events as text lines; with --output json one document (or, with --follow, one object a line)."""
+    start = parse_since(since, now())  # a bad --since is refused before any AWS call
+    path = path or DEFAULT_STATE_FILE
+    state, clients = open_stack(path, "read the logs of")
     group = state.get("log-group")
     if group is None:
         raise StateFileError(
             "The state file records no log group",
-            where=str(args.state_file),
+            where=str(path),
             todo="Run provision.py to create the stack's log group",
         )
+    events: list[dict[str, object]] = []
+
+    def write(event: FilteredLogEventTypeDef) -> None:
+        if output.mode == "json" and not follow:
+            events.append(event_json(event))
+        elif output.mode == "json":
+            output.result(event_json(event))
+        else:
+            output.result({}, [format_event(event)], quiet=format_event(event))
+
     with _aws_answers("logs:FilterLogEvents", f"log group {group['name']}"):
-        tail(clients.logs, group["name"], start, follow=args.follow, write=_print_line, sleep=sleep, now=now)
+        tail(clients.logs, group["name"], start, follow=follow, write=write, sleep=sleep, now=now)
+    if output.mode == "json" and not follow:
+        output.result({"log_group": group["name"], "events": events})
     return 0
 
 
@@ -527,7 +470,7 @@ def tail(
     start_ms: int,
     *,
     follow: bool,
-    write: Callable[[str], None],
+    write: Callable[[FilteredLogEventTypeDef], None],
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], float] = time.time,
     poll_seconds: float = FOLLOW_SECONDS,
@@ -543,7 +486,7 @@ def tail(
             if key in printed:
                 continue
             printed[key] = event.get("timestamp", 0)
-            write(format_event(event))
+            write(event)
         if not follow:
             return
         window = max(start_ms, asked_at - LATE_EVENT_MS)
@@ -557,5 +500,10 @@ def format_event(event: FilteredLogEventTypeDef) -> str:
     return f"{when} {event.get('logStreamName', '-')} {event.get('message', '').rstrip()}"
 
 
-def _print_line(line: str) -> None:
-    print(line, flush=True)  # flushed, so `logs.py --follow | grep` shows each event as it comes
+def event_json(event: FilteredLogEventTypeDef) -> dict[str, object]:
+    return {
+        "timestamp": event.get("timestamp", 0),
+        "stream": event.get("logStreamName", ""),
+        "message": event.get("message", "").rstrip(),
+        "id": event.get("eventId", ""),
+    }

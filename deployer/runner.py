@@ -12,21 +12,21 @@ Any AWS refusal becomes an `AwsCallError` naming the step and the resource.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deployer.clients import error_code, error_message
 from deployer.errors import AwsCallError, AwsSetupError, DeployerError
-from deployer.rollout import RolloutWatch
 from deployer.stack import build_steps, steps_by_name
 from deployer.state import Ids, State
 from deployer.steps.base import PLANNED, PlannedDependencyError, Step, StepContext
+from deployer.steps.ecs import ServiceStep
 from deployer.steps.loadbalancer import site_url
 
 # Where the time of a deploy goes, as a user asks it: each step belongs to one phase, and
@@ -87,17 +87,22 @@ class RunReport:
 def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> RunReport:
     """All steps in order; with `parallel`, a background step (the image) runs beside the others until a
     step needs it, and deferred waits (load balancer active, site serving) run last, where they overlap
-    the rollout instead of holding up the steps after them."""
+    the rollout instead of holding up the steps after them.
+
+    An interrupt or a failure while the background step runs ends the run at once: the background step
+    is told to stop (nothing is pushed after it) and is not waited for (its thread is a daemon).
+    """
     lines: dict[str, StepReport] = {}
     deferred: list[tuple[Step[Any], Ids]] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deployer-background") as pool:
-        background: dict[str, Future[tuple[StepReport, Ids]]] = {}
+    background: dict[str, Background] = {}
+    try:
         for step in build_steps():
             for name in step.needs:
                 if name in background:
-                    lines[name] = _announce(ctx, background.pop(name).result()[0])
+                    lines[name] = _announce(ctx, background.pop(name).result())
+            _raise_background_failure(background)
             if parallel and step.background:
-                background[step.name] = pool.submit(_run_step, ctx, step, wait)
+                background[step.name] = Background(partial(_run_step, ctx, step, wait), step.name)
                 continue
             if parallel and wait and step.wait_deferred:
                 line, ids = _run_step(ctx, step, wait=False)
@@ -105,38 +110,81 @@ def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> Run
             else:
                 line, ids = _run_step(ctx, step, wait)
             lines[step.name] = _announce(ctx, line)
-        for name, future in background.items():
-            lines[name] = _announce(ctx, future.result()[0])
+        for name, running in background.items():
+            lines[name] = _announce(ctx, running.result())
+    except BaseException:
+        if background and ctx.images is not None:
+            ctx.images.cancel()
+        raise
     for step, ids in deferred:
         lines[step.name] = _finish_wait(ctx, step, ids, lines[step.name])
     report = RunReport(steps=[lines[step.name] for step in build_steps()])
     outputs = {**ctx.state.outputs, "url": site_url(ctx)}
     if wait:
         outputs = _served(outputs, ctx.ids("task-definition")["arn"])
-    if ctx.state.outputs != outputs:
-        ctx.state.outputs = outputs
-        ctx.save()
+    ctx.ledger.set_outputs(outputs)
     report.outputs = dict(ctx.state.outputs)
     return report
 
 
+class Background:
+    """One step running in a daemon thread: an interrupt never waits for it (a ThreadPoolExecutor would be
+    joined before the interrupt got out, and again at interpreter exit)."""
+
+    def __init__(self, work: Callable[[], tuple[StepReport, Ids]], name: str) -> None:
+        self._work = work
+        self._done = threading.Event()
+        self._line: StepReport | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"deployer-background-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._line = self._work()[0]
+        except BaseException as exc:  # handed to the main thread, which raises it
+            self._error = exc
+        finally:
+            self._done.set()
+
+    @property
+    def failed(self) -> bool:
+        return self._done.is_set() and self._error is not None
+
+    def result(self) -> StepReport:
+        """Wait for the step; a Ctrl-C meanwhile reaches the main thread at once (the wait polls)."""
+        while not self._done.wait(0.1):
+            pass
+        if self._error is not None:
+            raise self._error
+        assert self._line is not None
+        return self._line
+
+
+def _raise_background_failure(background: dict[str, Background]) -> None:
+    """A background step that failed is reported now, not when a later step would need it."""
+    for running in background.values():
+        if running.failed:
+            running.result()
+
+
 def _run_step(ctx: StepContext, step: Step[Any], wait: bool) -> tuple[StepReport, Ids]:
-    started = time.monotonic()
+    started = ctx.clock.now()
     waited = 0.0
     with _explained(step, ctx.state):
         outcome, ids, changes = provision_step(ctx, step)
         if wait:
-            wait_started = time.monotonic()
+            wait_started = ctx.clock.now()
             step.wait(ctx, ids)
-            waited = time.monotonic() - wait_started
-    return StepReport(step.name, outcome, time.monotonic() - started, "; ".join(changes) or primary(ids), waited), ids
+            waited = ctx.clock.now() - wait_started
+    return StepReport(step.name, outcome, ctx.clock.now() - started, "; ".join(changes) or primary(ids), waited), ids
 
 
 def _finish_wait(ctx: StepContext, step: Step[Any], ids: Ids, line: StepReport) -> StepReport:
-    started = time.monotonic()
+    started = ctx.clock.now()
     with _explained(step, ctx.state):
         step.wait(ctx, ids)
-    waited = time.monotonic() - started
+    waited = ctx.clock.now() - started
     ctx.say(f"{step.name:<22} {'ready':<9} ({waited:.1f}s waiting)")
     return StepReport(line.step, line.outcome, line.seconds + waited, line.detail, line.wait_seconds + waited)
 
@@ -167,19 +215,13 @@ def rollback(ctx: StepContext) -> RunReport:
             todo="A revision becomes a rollback target once a later deploy has been verified (provision.py without "
             "--no-wait)",
         )
-    step = steps_by_name()["service"]
-    ids = ctx.ids("service")
-    started = time.monotonic()
+    step = ServiceStep()
+    started = ctx.clock.now()
     with _explained(step, ctx.state):
-        ctx.retry(
-            lambda: ctx.clients.ecs.update_service(cluster=ids["cluster"], service=ids["name"], taskDefinition=target)
-        )
-        ctx.say(f"service                rolling back to {target.rsplit('/', 1)[-1]}")
-        RolloutWatch(ctx, ids["cluster"], ids["name"], target, site_url(ctx)).wait()
-    ctx.state.outputs = _served(ctx.state.outputs, target)
-    ctx.save()
+        step.roll_to(ctx, ctx.ids("service"), target)
+    ctx.ledger.set_outputs(_served(ctx.state.outputs, target))
     report = RunReport(outputs=dict(ctx.state.outputs))
-    report.steps.append(StepReport("service", "rolled back", time.monotonic() - started, target))
+    report.steps.append(StepReport("service", "rolled back", ctx.clock.now() - started, target))
     return report
 
 
@@ -215,12 +257,12 @@ def discover(ctx: StepContext) -> None:
 def plan(ctx: StepContext) -> RunReport:
     """The dry run: what provision would do, per step, from read calls only.
 
-    Steps are found as usual and converge only describes (`ctx.dry_run`); a step that
-    is missing, or that needs a resource which would first be created, is planned as
-    "create". Nothing is saved.
+    `ctx` is a dry-run context over a scratch ledger (see deployer/ledger.py): steps are
+    found as usual and converge only describes; a step that is missing, or that needs a
+    resource which would first be created, is planned as "create".
     """
-    ctx.dry_run = True
-    ctx.save = lambda: None
+    if not ctx.dry_run:
+        raise RuntimeError("plan() needs a dry-run context")
     report = RunReport()
     for step in build_steps():
         with _explained(step, ctx.state):
@@ -234,13 +276,13 @@ def _plan_step(ctx: StepContext, step: Step[Any]) -> tuple[str, str]:
     try:
         existing = step.find(ctx, ctx.state.get(step.name))
         if existing is None:
-            ctx.state.record(step.name, {PLANNED: "create"})
+            ctx.ledger.record(step.name, {PLANNED: "create"})
             return "create", step.resource
         converged = step.converge(ctx, existing)
     except PlannedDependencyError as planned:
-        ctx.state.record(step.name, {PLANNED: "create"})
+        ctx.ledger.record(step.name, {PLANNED: "create"})
         return "create", f"{step.resource} (needs the new {planned.step})"
-    ctx.state.record(step.name, converged.ids)
+    ctx.ledger.record(step.name, converged.ids)
     if converged.changes:
         return "update", "; ".join(converged.changes)
     return "unchanged", primary(converged.ids)
@@ -258,12 +300,11 @@ def teardown(ctx: StepContext) -> RunReport:
                 todo="Use the version of the tool that wrote the state file, or delete that resource by hand "
                 "and remove its entry",
             )
-        started = time.monotonic()
+        started = ctx.clock.now()
         with _explained(step, ctx.state):
-            step.delete(ctx, record.ids)
-        ctx.state.forget(record.step)
-        ctx.save()
-        line = StepReport(step.name, "deleted", time.monotonic() - started, primary(record.ids))
+            outcome = step.delete(ctx, record.ids) or "deleted"
+        ctx.ledger.forget(record.step)
+        line = StepReport(step.name, outcome, ctx.clock.now() - started, primary(record.ids))
         report.steps.append(line)
         ctx.say(f"{line.step:<22} {line.outcome:<9} {line.detail} ({line.seconds:.1f}s)")
     return report

@@ -6,13 +6,14 @@ configuration, so nothing can ever reach a real account.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ from moto.iam.aws_managed_policies import aws_managed_policies_data
 from moto.server import ThreadedMotoServer
 
 from deployer.clients import AwsClients, build_clients
+from deployer.clock import Clock
+from deployer.ledger import Ledger
+from deployer.output import Output
 from deployer.settings import Settings, validate
 from deployer.state import State, StateFile
 from deployer.steps.base import StepContext
@@ -113,23 +117,104 @@ def state_path(tmp_path: Path) -> Path:
     return tmp_path / "state.json"
 
 
-def make_context(clients: AwsClients, settings: Settings, state_path: Path, state: State | None = None) -> StepContext:
-    """A step context like the CLI builds, with instant sleeps and silent output."""
+class FakeClock(Clock):
+    """Time that passes only when something sleeps: a wait that reaches its budget ends at once,
+    and a retry loop cannot busy-poll moto on the real clock."""
+
+    def __init__(self) -> None:
+        self.time = 0.0
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.time += seconds
+
+
+class RecordingOutput(Output):
+    """Output that keeps what it was told (progress lines, live lines, warnings) instead of printing."""
+
+    def __init__(self, terminal: bool = False) -> None:
+        super().__init__("text", stdout=io.StringIO(), stderr=io.StringIO())
+        self.terminal = terminal
+        self.lines: list[str] = []
+        self.shown: list[str] = []
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+
+    def detail(self, text: str) -> None:
+        self.lines.append(text)
+
+    def warn(self, text: str) -> None:
+        self.lines.append(f"warning: {text}")
+
+    def live(self, text: str) -> None:
+        if self.terminal:
+            self.shown.append(text)
+
+
+@dataclass
+class FakeSite:
+    """What the site URL answers in tests (None: no answer); moto's NLB names are fake, never probed."""
+
+    status: int | None = None
+    asked: list[str] = field(default_factory=list)
+
+    def __call__(self, url: str) -> int | None:
+        self.asked.append(url)
+        return self.status
+
+
+def make_context(
+    clients: AwsClients,
+    settings: Settings,
+    state_path: Path,
+    state: State | None = None,
+    **given: Any,
+) -> StepContext:
+    """A step context like the CLI builds, on a fake clock, with recorded output and a fake site."""
     validate(settings)
     state_file = StateFile(state_path)
     if state is None:
         state = state_file.load() or State(stack=settings.stack, region=REGION, account_id=ACCOUNT)
-    said: list[str] = []
+    defaults: dict[str, Any] = {"output": RecordingOutput(), "clock": FakeClock(), "probe": FakeSite()}
     return StepContext(
         clients=clients,
         settings=settings,
-        state=state,
+        ledger=Ledger(state, state_file.save),
         account_id=ACCOUNT,
         partition="aws",
-        save=lambda: state_file.save(state),
-        say=said.append,
-        sleep=lambda _seconds: None,
+        **{**defaults, **given},
     )
+
+
+def planning(ctx: StepContext) -> StepContext:
+    """The dry-run context the CLI builds for --dry-run: the same run, over a scratch ledger."""
+    return replace(ctx, dry_run=True, ledger=Ledger.scratch(ctx.state))
+
+
+def lost_state(ctx: StepContext, stack: str | None = None) -> StepContext:
+    """The same run after its state file was lost: an empty state (saved nowhere)."""
+    state = State(stack=stack or ctx.settings.stack, region=REGION, account_id=ACCOUNT)
+    return replace(ctx, ledger=Ledger(state, lambda _state: None))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def output() -> RecordingOutput:
+    return RecordingOutput()
+
+
+@pytest.fixture
+def site() -> FakeSite:
+    return FakeSite()
 
 
 @pytest.fixture
@@ -138,16 +223,18 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def ctx(aws: AwsClients, settings: Settings, state_path: Path) -> StepContext:
-    return make_context(aws, settings, state_path)
+def ctx(
+    aws: AwsClients, settings: Settings, state_path: Path, clock: FakeClock, output: RecordingOutput, site: FakeSite
+) -> StepContext:
+    return make_context(aws, settings, state_path, clock=clock, output=output, probe=site)
 
 
 @pytest.fixture
-def serving(ctx: StepContext) -> Rollout:
+def serving(ctx: StepContext, site: FakeSite) -> Rollout:
     """A rollout that goes well: ECS completes it, the targets turn healthy, the URL answers 200."""
     rollout = Rollout()
     rollout.install(ctx.clients.ecs, ctx.clients.elbv2)
-    ctx.probe = lambda _url: 200
+    site.status = 200
     return rollout
 
 

@@ -5,7 +5,7 @@ was, no stray temporary file is left beside it, and the emulator holds no AWS
 resource the run was not supposed to create. Most cases run the real scripts as
 a user would (`run_script`, or `run_bare` when an environment variable must be
 absent); settings that are refused before any AWS call run in-process, with
-`create_session` replaced by a trap so that reaching AWS fails the test.
+`connect` replaced by a trap so that reaching AWS fails the test.
 
 The catalogue of every kind of bad input, one row each through the real scripts, is
 tests/test_bad_input_catalogue.py (which imports the helpers below); this file keeps
@@ -15,6 +15,8 @@ refusals checked in-process.
 """
 
 from __future__ import annotations
+
+import io
 
 import json
 import os
@@ -180,7 +182,7 @@ def in_process(
     def no_aws(*_: Any, **__: Any) -> None:
         raise AssertionError("the run reached AWS: the input should have been refused before")
 
-    monkeypatch.setattr(cli, "create_session", no_aws)
+    monkeypatch.setattr(cli, "connect", no_aws)
     config = tmp_path / "deploy.toml"
 
     def run(*args: str, toml: str = "") -> Outcome:
@@ -406,17 +408,18 @@ def test_teardown_answered_no_deletes_nothing(
     state.write_text(state_json())
     before = Snapshot.take(state)
 
-    class Terminal:
+    class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
 
     def no_aws(*_: Any, **__: Any) -> None:
         raise AssertionError("the run reached AWS after the answer 'no'")
 
-    monkeypatch.setattr(sys, "stdin", Terminal())
-    monkeypatch.setattr("builtins.input", lambda prompt: "no")
-    monkeypatch.setattr(cli, "create_session", no_aws)
+    monkeypatch.setattr(sys, "stdin", Terminal("no\n"))
+    monkeypatch.setattr(cli, "connect", no_aws)
     code = cli.teardown_main(["--state-file", str(state)])
     captured = capsys.readouterr()
-    assert_refused(Outcome(code, captured.out, captured.err), "cancelled", "nothing was deleted", "yes")
+    prompt, asked, refusal = captured.err.partition("Type 'yes' to confirm: ")
+    assert asked and "Delete all 1 resources" in prompt, "the question goes to stderr, so stdout stays parseable"
+    assert_refused(Outcome(code, captured.out, refusal), "cancelled", "nothing was deleted", "yes")
     before.assert_unchanged()

@@ -60,8 +60,8 @@ def assert_drift(ctx: StepContext, calls: CallLog, step: Step[Any], mentions: st
     assert calls.changing() == []
 
 
-def change_settings(ctx: StepContext, **changes: Any) -> None:
-    ctx.settings = replace(ctx.settings, **changes)
+def change_settings(ctx: StepContext, **changes: Any) -> StepContext:
+    return replace(ctx, settings=replace(ctx.settings, **changes))
 
 
 # --- vpc ----------------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def test_vpc_dns_support_turned_off_by_hand_is_turned_back_on(ctx: StepContext, 
 def test_vpc_cidr_setting_changed_is_drift(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "vpc")
     recorded = ctx.ids("vpc")
-    change_settings(ctx, vpc_cidr="10.0.0.0/16", subnet_cidrs=("10.0.0.0/20", "10.0.16.0/20"))
+    ctx = change_settings(ctx, vpc_cidr="10.0.0.0/16", subnet_cidrs=("10.0.0.0/20", "10.0.16.0/20"))
 
     assert_drift(ctx, calls, step, "172.31.0.0/16, not 10.0.0.0/16")
     assert ctx.ids("vpc") == recorded
@@ -116,14 +116,14 @@ def test_vpc_cidr_setting_changed_is_drift(ctx: StepContext, calls: CallLog) -> 
 
 def test_subnet_cidr_setting_changed_is_drift(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "subnet-1")
-    change_settings(ctx, subnet_cidrs=("172.31.64.0/20", "172.31.48.0/20"))
+    ctx = change_settings(ctx, subnet_cidrs=("172.31.64.0/20", "172.31.48.0/20"))
 
     assert_drift(ctx, calls, step, "172.31.32.0/20, not 172.31.64.0/20")
 
 
 def test_second_subnet_cidr_setting_changed_is_drift(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "subnet-2")
-    change_settings(ctx, subnet_cidrs=("172.31.32.0/20", "172.31.80.0/20"))
+    ctx = change_settings(ctx, subnet_cidrs=("172.31.32.0/20", "172.31.80.0/20"))
 
     assert_drift(ctx, calls, step, "172.31.48.0/20, not 172.31.80.0/20")
     # The first subnet's setting did not change: it still converges quietly.
@@ -310,7 +310,7 @@ def test_nlb_security_group_extra_rules_of_any_kind_are_revoked(ctx: StepContext
 
 def test_nlb_security_group_follows_a_listener_port_change(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "nlb-security-group")
-    change_settings(ctx, listener_port=8081)
+    ctx = change_settings(ctx, listener_port=8081)
 
     _, changes = reconverge(ctx, calls, step, "authorized 1 ingress rule(s)")
 
@@ -346,7 +346,7 @@ def test_task_security_group_follows_a_container_port_change(ctx: StepContext, c
     step = provision_through(ctx, "task-security-group")
     nlb_group = ctx.ids("nlb-security-group")["id"]
     assert ingress(ctx, "task-security-group") == {("tcp", 8080, 8080, nlb_group)}
-    change_settings(ctx, container_port=9090)
+    ctx = change_settings(ctx, container_port=9090)
 
     _, changes = reconverge(ctx, calls, step, "revoked 1 ingress rule(s)")
 
@@ -391,7 +391,7 @@ def test_log_group_retention_removed_by_hand_is_reset(ctx: StepContext, calls: C
 
 def test_log_group_follows_a_retention_setting_change(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "log-group")
-    change_settings(ctx, log_retention_days=90)
+    ctx = change_settings(ctx, log_retention_days=90)
 
     reconverge(ctx, calls, step, "retention 14 -> 90 days")
 
@@ -460,13 +460,13 @@ def test_task_role_follows_the_policy_arns_setting(ctx: StepContext, calls: Call
     step = provision_through(ctx, "task-role")
     assert attached_policies(ctx, "task-role") == set()
 
-    change_settings(ctx, task_role_policy_arns=(READ_ONLY_ARN,))
+    ctx = change_settings(ctx, task_role_policy_arns=(READ_ONLY_ARN,))
     _, changes = reconverge(ctx, calls, step, f"attached {READ_ONLY_ARN}")
     assert changes == [f"attached {READ_ONLY_ARN}"]
     assert attached_policies(ctx, "task-role") == {READ_ONLY_ARN}
     assert_settled(ctx, calls, step)
 
-    change_settings(ctx, task_role_policy_arns=())
+    ctx = change_settings(ctx, task_role_policy_arns=())
     _, changes = reconverge(ctx, calls, step, f"detached {READ_ONLY_ARN}")
     assert changes == [f"detached {READ_ONLY_ARN}"]
     assert attached_policies(ctx, "task-role") == set()
@@ -586,7 +586,7 @@ def test_image_follows_the_image_setting(ctx: StepContext, calls: CallLog) -> No
     before = ctx.ids("image")["uri"]
     newer = "public.ecr.aws/docker/library/python:3.13-slim"
     assert before != newer
-    change_settings(ctx, image=newer)
+    ctx = change_settings(ctx, image=newer)
 
     ids, _ = reconverge_without_calls(ctx, calls, step, f"image -> {newer}")
 
@@ -598,7 +598,7 @@ def test_image_follows_the_image_setting(ctx: StepContext, calls: CallLog) -> No
 def test_image_setting_removed_means_build_the_site(ctx: StepContext, calls: CallLog) -> None:
     """Without an image setting the site is built; with no engine that is a clear error, not the old image."""
     step = provision_through(ctx, "image")
-    change_settings(ctx, image=None)
+    ctx = change_settings(ctx, image=None)
     calls.clear()
     with pytest.raises(DeployerError, match="Docker engine"):
         provision_step(ctx, step)
@@ -669,7 +669,7 @@ def test_target_group_deregistration_delay_changed_by_hand_is_restored(ctx: Step
 
 def test_target_group_container_port_setting_changed_is_drift(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "target-group")
-    change_settings(ctx, container_port=9090)
+    ctx = change_settings(ctx, container_port=9090)
 
     assert_drift(ctx, calls, step, "has port 8080, not 9090")
     assert target_group(ctx)["Port"] == 8080
@@ -761,7 +761,7 @@ def test_listener_default_action_changed_by_hand_is_reset(ctx: StepContext, call
 def test_listener_follows_a_listener_port_change(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "listener")
     before = ctx.ids("listener")
-    change_settings(ctx, listener_port=8081)
+    ctx = change_settings(ctx, listener_port=8081)
 
     ids, _ = reconverge(ctx, calls, step, "TCP 8081 -> target group")
 
@@ -781,7 +781,7 @@ def revision(arn: str) -> int:
 def test_task_definition_cpu_and_memory_change_registers_a_new_revision(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "task-definition")
     before = ctx.ids("task-definition")["arn"]
-    change_settings(ctx, cpu=512, memory=1024)
+    ctx = change_settings(ctx, cpu=512, memory=1024)
 
     ids, changes = reconverge(ctx, calls, step, "new revision")
 
@@ -801,7 +801,7 @@ def test_task_definition_follows_an_image_change(ctx: StepContext, calls: CallLo
     step = provision_through(ctx, "task-definition")
     before = ctx.ids("task-definition")["arn"]
     newer = "public.ecr.aws/docker/library/python:3.13-slim"
-    change_settings(ctx, image=newer)
+    ctx = change_settings(ctx, image=newer)
     assert provision_step(ctx, step_named("image"))[0] == "updated"
 
     ids, changes = reconverge(ctx, calls, step, "image")
@@ -837,7 +837,7 @@ def test_service_desired_count_changed_by_hand_is_reset(ctx: StepContext, calls:
 
 def test_service_follows_the_desired_count_setting(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "service")
-    change_settings(ctx, desired_count=2)
+    ctx = change_settings(ctx, desired_count=2)
 
     reconverge(ctx, calls, step, "desired count 1 -> 2")
 
@@ -849,7 +849,7 @@ def test_service_moves_to_a_new_task_definition_revision(ctx: StepContext, calls
     step = provision_through(ctx, "service")
     before = ctx.ids("task-definition")["arn"]
     assert service(ctx)["taskDefinition"] == before
-    change_settings(ctx, cpu=512, memory=1024)
+    ctx = change_settings(ctx, cpu=512, memory=1024)
     outcome, definition, _ = provision_step(ctx, step_named("task-definition"))
     assert outcome == "updated"
     assert definition["arn"] != before
@@ -888,7 +888,7 @@ def test_service_network_configuration_changed_by_hand_is_reset(ctx: StepContext
 def test_service_task_definition_rolled_back_by_hand_is_moved_forward(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "service")
     first = ctx.ids("task-definition")["arn"]
-    change_settings(ctx, cpu=512, memory=1024)
+    ctx = change_settings(ctx, cpu=512, memory=1024)
     second = provision_step(ctx, step_named("task-definition"))[1]["arn"]
     provision_step(ctx, step)
     assert service(ctx)["taskDefinition"] == second

@@ -19,7 +19,7 @@ from deployer.images import (
     RegistryAuth,
     ecr_auth,
 )
-from tests.conftest import BASE_IMAGE, PROJECT_DIR, REGISTRY_HOST
+from tests.conftest import BASE_IMAGE, PROJECT_DIR, REGISTRY_HOST, RecordingOutput
 
 RIGHT = RegistryAuth("AWS", "123456789012-auth-token", f"https://{REGISTRY_HOST}")
 
@@ -62,7 +62,7 @@ def test_a_failing_build_names_the_step_and_shows_the_tail(docker_client: docker
     (tmp_path / "Dockerfile").write_text(
         "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo about to fail && echo 'the reason' >&2 && exit 3\n"
     )
-    builder = ImageBuilder(connect=lambda: docker_client, progress=lambda _line: None)
+    builder = ImageBuilder(RecordingOutput(), connect=lambda: docker_client)
     with pytest.raises(ImageBuildError) as failure:
         builder.build(spec(tmp_path, BASE_IMAGE=BASE_IMAGE), f"local/failing:{uuid.uuid4().hex[:8]}")
     message = failure.value.message
@@ -75,7 +75,7 @@ def test_a_failing_build_names_the_step_and_shows_the_tail(docker_client: docker
 def test_a_refused_push_is_an_error_not_silence(docker_client: docker.DockerClient) -> None:
     repository = f"{REGISTRY_HOST}/refused-{uuid.uuid4().hex[:8]}"
     docker_client.images.get(BASE_IMAGE).tag(repository, tag="x")
-    builder = ImageBuilder(connect=lambda: docker_client, progress=lambda _line: None)
+    builder = ImageBuilder(RecordingOutput(), connect=lambda: docker_client)
     wrong = RegistryAuth("AWS", "not-the-token", RIGHT.server)
     try:
         with pytest.raises(ImagePushError, match="refused the push"):
@@ -88,12 +88,14 @@ def test_a_refused_push_is_an_error_not_silence(docker_client: docker.DockerClie
 
 
 def test_registry_lookup_of_a_missing_tag_is_none(docker_client: docker.DockerClient) -> None:
-    builder = ImageBuilder(connect=lambda: docker_client, progress=lambda _line: None)
+    builder = ImageBuilder(RecordingOutput(), connect=lambda: docker_client)
     assert builder.registry_digest(f"{REGISTRY_HOST}/absent-{uuid.uuid4().hex[:8]}:nope", RIGHT) is None
 
 
 def test_no_engine_is_a_clear_error(tmp_path: Path) -> None:
-    builder = ImageBuilder(connect=lambda: docker.DockerClient(base_url=f"unix://{tmp_path}/none.sock"))
+    builder = ImageBuilder(
+        RecordingOutput(), connect=lambda: docker.DockerClient(base_url=f"unix://{tmp_path}/none.sock")
+    )
     with pytest.raises(DockerUnavailableError, match="No Docker engine is reachable") as failure:
         builder.client()
     assert "DOCKER_HOST" in str(failure.value)

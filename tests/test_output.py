@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from deployer import runner
 from deployer.runner import PHASES, RunReport, StepReport
 from deployer.stack import build_steps
 from deployer.steps.base import StepContext
-from tests.conftest import IMAGE, MotoServer, RunScript
+from tests.conftest import IMAGE, MotoServer, RecordingOutput, RunScript
 from tests.rollouts import Rollout
 
 
@@ -31,15 +32,11 @@ def test_timings_put_the_service_wait_under_health() -> None:
 
 
 def test_live_elapsed_time_on_a_terminal(ctx: StepContext, serving: Rollout) -> None:
-    now = [0.0]
-    ctx.clock = lambda: now[0]
-    ctx.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
-    shown: list[str] = []
-    ctx.live = shown.append
+    terminal = RecordingOutput(terminal=True)
     serving.polls_until_done = 2
-    runner.provision(ctx)
-    assert any(line.endswith("s elapsed") for line in shown)
-    assert shown[-1] == "", "the live line is cleared before the next plain line"
+    runner.provision(replace(ctx, output=terminal))
+    assert any(line.endswith("s elapsed") for line in terminal.shown)
+    assert terminal.shown[-1] == "", "the live line is cleared before the next plain line"
 
 
 def test_json_output_is_one_document(server: MotoServer, run_script: RunScript, tmp_path: Path) -> None:

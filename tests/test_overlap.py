@@ -32,6 +32,7 @@ from deployer import runner
 from deployer.images import BuildSpec, ImageBuilder, RegistryAuth
 from deployer.steps.base import StepContext
 from deployer.steps.loadbalancer import LoadBalancerStep
+from tests.conftest import RecordingOutput
 from tests.rollouts import Rollout
 
 DIGEST = "sha256:" + "ab" * 32
@@ -87,7 +88,7 @@ class SlowBuilder(ImageBuilder):
     """A build and push that take time and report when and where they ran; no Docker."""
 
     def __init__(self, hold_until: threading.Event | None = None) -> None:
-        super().__init__(connect=_no_engine, progress=lambda _line: None)
+        super().__init__(RecordingOutput(), connect=_no_engine)
         self.hold_until = hold_until
         self.build_started = self.build_ended = self.push_ended = 0.0
         self.build_thread = ""
@@ -128,17 +129,15 @@ def recorder(ctx: StepContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[Reco
         original_wait(step, ctx, ids)
 
     monkeypatch.setattr(LoadBalancerStep, "wait", recorded_wait)
-    # The image is built from website/ (its Dockerfile must exist, as validate checks); BASE_IMAGE and the
-    # other build arguments do not matter: the fake builder never runs Docker.
-    ctx.settings = replace(ctx.settings, image=None)
     yield recorder
 
 
 def built(ctx: StepContext, recorder: Recorder, *, parallel: bool) -> SlowBuilder:
     builder = SlowBuilder(hold_until=recorder.event("CreateCluster") if parallel else None)
     recorder.gates["CreateVpc"] = builder.started
-    ctx.images = builder
-    runner.provision(ctx, wait=True, parallel=parallel)
+    # The image is built from website/ (its Dockerfile must exist, as validate checks); BASE_IMAGE and the
+    # other build arguments do not matter: the fake builder never runs Docker.
+    runner.provision(replace(ctx, images=builder, settings=replace(ctx.settings, image=None)), parallel=parallel)
     assert builder.builds == 1
     assert builder.pushes == 1
     return builder

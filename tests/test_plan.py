@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 from pathlib import Path
 
 from deployer import cost, runner
 from deployer.stack import build_steps
 from deployer.steps.base import StepContext
-from tests.conftest import CallLog, MotoServer, RunScript
+from tests.conftest import CallLog, MotoServer, RunScript, planning
 from tests.inventory import inventory
 
 
 def test_plan_of_an_empty_account_creates_everything_and_changes_nothing(ctx: StepContext, calls: CallLog) -> None:
     before = inventory(ctx.clients)
     calls.clear()
-    report = runner.plan(ctx)
+    report = runner.plan(planning(ctx))
     assert [line.outcome for line in report.steps] == ["create"] * len(build_steps())
     assert calls.changing() == []
     assert inventory(ctx.clients) == before
@@ -29,8 +28,7 @@ def test_plan_shows_the_difference_and_makes_only_read_calls(
     on_disk = state_path.read_bytes()
     snapshot = inventory(ctx.clients)
     ctx.clients.logs.put_retention_policy(logGroupName="/ecs/test-site", retentionInDays=3)  # changed by hand
-    ctx.settings = replace(ctx.settings, cpu=512, memory=1024, desired_count=2)
-    ctx.state = copy.deepcopy(ctx.state)
+    ctx = planning(replace(ctx, settings=replace(ctx.settings, cpu=512, memory=1024, desired_count=2)))
     calls.clear()
     report = runner.plan(ctx)
     outcomes = {line.step: (line.outcome, line.detail) for line in report.steps}

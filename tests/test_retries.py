@@ -12,24 +12,9 @@ from deployer import runner
 from deployer.errors import AwsCallError, DeployerError
 from deployer.stack import build_steps
 from deployer.steps.base import StepContext
+from tests.conftest import FakeClock
 from tests.faults import inject_errors
 from tests.steps_helpers import provision_through
-
-
-@pytest.fixture
-def clock(ctx: StepContext) -> list[float]:
-    """Instant sleeps on a fake clock, so minutes of backoff take no time; records each sleep."""
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    ctx.sleep = sleep
-    ctx.clock = lambda: now[0]
-    return slept
-
 
 PROVISION_TRANSIENT = [
     (
@@ -93,52 +78,52 @@ def client_of(ctx: StepContext, service: str) -> Any:
 
 @pytest.mark.parametrize(("service", "operation", "code", "message", "times"), PROVISION_TRANSIENT)
 def test_transient_answers_during_provision_are_waited_out(
-    ctx: StepContext, clock: list[float], service: str, operation: str, code: str, message: str, times: int
+    ctx: StepContext, clock: FakeClock, service: str, operation: str, code: str, message: str, times: int
 ) -> None:
     injected = inject_errors(client_of(ctx, service), operation, code, message, times=times)
     runner.provision(ctx, wait=False)
     assert injected.served == times
-    assert len(clock) == times
-    assert clock == sorted(clock), "backoff grows"
+    assert len(clock.slept) == times
+    assert clock.slept == sorted(clock.slept), "backoff grows"
     assert ctx.state.get("service") is not None
 
 
 @pytest.mark.parametrize(("service", "operation", "code", "message"), PROVISION_PERMANENT)
 def test_permanent_errors_fail_at_once(
-    ctx: StepContext, clock: list[float], service: str, operation: str, code: str, message: str
+    ctx: StepContext, clock: FakeClock, service: str, operation: str, code: str, message: str
 ) -> None:
     injected = inject_errors(client_of(ctx, service), operation, code, message, times=100)
     with pytest.raises(AwsCallError) as failure:
         runner.provision(ctx, wait=False)
     assert injected.served == 1, "no retry storm"
-    assert clock == []
+    assert clock.slept == []
     assert failure.value.code == code
     assert message in failure.value.message
 
 
 @pytest.mark.parametrize(("service", "operation", "code", "message", "times"), TEARDOWN_TRANSIENT)
 def test_transient_answers_during_teardown_are_waited_out(
-    ctx: StepContext, clock: list[float], service: str, operation: str, code: str, message: str, times: int
+    ctx: StepContext, clock: FakeClock, service: str, operation: str, code: str, message: str, times: int
 ) -> None:
     runner.provision(ctx, wait=False)
     injected = inject_errors(client_of(ctx, service), operation, code, message, times=times)
     runner.teardown(ctx)
     assert injected.served == times
-    assert len(clock) >= times
+    assert len(clock.slept) >= times
     assert ctx.state.resources == []
 
 
-def test_retries_stop_at_the_budget(ctx: StepContext, clock: list[float]) -> None:
+def test_retries_stop_at_the_budget(ctx: StepContext, clock: FakeClock) -> None:
     """A role that never becomes assumable: ~2 minutes of retries, then AWS's message."""
     inject_errors(
         ctx.clients.ecs, "RegisterTaskDefinition", "ClientException", "ECS was unable to assume the role", times=10_000
     )
     with pytest.raises(AwsCallError, match="unable to assume the role"):
         runner.provision(ctx, wait=False)
-    assert 60 < sum(clock) <= 120
+    assert 60 < sum(clock.slept) <= 120
 
 
-def test_a_subnet_that_stays_blocked_names_its_network_interfaces(ctx: StepContext, clock: list[float]) -> None:
+def test_a_subnet_that_stays_blocked_names_its_network_interfaces(ctx: StepContext, clock: FakeClock) -> None:
     provision_through(ctx, "service")
     subnet = ctx.ids("subnet-2")["id"]  # teardown deletes subnet-2 first
     interface = ctx.clients.ec2.create_network_interface(SubnetId=subnet, Description="ELB net/test-site-nlb/abc")
@@ -155,7 +140,7 @@ def test_a_subnet_that_stays_blocked_names_its_network_interfaces(ctx: StepConte
     assert interface["NetworkInterface"]["NetworkInterfaceId"] in message
     assert "ELB net/test-site-nlb/abc" in message
     assert "run teardown.py again" in message
-    assert 15 * 60 <= sum(clock) <= 20 * 60
+    assert 15 * 60 <= sum(clock.slept) <= 20 * 60
     assert ctx.state.get("subnet-2") is not None, "what is not deleted stays recorded"
     assert ctx.state.get("service") is None
 

@@ -12,23 +12,15 @@ from deployer.errors import DeployerError, WaitTimeoutError
 from deployer.rollout import DeploymentFailedError
 from deployer.stack import steps_by_name
 from deployer.steps.base import StepContext
+from tests.conftest import FakeClock, FakeSite, RecordingOutput
 from tests.rollouts import Rollout
 from tests.steps_helpers import provision_through
 
 
-@pytest.fixture
-def fake_time(ctx: StepContext) -> list[float]:
-    now = [0.0]
-    ctx.clock = lambda: now[0]
-    ctx.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
-    return now
-
-
 def test_provision_waits_until_the_site_is_served_and_shows_new_events(
-    ctx: StepContext, serving: Rollout, fake_time: list[float]
+    ctx: StepContext, serving: Rollout, clock: FakeClock, output: RecordingOutput
 ) -> None:
-    said: list[str] = []
-    ctx.say = said.append
+    said = output.lines
     serving.polls_until_done = 3
     serving.events = ["(service test-site-web) has started 1 tasks: (task abc)."]
     runner.provision(ctx)
@@ -37,32 +29,35 @@ def test_provision_waits_until_the_site_is_served_and_shows_new_events(
     assert "rollback_revision" not in ctx.state.outputs
 
 
-def test_a_site_that_does_not_answer_is_not_done(ctx: StepContext, serving: Rollout, fake_time: list[float]) -> None:
-    ctx.probe = lambda _url: 503
-    ctx.settings = replace(ctx.settings, service_wait_timeout=60)
+def test_a_site_that_does_not_answer_is_not_done(
+    ctx: StepContext, serving: Rollout, clock: FakeClock, site: FakeSite
+) -> None:
+    site.status = 503
+    ctx = replace(ctx, settings=replace(ctx.settings, service_wait_timeout=60))
     with pytest.raises(WaitTimeoutError, match="answers 503"):
         runner.provision(ctx)
     assert "serving_revision" not in ctx.state.outputs
 
 
-def test_unhealthy_targets_are_not_done(ctx: StepContext, fake_time: list[float]) -> None:
+def test_unhealthy_targets_are_not_done(ctx: StepContext, clock: FakeClock, site: FakeSite) -> None:
     rollout = Rollout()
     rollout.install(ctx.clients.ecs, ctx.clients.elbv2)
     ctx.clients.elbv2.meta.events.register(
         "after-call.elastic-load-balancing-v2.DescribeTargetHealth",
         lambda parsed, **_: parsed.update(TargetHealthDescriptions=[{"TargetHealth": {"State": "unhealthy"}}]),
     )
-    ctx.probe = lambda _url: 200
-    ctx.settings = replace(ctx.settings, service_wait_timeout=60)
+    site.status = 200
+    ctx = replace(ctx, settings=replace(ctx.settings, service_wait_timeout=60))
     with pytest.raises(WaitTimeoutError, match="unhealthy"):
         runner.provision(ctx)
 
 
-def test_failed_task_launches_fail_fast_with_the_reason(ctx: StepContext, fake_time: list[float]) -> None:
+def test_failed_task_launches_fail_fast_with_the_reason(
+    ctx: StepContext, clock: FakeClock, output: RecordingOutput
+) -> None:
     rollout = Rollout(failed_tasks=3, stopped_reason="Essential container in task exited")
     rollout.install(ctx.clients.ecs, ctx.clients.elbv2)
-    said: list[str] = []
-    ctx.say = said.append
+    said = output.lines
     with pytest.raises(DeploymentFailedError) as failure:
         runner.provision(ctx)
     message = failure.value.message
@@ -70,15 +65,15 @@ def test_failed_task_launches_fail_fast_with_the_reason(ctx: StepContext, fake_t
     assert "Essential container in task exited (web: exit code 3)" in message
     assert failure.value.exit_code == 1
     assert any("task stopped" in line for line in said)
-    assert fake_time[0] < 60, "it stopped waiting at once"
+    assert clock.time < 60, "it stopped waiting at once"
 
 
 def test_a_circuit_breaker_rollback_is_a_failure_that_names_the_running_revision(
-    ctx: StepContext, serving: Rollout, fake_time: list[float]
+    ctx: StepContext, serving: Rollout, clock: FakeClock
 ) -> None:
     runner.provision(ctx)
     first = ctx.ids("task-definition")["arn"]
-    ctx.settings = replace(ctx.settings, image="example.com/broken:2")
+    ctx = replace(ctx, settings=replace(ctx.settings, image="example.com/broken:2"))
     serving.roll_back_to = first
     with pytest.raises(DeploymentFailedError) as failure:
         runner.provision(ctx)
@@ -87,12 +82,10 @@ def test_a_circuit_breaker_rollback_is_a_failure_that_names_the_running_revision
     assert ctx.state.outputs["serving_revision"] == first
 
 
-def test_redeploy_then_rollback_to_the_last_good_revision(
-    ctx: StepContext, serving: Rollout, fake_time: list[float]
-) -> None:
+def test_redeploy_then_rollback_to_the_last_good_revision(ctx: StepContext, serving: Rollout, clock: FakeClock) -> None:
     runner.provision(ctx)
     first = ctx.ids("task-definition")["arn"]
-    ctx.settings = replace(ctx.settings, image="example.com/site:2")
+    ctx = replace(ctx, settings=replace(ctx.settings, image="example.com/site:2"))
     report = runner.provision(ctx)
     second = ctx.ids("task-definition")["arn"]
     assert second != first
@@ -126,21 +119,20 @@ def _load_balancer_states(ctx: StepContext, states: list[str]) -> None:
     ctx.clients.elbv2.meta.events.register("after-call.elastic-load-balancing-v2.DescribeLoadBalancers", rewrite)
 
 
-def test_the_load_balancer_wait_polls_until_active(ctx: StepContext, fake_time: list[float]) -> None:
+def test_the_load_balancer_wait_polls_until_active(ctx: StepContext, clock: FakeClock, output: RecordingOutput) -> None:
     provision_through(ctx, "load-balancer")
-    said: list[str] = []
-    ctx.say = said.append
+    said = output.lines
     _load_balancer_states(ctx, ["provisioning", "provisioning", "provisioning"])
     step = steps_by_name()["load-balancer"]
     step.wait(ctx, ctx.ids("load-balancer"))
-    assert fake_time[0] == 3 * ctx.poll_seconds
+    assert clock.time == 3 * ctx.poll_seconds
     assert any("load balancer to be active: provisioning" in line for line in said)
 
 
-def test_a_failed_load_balancer_fails_at_once(ctx: StepContext, fake_time: list[float]) -> None:
+def test_a_failed_load_balancer_fails_at_once(ctx: StepContext, clock: FakeClock) -> None:
     provision_through(ctx, "load-balancer")
     _load_balancer_states(ctx, ["provisioning", "failed"])
     step = steps_by_name()["load-balancer"]
     with pytest.raises(DeployerError, match="failed: subnet has no capacity"):
         step.wait(ctx, ctx.ids("load-balancer"))
-    assert fake_time[0] == ctx.poll_seconds
+    assert clock.time == ctx.poll_seconds

@@ -10,10 +10,11 @@ import pytest
 
 from deployer import runner
 from deployer.errors import WaitTimeoutError
+from deployer.ledger import Ledger
 from deployer.stack import build_steps
-from deployer.state import StateFile
+from deployer.state import State, StateFile
 from deployer.steps.base import StepContext
-from tests.conftest import ACCOUNT, IMAGE, CallLog
+from tests.conftest import ACCOUNT, IMAGE, CallLog, FakeClock, RecordingOutput
 from tests.inventory import EXPECTED_COUNTS, added, inventory
 from tests.rollouts import Rollout
 
@@ -154,14 +155,13 @@ def test_rerun_makes_no_changing_call(ctx: StepContext, calls: CallLog, serving:
 
 def test_state_is_saved_after_every_step(ctx: StepContext, state_path: Path, serving: Rollout) -> None:
     saved_steps: list[list[str]] = []
-    save = ctx.save
+    state_file = StateFile(state_path)
 
-    def spy() -> None:
-        save()
-        saved_steps.append([r.step for r in ctx.state.resources])
+    def spy(state: State) -> None:
+        state_file.save(state)
+        saved_steps.append([r.step for r in state.resources])
 
-    ctx.save = spy
-    runner.provision(ctx)
+    runner.provision(replace(ctx, ledger=Ledger(ctx.state, spy)))
     firsts = [steps[-1] for steps in saved_steps if steps]
     for step in build_steps():
         assert step.name in firsts, f"no save right after {step.name} was recorded"
@@ -223,19 +223,16 @@ def test_state_example_is_a_valid_state_of_the_whole_stack() -> None:
     assert example.outputs["url"].startswith("http://")
 
 
-def test_wait_says_what_it_waits_for_and_gives_up_after_the_timeout(ctx: StepContext, state_path: Path) -> None:
+def test_wait_says_what_it_waits_for_and_gives_up_after_the_timeout(
+    ctx: StepContext, state_path: Path, clock: FakeClock, output: RecordingOutput
+) -> None:
     """moto never runs the task, so the rollout never completes: the wait must end, not hang."""
-    now = [0.0]
-    said: list[str] = []
-    ctx.clock = lambda: now[0]
-    ctx.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
-    ctx.say = said.append
-    ctx.settings = replace(ctx.settings, service_wait_timeout=60)
+    ctx = replace(ctx, settings=replace(ctx.settings, service_wait_timeout=60))
     with pytest.raises(WaitTimeoutError) as failure:
         runner.provision(ctx)
     assert "test-site-web to serve the new revision" in failure.value.message
     assert "rollout IN_PROGRESS, 0/1 tasks running" in failure.value.message
-    assert any(line.startswith("  waiting for test-site-web to serve") for line in said)
-    assert 60 <= now[0] <= 70
+    assert any(line.startswith("  waiting for test-site-web to serve") for line in output.lines)
+    assert 60 <= clock.time <= 70
     saved = StateFile(state_path).load()  # the service was recorded before the wait began
     assert saved is not None and saved.get("service") is not None

@@ -28,7 +28,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from deployer import observe, runner
+from deployer import cli, observe, runner
+from deployer import clients as clients_module
 from deployer.clients import AwsClients, build_clients
 from deployer.stack import build_steps
 from deployer.state import StateFile
@@ -83,7 +84,7 @@ def recorded_commands(monkeypatch: pytest.MonkeyPatch, calls: CallLog) -> None:
             client.meta.events.register("before-call", calls.record)
         return clients
 
-    monkeypatch.setattr(observe, "build_clients", build)
+    monkeypatch.setattr(clients_module, "build_clients", build)
 
 
 def put_events(ctx: StepContext, *events: tuple[float, str]) -> None:
@@ -116,7 +117,7 @@ def test_status_shows_every_step_and_the_service(
     provisioned: StepContext, state_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     probe = FakeProbe()
-    assert observe.status_main(["--state-file", str(state_path)], probe=probe) == 0
+    assert cli.status_main(["--state-file", str(state_path)], probe=probe) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     for step in build_steps():
@@ -138,7 +139,7 @@ def test_status_json_has_the_service_target_health_and_load_balancer(
 ) -> None:
     elbv2, group = provisioned.clients.elbv2, provisioned.ids("target-group")["arn"]
     elbv2.register_targets(TargetGroupArn=group, Targets=[{"Id": "172.31.32.10"}, {"Id": "172.31.48.10"}])
-    assert observe.status_main(["--state-file", str(state_path), "--output", "json"], probe=FakeProbe(503)) == 0
+    assert cli.status_main(["--state-file", str(state_path), "--output", "json"], probe=FakeProbe(503)) == 0
     report = json.loads(capsys.readouterr().out)  # one document, nothing else on stdout
     assert [line["step"] for line in report["resources"]] == [step.name for step in build_steps()]
     service = report["service"]
@@ -154,12 +155,12 @@ def test_status_reports_a_part_deleted_by_hand_and_goes_on(
     provisioned: StepContext, state_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     provisioned.clients.elbv2.delete_load_balancer(LoadBalancerArn=provisioned.ids("load-balancer")["arn"])
-    assert observe.status_main(["--state-file", str(state_path), "--output", "json"], probe=FakeProbe()) == 0
+    assert cli.status_main(["--state-file", str(state_path), "--output", "json"], probe=FakeProbe()) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["load_balancer"]["error"].startswith("LoadBalancerNotFound")
     assert report["service"]["running"] == 1  # the rest is still read
 
-    assert observe.status_main(["--state-file", str(state_path)], probe=FakeProbe()) == 0
+    assert cli.status_main(["--state-file", str(state_path)], probe=FakeProbe()) == 0
     balancer_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  load-balancer"))
     assert "LoadBalancerNotFound" in balancer_line
 
@@ -173,8 +174,8 @@ def test_status_shows_the_recorded_digest_and_an_image_the_state_does_not_record
     provisioned.state.record(
         "image", {"uri": f"{repository}@{digest}", "repository": repository, "tag": "3f2a9c1e", "digest": digest}
     )
-    provisioned.save()
-    assert observe.status_main(["--state-file", str(state_path)], probe=FakeProbe()) == 0
+    provisioned.ledger.save()
+    assert cli.status_main(["--state-file", str(state_path)], probe=FakeProbe()) == 0
     out = capsys.readouterr().out
     assert re.search(rf"digest\s+{digest}$", out, re.MULTILINE)
     assert f"{IMAGE}  (the state records {repository}@{digest})" in out  # the service still runs the old image
@@ -195,11 +196,11 @@ def test_status_and_logs_make_only_read_calls_and_take_no_lock(
     saved = (state_path.read_bytes(), state_file.backup_path.read_bytes(), state_path.stat().st_mtime_ns)
     calls.clear()
 
-    assert observe.status_main(["--state-file", str(state_path), "--output", "json"], probe=FakeProbe()) == 0
+    assert cli.status_main(["--state-file", str(state_path), "--output", "json"], probe=FakeProbe()) == 0
     assert json.loads(capsys.readouterr().out)["service"]["running"] == 1
-    assert observe.logs_main(["--state-file", str(state_path)]) == 0
+    assert cli.logs_main(["--state-file", str(state_path)]) == 0
     polls: list[float] = []
-    assert observe.logs_main(["--state-file", str(state_path), "--follow"], sleep=_stop_after(2, polls)) == 0
+    assert cli.logs_main(["--state-file", str(state_path), "--follow"], sleep=_stop_after(2, polls)) == 0
     assert polls == [observe.FOLLOW_SECONDS] * 2
 
     operations = {operation for _service, operation in calls.calls}
@@ -221,25 +222,25 @@ def _stop_after(polls: int, log: list[float]) -> Callable[[float], None]:
 
 def test_status_refuses_a_missing_or_corrupt_state_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "state.json"
-    assert observe.status_main(["--state-file", str(missing)], probe=FakeProbe()) == 2
+    assert cli.status_main(["--state-file", str(missing)], probe=FakeProbe()) == 2
     assert "error: There is no state file, so there is no stack to show" in capsys.readouterr().err
     assert not missing.exists() and not StateFile(missing).lock_path.exists()
 
     missing.write_text("{not json")
-    assert observe.status_main(["--state-file", str(missing)], probe=FakeProbe()) == 2
+    assert cli.status_main(["--state-file", str(missing)], probe=FakeProbe()) == 2
     assert "The state file is corrupt" in capsys.readouterr().err
     assert missing.read_text() == "{not json"
-    assert observe.logs_main(["--state-file", str(missing)]) == 2
+    assert cli.logs_main(["--state-file", str(missing)]) == 2
 
 
 def test_status_and_logs_refuse_another_accounts_state(
     provisioned: StepContext, state_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     provisioned.state.account_id = "999999999999"
-    provisioned.save()
+    provisioned.ledger.save()
     saved = state_path.read_bytes()
-    assert observe.status_main(["--state-file", str(state_path)], probe=(probe := FakeProbe())) == 2
-    assert observe.logs_main(["--state-file", str(state_path)]) == 2
+    assert cli.status_main(["--state-file", str(state_path)], probe=(probe := FakeProbe())) == 2
+    assert cli.logs_main(["--state-file", str(state_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("The state file belongs to account '999999999999', but this run uses account '123456789012'") == 2
     assert probe.asked == [] and state_path.read_bytes() == saved
@@ -253,7 +254,7 @@ def test_logs_prints_the_events_in_order(
 ) -> None:
     now = time.time()
     put_events(provisioned, (now - 30, "GET / 200"), (now - 20, "GET /about 200\n"))
-    assert observe.logs_main(["--state-file", str(state_path)]) == 0
+    assert cli.logs_main(["--state-file", str(state_path)]) == 0
     out = capsys.readouterr().out
     assert messages(out) == ["GET / 200", "GET /about 200"]
     stamp = datetime.fromtimestamp(int((now - 30) * 1000) / 1000, UTC)
@@ -272,14 +273,14 @@ def test_logs_since_leaves_older_events_out(
         (half_an_hour_ago.isoformat(), ["a minute ago"]),
         (half_an_hour_ago.strftime("%Y-%m-%dT%H:%M:%S"), ["a minute ago"]),  # no offset: UTC
     ):
-        assert observe.logs_main(["--state-file", str(state_path), "--since", since]) == 0
+        assert cli.logs_main(["--state-file", str(state_path), "--since", since]) == 0
         assert messages(capsys.readouterr().out) == expected, since
-    assert observe.logs_main(["--state-file", str(state_path)]) == 0  # default: the last 10 minutes
+    assert cli.logs_main(["--state-file", str(state_path)]) == 0  # default: the last 10 minutes
     assert messages(capsys.readouterr().out) == ["a minute ago"]
 
 
 def test_logs_refuses_a_since_it_cannot_read(state_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert observe.logs_main(["--state-file", str(state_path), "--since", "yesterday"]) == 2
+    assert cli.logs_main(["--state-file", str(state_path), "--since", "yesterday"]) == 2
     assert "--since 'yesterday' is neither a duration nor an ISO time" in capsys.readouterr().err
 
 
@@ -304,7 +305,7 @@ def test_logs_follow_prints_an_event_added_between_polls_once(
         if len(slept) == 3:
             raise KeyboardInterrupt
 
-    assert observe.logs_main(["--state-file", str(state_path), "--follow"], sleep=sleep) == 0
+    assert cli.logs_main(["--state-file", str(state_path), "--follow"], sleep=sleep) == 0
     captured = capsys.readouterr()
     assert messages(captured.out) == ["worker started", "buffered by the agent", "GET / 200"]
     assert slept == [observe.FOLLOW_SECONDS] * 3
@@ -318,7 +319,12 @@ def test_logs_reads_every_page(provisioned: StepContext, calls: CallLog) -> None
     written: list[str] = []
     group = provisioned.ids("log-group")["name"]
     observe.tail(
-        provisioned.clients.logs, group, int((now - 60) * 1000), follow=False, write=written.append, page_size=2
+        provisioned.clients.logs,
+        group,
+        int((now - 60) * 1000),
+        follow=False,
+        write=lambda event: written.append(observe.format_event(event)),
+        page_size=2,
     )
     assert [line.split(" ", 2)[2] for line in written] == [f"line {second}" for second in range(5)]
     assert calls.calls.count(("logs", "FilterLogEvents")) == 3
@@ -328,8 +334,8 @@ def test_logs_without_a_log_group_record(
     provisioned: StepContext, state_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     provisioned.state.forget("log-group")
-    provisioned.save()
-    assert observe.logs_main(["--state-file", str(state_path)]) == 2
+    provisioned.ledger.save()
+    assert cli.logs_main(["--state-file", str(state_path)]) == 2
     assert "The state file records no log group" in capsys.readouterr().err
 
 
@@ -337,7 +343,7 @@ def test_logs_explains_a_log_group_deleted_by_hand(
     provisioned: StepContext, state_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     provisioned.clients.logs.delete_log_group(logGroupName=provisioned.ids("log-group")["name"])
-    assert observe.logs_main(["--state-file", str(state_path)]) == 2
+    assert cli.logs_main(["--state-file", str(state_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: AWS says the resource does not exist") and "Where: log group /ecs/test-site." in err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import boto3
@@ -9,17 +10,17 @@ import pytest
 
 from deployer import runner
 from deployer.clients import build_clients
+from deployer.settings import Settings
 from deployer.stack import build_steps
-from deployer.state import State
 from deployer.steps.base import StepContext
-from tests.conftest import ACCOUNT, IMAGE, REGION, CallLog, MotoServer, RunScript
+from tests.conftest import IMAGE, REGION, CallLog, MotoServer, RunScript, lost_state
 from tests.inventory import inventory
 
 
 def test_provision_with_a_lost_state_file_adopts_everything(ctx: StepContext, calls: CallLog) -> None:
     runner.provision(ctx, wait=False)
     snapshot = inventory(ctx.clients)
-    ctx.state = State(stack=ctx.settings.stack, region=REGION, account_id=ACCOUNT)  # the file is gone
+    ctx = lost_state(ctx)  # the file is gone
     calls.clear()
     report = runner.provision(ctx, wait=False)
     assert inventory(ctx.clients) == snapshot
@@ -31,7 +32,7 @@ def test_discover_finds_the_whole_stack_in_creation_order(ctx: StepContext) -> N
     before = inventory(ctx.clients)
     runner.provision(ctx, wait=False)
     recorded = {r.step: r.ids for r in ctx.state.resources}
-    ctx.state = State(stack=ctx.settings.stack, region=REGION, account_id=ACCOUNT)
+    ctx = lost_state(ctx)
     runner.discover(ctx)
     assert [r.step for r in ctx.state.resources] == [s.name for s in build_steps() if s.name != "image"]
     for record in ctx.state.resources:
@@ -44,8 +45,7 @@ def test_discover_finds_the_whole_stack_in_creation_order(ctx: StepContext) -> N
 
 def test_sweep_of_another_stack_finds_nothing(ctx: StepContext) -> None:
     runner.provision(ctx, wait=False)
-    ctx.state = State(stack="other-site", region=REGION, account_id=ACCOUNT)
-    ctx.settings = type(ctx.settings)(stack="other-site", region=REGION, image=IMAGE)
+    ctx = replace(lost_state(ctx, "other-site"), settings=Settings(stack="other-site", region=REGION, image=IMAGE))
     runner.discover(ctx)
     assert ctx.state.resources == []
 

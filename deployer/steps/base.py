@@ -16,8 +16,6 @@ A step owns one AWS resource. The runner asks it, in this order:
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -27,8 +25,11 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from botocore.exceptions import ClientError
 
 from deployer.clients import AwsClients, error_code
+from deployer.clock import SYSTEM_CLOCK, Clock
 from deployer.errors import DeployerError, ResourceDriftError, WaitTimeoutError
 from deployer.images import ImageBuilder
+from deployer.ledger import Ledger
+from deployer.output import Output
 from deployer.retry import Retry, with_retries
 from deployer.rollout import probe
 from deployer.settings import Settings
@@ -48,31 +49,38 @@ STACK_TAG = "deployer:stack"
 STEP_TAG = "deployer:step"
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepContext:
-    """Everything a step may use: clients, settings, the state, and injectable time."""
+    """What a run is given: clients, settings, identity, output, time; frozen once built.
+
+    What it changes lives in `ledger` (the state and its saves). A dry run is a context
+    built with `dry_run=True` over a scratch ledger (see deployer/ledger.py).
+    """
 
     clients: AwsClients
     settings: Settings
-    state: State
+    ledger: Ledger
     account_id: str
     partition: str
-    save: Callable[[], None]
-    say: Callable[[str], None]
+    output: Output
     images: ImageBuilder | None = None
     dry_run: bool = False
     local: bool = False  # --local: the emulator has no registry, so images are built into the local engine only
-    live: Callable[[str], None] | None = None  # on a terminal: rewrites one status line in place
     probe: Callable[[str], int | None] = probe
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
+    clock: Clock = SYSTEM_CLOCK
     poll_seconds: float = 10.0
-    _zones: list[str] = field(default_factory=list)
-    _saving: threading.Lock = field(default_factory=threading.Lock)
+    _zones: list[str] = field(default_factory=list, compare=False, repr=False)  # memo of the region's zones
+
+    @property
+    def state(self) -> State:
+        return self.ledger.state
+
+    def say(self, line: str) -> None:
+        self.output.line(line)
 
     def retry(self, call: Callable[[], T], *rules: Retry) -> T:
         """Run an AWS call, waiting out the answers `rules` call transient (see deployer/retry.py)."""
-        return with_retries(call, rules, self.sleep, self.clock, self.say)
+        return with_retries(call, rules, self.clock.sleep, self.clock.now, self.say)
 
     def change(self, changes: list[str], description: str, call: Callable[[], object]) -> None:
         """Make one change, described for the output; in a dry run, only describe it."""
@@ -96,9 +104,7 @@ class StepContext:
 
     def remember(self, step: str, ids: Ids) -> None:
         """Record identifiers and save at once, so a crash cannot lose a created resource."""
-        with self._saving:  # a background step records too
-            if self.state.record(step, ids):
-                self.save()
+        self.ledger.record(step, ids)
 
     def tags(self, step: str) -> dict[str, str]:
         return {
@@ -137,7 +143,7 @@ class StepContext:
                     {"Name": "zone-type", "Values": ["availability-zone"]},
                 ]
             )
-            self._zones = sorted(zone["ZoneName"] for zone in answer["AvailabilityZones"])[:2]
+            self._zones[:] = sorted(zone["ZoneName"] for zone in answer["AvailabilityZones"])[:2]
             if len(self._zones) < 2:
                 raise DeployerError(
                     f"Region {self.clients.region} has fewer than two available zones", todo="Deploy to another region"
@@ -146,7 +152,7 @@ class StepContext:
 
     def poll(self, what: str, timeout: float, check: Callable[[], str | None]) -> None:
         """Call `check` until it returns None (done); it returns a status line otherwise."""
-        deadline = self.clock() + timeout
+        deadline = self.clock.now() + timeout
         last = ""
         while True:
             status = check()
@@ -155,7 +161,7 @@ class StepContext:
             if status != last:
                 self.say(f"  waiting for {what}: {status}")
                 last = status
-            if self.clock() >= deadline:
+            if self.clock.now() >= deadline:
                 raise WaitTimeoutError(
                     f"Gave up waiting for {what} after {timeout:.0f} s (last status: {status})",
                     where="the wait after the API calls; everything created is recorded in the state file",
@@ -166,16 +172,16 @@ class StepContext:
 
     def _pause(self, what: str, started: float) -> None:
         """Sleep until the next poll; on a terminal, show the elapsed time every second meanwhile."""
-        if self.live is None:
-            self.sleep(self.poll_seconds)
+        if not self.output.terminal:
+            self.clock.sleep(self.poll_seconds)
             return
         remaining = self.poll_seconds
         while remaining > 0:
-            self.live(f"  waiting for {what}: {self.clock() - started:.0f} s elapsed")
+            self.output.live(f"  waiting for {what}: {self.clock.now() - started:.0f} s elapsed")
             step = min(1.0, remaining)
-            self.sleep(step)
+            self.clock.sleep(step)
             remaining -= step
-        self.live("")
+        self.output.live("")
 
 
 class PlannedDependencyError(Exception):
@@ -240,8 +246,9 @@ class Step(ABC, Generic[LiveT]):
         return None
 
     @abstractmethod
-    def delete(self, ctx: StepContext, ids: Ids) -> None:
-        """Delete the resource; a resource already gone counts as deleted."""
+    def delete(self, ctx: StepContext, ids: Ids) -> str | None:
+        """Delete the resource; a resource already gone counts as deleted. Returns the outcome to report
+        when it is not "deleted" (a resource that is only forgotten)."""
 
     def drift(self, ids: Ids, what: str) -> ResourceDriftError:
         return ResourceDriftError(

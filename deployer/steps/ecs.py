@@ -95,6 +95,11 @@ class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
             return None
         return Existing({"family": family, "arn": definition["taskDefinitionArn"]}, definition)
 
+    def registered(self, ctx: StepContext) -> TaskDefinitionTypeDef:
+        """The recorded revision as ECS holds it (local mode runs its container)."""
+        arn = ctx.ids(self.name)["arn"]
+        return ctx.clients.ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+
     def create(self, ctx: StepContext) -> Ids:
         return self._register(ctx)
 
@@ -250,6 +255,14 @@ class ServiceStep(Step["ServiceTypeDef"]):
     def wait(self, ctx: StepContext, ids: Ids) -> None:
         """Until the new revision serves: rollout completed, targets healthy, the URL answers 200."""
         RolloutWatch(ctx, ids["cluster"], ids["name"], ctx.ids("task-definition")["arn"], site_url(ctx)).wait()
+
+    def roll_to(self, ctx: StepContext, ids: Ids, revision: str) -> None:
+        """Point the service at an earlier revision (`--rollback`) and wait until it serves."""
+        ctx.retry(
+            lambda: ctx.clients.ecs.update_service(cluster=ids["cluster"], service=ids["name"], taskDefinition=revision)
+        )
+        ctx.say(f"service                rolling back to {revision.rsplit('/', 1)[-1]}")
+        RolloutWatch(ctx, ids["cluster"], ids["name"], revision, site_url(ctx)).wait()
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         """Scale to 0, delete with force, and wait until ECS reports it INACTIVE (or forgets it)."""

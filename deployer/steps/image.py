@@ -50,8 +50,10 @@ class ImageStep(Step[Ids]):
             return Converged(existing.ids)
         return Converged(wanted, [f"image -> {wanted.get('tag') or wanted['uri']}"])
 
-    def delete(self, ctx: StepContext, ids: Ids) -> None:
-        return None
+    def delete(self, ctx: StepContext, ids: Ids) -> str | None:
+        """Nothing to delete: a pushed image goes with the repository, and an image given with
+        --image is not ours, so it is only forgotten."""
+        return None if "repository" in ids else "forgotten"
 
     def _wanted(self, ctx: StepContext) -> Ids:
         if ctx.settings.image is not None:
