@@ -93,7 +93,8 @@ ROLE_NOT_VISIBLE = Retry(
 # "Role is not valid" (ClientException from RegisterTaskDefinition for a wrong role ARN,
 # fabfuel/ecs-deploy#231), and a missing iam:PassRole permission comes as
 # AccessDeniedException (docs/aws-behaviour.md, "Messages matched").
-# 2 minutes: Terraform's ECS propagationTimeout (internal/service/ecs/consts.go).
+# 2 minutes: Terraform's ECS propagationTimeout,
+# https://github.com/hashicorp/terraform-provider-aws/blob/main/internal/service/ecs/consts.go
 ROLE_NOT_ASSUMABLE = Retry(
     "a new IAM role is not assumable yet",
     frozenset(),
@@ -106,8 +107,8 @@ ROLE_NOT_ASSUMABLE = Retry(
 
 # CreateService before the listener's link to the target group, the cluster, or the
 # ECS service-linked role have propagated. The codes and phrases are exactly those of
-# Terraform's retryServiceCreate (internal/service/ecs/service.go), with its budget:
-# propagationTimeout + serviceCreateTimeout = 2 + 2 minutes.
+# Terraform's retryServiceCreate, with its budget: propagationTimeout + serviceCreateTimeout
+# = 2 + 2 minutes (https://github.com/hashicorp/terraform-provider-aws/blob/main/internal/service/ecs/service.go).
 SERVICE_NOT_READY = Retry(
     "the load balancer or the ECS service-linked role is not ready for the service yet",
     frozenset({"ClusterNotFoundException"}),
@@ -143,7 +144,7 @@ STILL_IN_USE = Retry(
 
 # DeleteService while ECS is still rolling out: InvalidParameterException "The service
 # cannot be stopped while deployments are active." The phrase and the 20-minute budget
-# (the delete timeout) are Terraform's resourceServiceDelete (internal/service/ecs/service.go).
+# (the delete timeout) are Terraform's resourceServiceDelete, in the same service.go.
 SERVICE_STILL_DEPLOYING = Retry(
     "the service still has an active deployment",
     frozenset(),
