@@ -23,7 +23,7 @@ What it measures
 
 The latency model (modelled seconds, i.e. real-AWS seconds; divided by 100 when run)
 
-    | What                               | Model | Source (files in shared/research/)                       |
+    | What                               | Model | Source (docs/aws-behaviour.md, "Latency figures")        |
     |------------------------------------|-------|----------------------------------------------------------|
     | Read call (Describe/List/Get)      | 0.3 s | [1] assumption, checked against cdkd's 34.5 s            |
     | Other changing call (Attach*, ...) | 0.5 s | [1] same                                                 |
@@ -31,30 +31,30 @@ The latency model (modelled seconds, i.e. real-AWS seconds; divided by 100 when 
     | NLB `provisioning` -> `active`     | 180 s | [2] "NLB 2-4" min; compose-on-ECS LB 152.0 s             |
     | CreateService -> tasks running     | 90 s  | [3] "task start 1-2" min                                 |
     | NLB initial health checks          | 90 s  | [4] target `initial` 70-120 s before its first check     |
-    | Image build                        | 60 s  | [5] assumption (no figure in the research)               |
+    | Image build                        | 60 s  | [5] assumption (no published figure)                     |
     | Image push                         | 45 s  | [6] "~300MB ... in about a minute"                       |
     | Registry lookup of the tag         | 0 s   | the fake builder answers "not there" at once             |
     | IAM role propagation               | 0 s   | [7] "~2 seconds", never on the path here                 |
 
-    [1] No per-call latency is published in the research files; the figures are the
-        project brief's (0.2-0.5 s a call, EC2 creates ~1 s each). Check: the ~40 calls
-        before CreateLoadBalancer sum to ~21 s modelled, and cdkd creates VPC (2 AZ) +
-        Fargate + ALB with API calls only (`--no-wait`) in 34.5 s (anchors-features.md §3,
-        go-to-k/cdkd docs/benchmarks.md).
-    [2] aws-failure-modes.md §3.3 estimate "NLB 2-4" min; §3.1 "a few minutes", "very
-        normal that it takes > 2 minutes" (k8s #44695); anchors-features.md §3: LB 152.0 s
-        in a compose-on-ECS stack. The NLB is active 180 s after CreateLoadBalancer returned.
-    [3] aws-failure-modes.md §3.3 estimate "task start 1-2" min (provisioning, ENI attach,
-        image pull, app start).
-    [4] anchors-features.md §3: target in `initial` 70-120 s before its first health check
-        (aws/containers-roadmap#469; NLB guide PR #11, ~120 s); aws-failure-modes.md §3.2:
-        a new target needs one passing check. Counted from when BOTH the NLB is active and
-        the tasks run (targets are registered then).
+    [1] No per-call latency is published; the figures are the project brief's (0.2-0.5 s
+        a call, EC2 creates ~1 s each). Check: the ~40 calls before CreateLoadBalancer
+        sum to ~21 s modelled, and cdkd creates VPC (2 AZ) + Fargate + ALB with API
+        calls only (`--no-wait`) in 34.5 s (https://github.com/go-to-k/cdkd,
+        docs/benchmarks.md).
+    [2] "NLB 2-4" min: "very normal that it takes > 2 minutes"
+        (https://github.com/kubernetes/kubernetes/issues/44695); an LB took 152.0 s in a
+        compose-on-ECS stack. The NLB is active 180 s after CreateLoadBalancer returned.
+    [3] "task start 1-2" min (provisioning, ENI attach, image pull, app start;
+        docs/aws-behaviour.md, "Latency figures used by bench/deploy_model.py").
+    [4] target in `initial` 70-120 s before its first health check
+        (https://github.com/aws/containers-roadmap/issues/469; NLB guide PR #11, ~120 s);
+        a new target needs one passing check (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/load-balancer-healthcheck.html).
+        Counted from when BOTH the NLB is active and the tasks run (targets are registered then).
     [5] bench/image.py measures a cold build of website/ in ~15 s here with a local base
         image; 60 s allows for pulling the base image and the wheels on a fresh machine.
-    [6] aws-failure-modes.md §3.4: "~300MB of image layers directly to Amazon ECR in about a
-        minute" (docker/for-mac#427); the site's image is python:3.12-slim plus <= 25 MB.
-    [7] anchors-features.md §3: IAM propagation "~2 seconds" usually (pulumi-awsx#927). In
+    [6] "~300MB of image layers directly to Amazon ECR in about a minute"
+        (https://github.com/docker/for-mac/issues/427); the site's image is python:3.12-slim plus <= 25 MB.
+    [7] IAM propagation "~2 seconds" usually (https://github.com/pulumi/pulumi-awsx/issues/927). In
         both orders the roles exist over a minute before ECS first uses them.
 
     How it is injected:
@@ -165,7 +165,7 @@ READ_PREFIXES = ("Describe", "List", "Get")
 MODELLED_DIGEST = "sha256:" + "d" * 64
 WARM_UP_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
 
-# Published end-to-end figures of other tools on real AWS, other stacks (anchors-features.md §3).
+# Published end-to-end figures of other tools on real AWS, other stacks (docs/aws-behaviour.md, "End-to-end figures").
 ANCHORS = (
     ("Copilot", "~8 min", 480.0, "copilot init --deploy: VPC + ALB + ECS service, CloudFormation"),
     ("awsx", "4m21s", 261.0, "FargateService end-to-end create, ~30 s of it an IAM retry"),

@@ -349,7 +349,6 @@ def has_bridge(client: docker.DockerClient) -> bool:
 class SiteOutcome:
     url: str
     container_id: str
-    outcome: str  # created, replaced or unchanged
 
 
 def run_site(
@@ -376,7 +375,7 @@ def run_site(
     current = _container(client, settings["name"])
     if current is not None and current.status == "running" and current.labels.get(SETTINGS_LABEL) == wanted:
         say(f"{'local container':<22} {'unchanged':<9} {current.name} ({current.short_id})")
-        return SiteOutcome(url, str(current.id), "unchanged")
+        return SiteOutcome(url, str(current.id))
     outcome = "created" if current is None else "replaced"
     if current is not None:
         current.remove(force=True)
@@ -392,7 +391,7 @@ def run_site(
         _wait_healthy(container, f"{url}/healthz")
     seconds = time.monotonic() - started
     say(f"{'local container':<22} {outcome:<9} {container.name} ({container.short_id}) ({seconds:.1f}s)")
-    return SiteOutcome(url, str(container.id), outcome)
+    return SiteOutcome(url, str(container.id))
 
 
 def remove_site(client: docker.DockerClient, stack: str, say: Say) -> None:

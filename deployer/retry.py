@@ -2,13 +2,15 @@
 
 botocore's `standard` retry mode covers throttling and 5xx answers only. A few other
 answers are known to mean "not yet" rather than "no", and each gets a bounded time
-budget (the values Terraform's AWS provider settled on, see
-shared/research/aws-failure-modes.md); anything else fails at once, so a permanent
-error such as a bad subnet never turns into a retry storm.
+budget (the values Terraform's AWS provider settled on, see docs/aws-behaviour.md,
+"Retry budgets"); anything else fails at once, so a permanent error such as a bad
+subnet never turns into a retry storm.
 
 ECS and IAM report some of these states only in the error message, under a generic
-code (`InvalidParameterException`, `ClientException`): those rules also match a
-message fragment, and say so.
+code (`InvalidParameterException`, `ClientException`, `NoSuchEntity`): those rules
+pair the code with a full, distinctive phrase of the message AWS sends (the same
+phrases Terraform matches, see docs/aws-behaviour.md, "Messages matched"), so a
+permanent error under the same code, such as "Role is not valid", fails at once.
 """
 
 from __future__ import annotations
@@ -32,21 +34,24 @@ class Retry:
     """Which answers mean "not yet", and how long to keep asking."""
 
     why: str
+    # Codes that mean "not yet" whatever the message says.
     codes: frozenset[str]
     budget_seconds: float
-    # AWS gives no specific code for these: match a fragment of the message as well.
-    message_fragments: tuple[str, ...] = ()
+    # (code, phrase): AWS gives no specific code for these, so the code matches only
+    # when the message contains the phrase (case-insensitive).
+    messages: tuple[tuple[str, str], ...] = ()
 
     def matches(self, exc: ClientError) -> bool:
-        if error_code(exc) not in self.codes:
-            return False
-        if not self.message_fragments:
+        code = error_code(exc)
+        if code in self.codes:
             return True
         message = error_message(exc).lower()
-        return any(fragment.lower() in message for fragment in self.message_fragments)
+        return any(code == wanted and phrase.lower() in message for wanted, phrase in self.messages)
 
 
-# A resource made a moment ago is not yet visible to the next call that names it.
+# A resource made a moment ago is not yet visible to the next call that names it
+# (EC2 API guide, "Eventual consistency": https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html;
+# 5 minutes is Terraform's ec2PropagationTimeout).
 NEW_RESOURCE_NOT_FOUND = Retry(
     "a new resource is not visible yet",
     frozenset(
@@ -66,41 +71,62 @@ NEW_RESOURCE_NOT_FOUND = Retry(
     budget_seconds=300,
 )
 
-# A role made a moment ago, named by AttachRolePolicy. A missing *policy* answers the same
-# code; only the message tells them apart, and a missing policy is a setting to fix.
+# A role made a moment ago, named by AttachRolePolicy: IAM answers NoSuchEntity with
+# "The role with name <name> cannot be found." A missing *policy* answers the same code
+# with "Policy <arn> does not exist or is not attachable." (getmoto/moto#6482 quotes
+# AWS's answer), which is a setting to fix, so only the role's phrase is retried.
+# 2 minutes: Terraform's IAM propagationTimeout (docs/aws-behaviour.md, "Retry budgets").
 ROLE_NOT_VISIBLE = Retry(
     "a new IAM role is not visible yet",
-    frozenset({"NoSuchEntity"}),
+    frozenset(),
     budget_seconds=120,
-    message_fragments=("role with name", "cannot be found"),
+    messages=(("NoSuchEntity", "The role with name"),),
 )
 
 # IAM is global and eventually consistent: ECS may not be able to assume a role made
-# seconds ago (~2 minutes, Terraform's propagationTimeout).
+# seconds ago. ECS's sentence for it is "ECS was unable to assume the role '<arn>' that
+# was provided for this task. Please verify that the role being passed has the proper
+# trust relationship and permissions and that your IAM user has permissions to pass this
+# role." (pulumi/pulumi-awsx#927 shows it as a launch failure that cleared by itself
+# ~30 s later); an API answer carrying it is retried for the same reason. Only that
+# sentence is: the same codes carry permanent errors that also mention a role, such as
+# "Role is not valid" (ClientException from RegisterTaskDefinition for a wrong role ARN,
+# fabfuel/ecs-deploy#231), and a missing iam:PassRole permission comes as
+# AccessDeniedException (docs/aws-behaviour.md, "Messages matched").
+# 2 minutes: Terraform's ECS propagationTimeout,
+# https://github.com/hashicorp/terraform-provider-aws/blob/main/internal/service/ecs/consts.go
 ROLE_NOT_ASSUMABLE = Retry(
     "a new IAM role is not assumable yet",
-    frozenset({"InvalidParameterException", "ClientException"}),
+    frozenset(),
     budget_seconds=120,
-    message_fragments=("assume", "role"),
+    messages=(
+        ("InvalidParameterException", "ECS was unable to assume the role"),
+        ("ClientException", "ECS was unable to assume the role"),
+    ),
 )
 
-# CreateService before the listener's link to the target group, the ECS service-linked
-# role or the roles have propagated (~4 minutes, Terraform's serviceCreateWithRetry).
+# CreateService before the listener's link to the target group, the cluster, or the
+# ECS service-linked role have propagated. The codes and phrases are exactly those of
+# Terraform's retryServiceCreate, with its budget: propagationTimeout + serviceCreateTimeout
+# = 2 + 2 minutes (https://github.com/hashicorp/terraform-provider-aws/blob/main/internal/service/ecs/service.go).
 SERVICE_NOT_READY = Retry(
     "the load balancer or the ECS service-linked role is not ready for the service yet",
-    frozenset({"InvalidParameterException", "ClusterNotFoundException"}),
+    frozenset({"ClusterNotFoundException"}),
     budget_seconds=240,
-    message_fragments=(
-        "does not have an associated load balancer",
-        "unable to assume the service linked role",
-        "verify that the ecs service role being passed has the proper permissions",
-        "unable to assume role",
-        "cluster not found",
+    messages=(
+        # "The target group with targetGroupArn <arn> does not have an associated load balancer."
+        ("InvalidParameterException", "does not have an associated load balancer"),
+        # "Unable to assume the service linked role. Please verify that the ECS service linked role exists."
+        ("InvalidParameterException", "Unable to assume the service linked role"),
+        # "Unable to assume role and validate the specified targetGroupArn. Please verify that
+        # the ECS service role being passed has the proper permissions."
+        ("InvalidParameterException", "verify that the ECS service role being passed has the proper permissions"),
     ),
 )
 
 # Teardown: a dependency (network interfaces of the NLB or of stopped tasks, a public
-# IP mapped through the gateway) lingers for minutes after its owner is deleted.
+# IP mapped through the gateway) lingers for minutes after its owner is deleted
+# (docs/aws-behaviour.md, "Teardown"; 20 minutes covers Terraform's subnet delete timeout).
 STILL_IN_USE = Retry(
     "a dependency is still being released",
     frozenset(
@@ -116,13 +142,14 @@ STILL_IN_USE = Retry(
     budget_seconds=1200,
 )
 
-# "The service cannot be stopped while deployments are active": DeleteService while ECS
-# is still rolling out (InvalidParameterException, message only).
+# DeleteService while ECS is still rolling out: InvalidParameterException "The service
+# cannot be stopped while deployments are active." The phrase and the 20-minute budget
+# (the delete timeout) are Terraform's resourceServiceDelete, in the same service.go.
 SERVICE_STILL_DEPLOYING = Retry(
     "the service still has an active deployment",
-    frozenset({"InvalidParameterException"}),
+    frozenset(),
     budget_seconds=1200,
-    message_fragments=("deployments are active", "draining"),
+    messages=(("InvalidParameterException", "The service cannot be stopped while deployments are active"),),
 )
 
 

@@ -61,6 +61,13 @@ MAX_STACK_LENGTH = 32 - len(_LONGEST_ELB_SUFFIX)
 _STACK_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 _POLICY_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(aws|\d{12}):policy/[\w+=,.@/-]+$")
 _IMAGE_PATTERN = re.compile(r"^[a-z0-9][\w.:/@-]*$", re.IGNORECASE)
+# A build argument is only of use under a name a Dockerfile can refer to ($NAME, ${NAME}):
+# BuildKit's Dockerfile lexer reads a variable name as letters, digits and '_', and a '$'
+# followed by a digit as a positional parameter (processName in
+# https://github.com/moby/buildkit/blob/master/frontend/dockerfile/shell/lex.go), the POSIX
+# shell rule for a name (https://pubs.opengroup.org/onlinepubs/9699919799/basedefs/V1_chap03.html#tag_03_235).
+# Any other name would be passed to the build and never used.
+_BUILD_ARG_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 CONFIG_FILE_NAME = "deploy.toml"
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # beside provision.py; relative paths start here
@@ -249,7 +256,33 @@ def validate(settings: Settings) -> None:
         )
 
 
+def validate_build_args(build_args: dict[str, str], image: str | None) -> None:
+    """Every build argument has a name a Dockerfile can use, and there is something to build.
+
+    Build arguments come from `--build-arg` and from deploy.toml's `build_args` (merged by
+    `load_settings`), so both are checked here. With `image`, nothing is built: build
+    arguments would be silently ignored, so the combination is refused.
+    """
+    for name in build_args:
+        if not _BUILD_ARG_NAME_PATTERN.fullmatch(name):
+            _fail(
+                "build_args",
+                f"'{name}' is not a valid build argument name",
+                "Use a plain name: letters, digits and _, not starting with a digit (a Dockerfile's ARG "
+                "can only be referred to by such a name), e.g. --build-arg APP_VERSION=1.2",
+            )
+    if image is not None and build_args:
+        _fail(
+            "build_args",
+            f"build arguments ({', '.join(sorted(build_args))}) are given with image '{image}', which is deployed "
+            "as it is: nothing is built, so they would be ignored",
+            "Leave out --image (and deploy.toml's image) to build the site with them, or remove the build "
+            "arguments (--build-arg flags and deploy.toml's build_args)",
+        )
+
+
 def _validate_build(settings: Settings) -> None:
+    validate_build_args(settings.build_args, settings.image)
     if settings.image is not None:
         return
     context = Path(settings.build_context)
@@ -260,9 +293,6 @@ def _validate_build(settings: Settings) -> None:
             f"there is no {settings.dockerfile} in {context}",
             "Point build_context and dockerfile at the site to build, or pass --image URI",
         )
-    for key in settings.build_args:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-            _fail("build_args", f"'{key}' is not a valid build argument name", "Use KEY=VALUE with a plain name")
 
 
 def validate_stack(stack: str) -> None:

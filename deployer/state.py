@@ -85,9 +85,6 @@ class StateFile:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def exists(self) -> bool:
-        return self.path.exists()
-
     def load(self) -> State | None:
         """The recorded state, or None when there is no file yet."""
         try:
@@ -291,7 +288,7 @@ def _alive(holder: dict[str, Any]) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # it exists, under another user (kill(2): EPERM)
     return True
 
 

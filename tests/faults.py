@@ -2,7 +2,7 @@
 
 An error returned from a `before-call` handler is raised to the caller as an ordinary
 ClientError, without reaching moto and without botocore's own retries, so what is
-tested is the tool's handling (see shared/research/moto-audit.md, section 4).
+tested is the tool's handling (see docs/aws-behaviour.md, "Fault injection on top of moto").
 """
 
 from __future__ import annotations

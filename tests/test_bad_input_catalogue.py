@@ -133,6 +133,28 @@ CATALOGUE: list[Case] = [
         ("--build-arg 'NOVALUE' is not KEY=VALUE", "Where: command line", "--build-arg KEY=VALUE"),
     ),
     Case(
+        "build-arg-name-invalid",
+        "flags",
+        PROVISION,
+        (*BUILD, "--build-arg", "APP-VERSION=1.2"),
+        ("'build_args'", "'APP-VERSION' is not a valid build argument name", "plain name", "not starting with a digit"),
+        env=NO_DOCKER,
+    ),
+    Case(
+        "build-arg-name-invalid-with-image",
+        "flags",
+        PROVISION,
+        provision_args("--build-arg", "1VERSION=1.2"),
+        ("'build_args'", "'1VERSION' is not a valid build argument name", "plain name"),
+    ),
+    Case(
+        "build-arg-with-image",
+        "flags",
+        PROVISION,
+        provision_args("--build-arg", "APP_VERSION=1.2"),
+        ("'build_args'", "build arguments (APP_VERSION) are given with image", "nothing is built", "Leave out --image"),
+    ),
+    Case(
         "config-file-missing",
         "flags",
         PROVISION,
@@ -283,6 +305,23 @@ CATALOGUE: list[Case] = [
         ("'build_args'", "'1BAD' is not a valid build argument name", "plain name"),
         toml='build_args = { "1BAD" = "x" }\n',
         env=NO_DOCKER,
+    ),
+    Case(
+        "toml-build-arg-key-with-space",
+        "deploy.toml",
+        PROVISION,
+        BUILD,
+        ("'build_args'", "'APP VERSION' is not a valid build argument name", "plain name"),
+        toml='build_args = { "APP VERSION" = "x" }\n',
+        env=NO_DOCKER,
+    ),
+    Case(
+        "toml-build-args-with-image",
+        "deploy.toml",
+        PROVISION,
+        provision_args(),
+        ("'build_args'", "build arguments (BASE_IMAGE) are given with image", "remove the build arguments"),
+        toml='build_args = { BASE_IMAGE = "python:3.12-slim" }\n',
     ),
     # ----------------------------------------------------------------- state file
     Case(

@@ -3,25 +3,34 @@ permanent ones fail at once, and a teardown that stays blocked names what blocks
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from deployer import runner
+from deployer import retry, runner
 from deployer.errors import AwsCallError, DeployerError
-from deployer.stack import build_steps
+from deployer.retry import Retry, with_retries
 from deployer.steps.base import StepContext
 from tests.conftest import FakeClock
 from tests.faults import inject_errors
 from tests.steps_helpers import provision_through
+
+# ECS's sentence when it cannot (yet) assume a role (pulumi/pulumi-awsx#927).
+ROLE_NOT_ASSUMABLE_MESSAGE = (
+    "ECS was unable to assume the role 'arn:aws:iam::123456789012:role/test-site-execution-role' that was provided"
+    " for this task. Please verify that the role being passed has the proper trust relationship and permissions"
+    " and that your IAM user has permissions to pass this role."
+)
+
 
 PROVISION_TRANSIENT = [
     (
         "ecs",
         "RegisterTaskDefinition",
         "ClientException",
-        "ECS was unable to assume the role 'arn:aws:iam::123456789012:role/test-site-execution-role'",
+        ROLE_NOT_ASSUMABLE_MESSAGE,
         3,
     ),
     (
@@ -56,10 +65,18 @@ PROVISION_PERMANENT = [
     ("iam", "AttachRolePolicy", "NoSuchEntity", "Policy arn:aws:iam::aws:policy/X does not exist"),
     ("ec2", "CreateVpc", "VpcLimitExceeded", "The maximum number of VPCs has been reached."),
     ("ecs", "RegisterTaskDefinition", "ClientException", "Invalid 'cpu' setting for task."),
+    ("ecs", "RegisterTaskDefinition", "ClientException", "Role is not valid"),
+    ("ecs", "CreateService", "InvalidParameterException", "The specified role is invalid"),
 ]
 
 TEARDOWN_TRANSIENT = [
-    ("ecs", "DeleteService", "InvalidParameterException", "Service cannot be stopped while deployments are active", 3),
+    (
+        "ecs",
+        "DeleteService",
+        "InvalidParameterException",
+        "The service cannot be stopped while deployments are active.",
+        3,
+    ),
     ("ecs", "DeleteCluster", "ClusterContainsServicesException", "Cannot delete while Services are active", 2),
     ("ecs", "DeleteCluster", "ClusterContainsTasksException", "Cannot delete while Tasks are active", 2),
     ("elbv2", "DeleteTargetGroup", "ResourceInUse", "Target group is currently in use by a listener or a rule", 2),
@@ -145,21 +162,125 @@ def test_a_subnet_that_stays_blocked_names_its_network_interfaces(ctx: StepConte
     assert ctx.state.get("service") is None
 
 
-def test_client_error_codes_are_what_the_rules_match() -> None:
-    """The rules match codes (and message fragments only where AWS has no specific code)."""
-    from deployer.retry import ROLE_NOT_VISIBLE  # noqa: PLC0415
+# Every rule that matches a message: each real "not yet" message AWS sends for it (the sources are in
+# docs/aws-behaviour.md, "Messages matched"), then permanent look-alikes under the same or a nearby code.
+RULE_TRANSIENT = [
+    ("ROLE_NOT_VISIBLE", "NoSuchEntity", "The role with name test-site-execution-role cannot be found."),
+    ("ROLE_NOT_ASSUMABLE", "ClientException", ROLE_NOT_ASSUMABLE_MESSAGE),
+    ("ROLE_NOT_ASSUMABLE", "InvalidParameterException", ROLE_NOT_ASSUMABLE_MESSAGE),
+    (
+        "SERVICE_NOT_READY",
+        "InvalidParameterException",
+        "The target group with targetGroupArn arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/"
+        "test-site-tg/0123456789abcdef does not have an associated load balancer.",
+    ),
+    (
+        "SERVICE_NOT_READY",
+        "InvalidParameterException",
+        "Unable to assume the service linked role. Please verify that the ECS service linked role exists.",
+    ),
+    (
+        "SERVICE_NOT_READY",
+        "InvalidParameterException",
+        "Unable to assume role and validate the specified targetGroupArn. Please verify that the ECS service role"
+        " being passed has the proper permissions.",
+    ),
+    ("SERVICE_NOT_READY", "ClusterNotFoundException", "Cluster not found."),
+    (
+        "SERVICE_STILL_DEPLOYING",
+        "InvalidParameterException",
+        "The service cannot be stopped while deployments are active.",
+    ),
+]
 
-    def error(code: str, message: str) -> ClientError:
-        return ClientError({"Error": {"Code": code, "Message": message}}, "AttachRolePolicy")
+RULE_PERMANENT = [
+    ("ROLE_NOT_VISIBLE", "NoSuchEntity", "Policy arn:aws:iam::aws:policy/X does not exist or is not attachable."),
+    ("ROLE_NOT_VISIBLE", "NoSuchEntity", "The role policy with name inline cannot be found."),
+    ("ROLE_NOT_VISIBLE", "AccessDenied", "The role with name test-site-execution-role cannot be found."),
+    ("ROLE_NOT_ASSUMABLE", "ClientException", "Role is not valid"),
+    ("ROLE_NOT_ASSUMABLE", "ClientException", "The specified role is invalid"),
+    ("ROLE_NOT_ASSUMABLE", "InvalidParameterException", "Invalid role ARN"),
+    (
+        "ROLE_NOT_ASSUMABLE",
+        "AccessDeniedException",
+        "User: arn:aws:sts::123456789012:assumed-role/deployer/me is not authorized to perform: iam:PassRole"
+        " on resource: arn:aws:iam::123456789012:role/test-site-execution-role",
+    ),
+    ("ROLE_NOT_ASSUMABLE", "AccessDeniedException", ROLE_NOT_ASSUMABLE_MESSAGE),
+    ("SERVICE_NOT_READY", "InvalidParameterException", "Error retrieving subnet information for [subnet-1]"),
+    ("SERVICE_NOT_READY", "InvalidParameterException", "The container web did not have a container port 8080 defined."),
+    ("SERVICE_NOT_READY", "ServiceNotFoundException", "Service not found."),
+    (
+        "SERVICE_STILL_DEPLOYING",
+        "InvalidParameterException",
+        "The service cannot be stopped while it is scaled above 0.",
+    ),
+    ("SERVICE_STILL_DEPLOYING", "InvalidParameterException", "The service is draining."),
+]
 
-    assert ROLE_NOT_VISIBLE.matches(error("NoSuchEntity", "The role with name r cannot be found."))
-    assert not ROLE_NOT_VISIBLE.matches(error("NoSuchEntity", "Policy arn:x does not exist or is not attachable."))
-    assert not ROLE_NOT_VISIBLE.matches(error("AccessDenied", "The role with name r cannot be found."))
+
+def _failing(code: str, message: str, times: int) -> tuple[list[int], Callable[[], str]]:
+    """A call that fails `times` times with `code` and `message`, then succeeds; and its call count."""
+    calls: list[int] = []
+
+    def call() -> str:
+        calls.append(1)
+        if len(calls) <= times:
+            raise ClientError({"Error": {"Code": code, "Message": message}}, "Operation")
+        return "done"
+
+    return calls, call
+
+
+def _run(rule: Retry, call: Callable[[], str]) -> tuple[str, list[float]]:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    return with_retries(call, (rule,), sleep, lambda: now[0], lambda _line: None), slept
+
+
+@pytest.mark.parametrize(("rule_name", "code", "message"), RULE_TRANSIENT)
+def test_each_real_not_yet_message_is_retried(rule_name: str, code: str, message: str) -> None:
+    calls, call = _failing(code, message, times=2)
+    result, slept = _run(getattr(retry, rule_name), call)
+    assert result == "done"
+    assert len(calls) == 3
+    assert slept == [retry.FIRST_DELAY, retry.FIRST_DELAY * 2]
+
+
+@pytest.mark.parametrize(("rule_name", "code", "message"), RULE_PERMANENT)
+def test_each_permanent_look_alike_fails_after_one_call(rule_name: str, code: str, message: str) -> None:
+    calls, call = _failing(code, message, times=100)
+    with pytest.raises(ClientError) as failure:
+        _run(getattr(retry, rule_name), call)
+    assert len(calls) == 1, "no retry"
+    assert failure.value.response["Error"]["Message"] == message
+
+
+def test_no_rule_retries_a_permanent_look_alike() -> None:
+    """Not only the rule it resembles: no rule at all, so no call site can retry it."""
+    rules = tuple(value for value in vars(retry).values() if isinstance(value, Retry))
+    for _rule_name, code, message in RULE_PERMANENT:
+        error = ClientError({"Error": {"Code": code, "Message": message}}, "Operation")
+        assert [rule.why for rule in rules if rule.matches(error)] == [], message
 
 
 def test_teardown_after_a_crash_past_delete_service_counts_the_service_as_deleted(ctx: StepContext) -> None:
     """AWS refuses UpdateService on a deleted service (moto accepts it): that means the step is done."""
     provision_through(ctx, "service")
-    inject_errors(ctx.clients.ecs, "UpdateService", "ServiceNotActiveException", "Service was not ACTIVE.")
-    service_step = {s.name: s for s in build_steps()}["service"]
-    service_step.delete(ctx, ctx.ids("service"))  # no error: already gone counts as deleted
+    service = ctx.ids("service")
+    # The crash: DeleteService went through, the state still records the service.
+    ctx.clients.ecs.update_service(cluster=service["cluster"], service=service["name"], desiredCount=0)
+    ctx.clients.ecs.delete_service(cluster=service["cluster"], service=service["name"], force=True)
+    refused = inject_errors(ctx.clients.ecs, "UpdateService", "ServiceNotActiveException", "Service was not ACTIVE.")
+    deletes: list[str] = []
+    ctx.clients.ecs.meta.events.register("before-call.ecs.DeleteService", lambda **_: deletes.append("again"))
+    runner.teardown(ctx)
+    assert refused.served == 1, "teardown asked, and AWS's refusal ended the service step"
+    assert deletes == [], "no second DeleteService"
+    assert ctx.state.get("service") is None
+    assert ctx.state.resources == [], "the rest of the stack was torn down after it"
