@@ -20,7 +20,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -35,16 +35,13 @@ from deployer.rollout import probe
 from deployer.settings import Settings
 from deployer.state import Ids, State
 
-if TYPE_CHECKING:
-    from mypy_boto3_ec2.literals import ResourceTypeType
-    from mypy_boto3_ec2.type_defs import FilterTypeDef, TagSpecificationTypeDef
-
 LiveT = TypeVar("LiveT")
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
 
 PLANNED = "planned"  # in a dry run, the identifiers of a resource that would be created
 
+# Every resource carries these two tags (see deployer/steps/tags.py); EC2 resources are found by them.
 STACK_TAG = "deployer:stack"
 STEP_TAG = "deployer:step"
 
@@ -105,27 +102,6 @@ class StepContext:
     def remember(self, step: str, ids: Ids) -> None:
         """Record identifiers and save at once, so a crash cannot lose a created resource."""
         self.ledger.record(step, ids)
-
-    def tags(self, step: str) -> dict[str, str]:
-        return {
-            **self.settings.tags,
-            "Name": f"{self.settings.stack}-{step}",
-            STACK_TAG: self.settings.stack,
-            STEP_TAG: step,
-        }
-
-    def key_value_tags(self, step: str) -> list[dict[str, str]]:
-        """Tags in the Key/Value shape of ELBv2, IAM and ECR."""
-        return [{"Key": key, "Value": value} for key, value in self.tags(step).items()]
-
-    def ec2_tags(self, step: str, resource_type: ResourceTypeType) -> list[TagSpecificationTypeDef]:
-        return [{"ResourceType": resource_type, "Tags": [{"Key": k, "Value": v} for k, v in self.tags(step).items()]}]
-
-    def ec2_tag_filters(self, step: str) -> list[FilterTypeDef]:
-        return [
-            {"Name": f"tag:{STACK_TAG}", "Values": [self.settings.stack]},
-            {"Name": f"tag:{STEP_TAG}", "Values": [step]},
-        ]
 
     def client_token(self, step: str, *parts: str) -> str:
         """A deterministic idempotency token: the same request on a re-run sends the same token."""

@@ -11,24 +11,33 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from deployer.retry import ROLE_NOT_ASSUMABLE, SERVICE_NOT_READY, SERVICE_STILL_DEPLOYING, STILL_IN_USE
 from deployer.rollout import RolloutWatch
 from deployer.state import Ids
-from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
+from deployer.steps import tags
+from deployer.steps.aws import absent_if
+from deployer.steps.base import Converged, Existing, Step, StepContext
 from deployer.steps.loadbalancer import site_url
 
 if TYPE_CHECKING:
+    from mypy_boto3_ecs.literals import TaskDefinitionStatusType
     from mypy_boto3_ecs.type_defs import (
         ClusterTypeDef,
+        ContainerDefinitionTypeDef,
         CreateServiceResponseTypeDef,
+        DeleteServiceResponseTypeDef,
+        DeploymentConfigurationTypeDef,
+        HealthCheckTypeDef,
+        LoadBalancerTypeDef,
+        NetworkConfigurationTypeDef,
+        RegisterTaskDefinitionRequestTypeDef,
         ServiceTypeDef,
         TaskDefinitionTypeDef,
+        UpdateServiceRequestTypeDef,
     )
 
 # The site's image answers /healthz through this stdlib script (slim images have no curl).
-SITE_HEALTH_CHECK: dict[str, Any] = {
+SITE_HEALTH_CHECK: HealthCheckTypeDef = {
     "command": ["CMD", "python", "/app/healthcheck.py"],
     "interval": 10,
     "timeout": 5,
@@ -59,16 +68,15 @@ class ClusterStep(Step["ClusterTypeDef"]):
     def create(self, ctx: StepContext) -> Ids:
         cluster = ctx.clients.ecs.create_cluster(
             clusterName=ctx.settings.names.cluster,
-            tags=_ecs_tags(ctx, self.name),  # type: ignore[arg-type]
+            tags=tags.ecs_tags(ctx.settings, self.name),
         )["cluster"]
         return {"name": cluster["clusterName"], "arn": cluster["clusterArn"]}
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
-        try:
-            ctx.retry(lambda: ctx.clients.ecs.delete_cluster(cluster=ids["name"]), STILL_IN_USE)
-        except ClientError as exc:
-            if not is_code(exc, "ClusterNotFoundException"):
-                raise
+        absent_if(
+            lambda: ctx.retry(lambda: ctx.clients.ecs.delete_cluster(cluster=ids["name"]), STILL_IN_USE),
+            "ClusterNotFoundException",
+        )
 
 
 class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
@@ -84,14 +92,12 @@ class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
 
     def _latest(self, ctx: StepContext, family: str) -> Existing[TaskDefinitionTypeDef] | None:
         """The family's latest ACTIVE revision: what a new deployment would run."""
-        try:
-            definition = ctx.clients.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
-        except ClientError as exc:
-            # ECS answers a family with no ACTIVE revision with the generic ClientException.
-            if is_code(exc, "ClientException"):
-                return None
-            raise
-        if definition.get("status") != "ACTIVE":
+        # ECS answers a family with no ACTIVE revision with the generic ClientException.
+        definition = absent_if(
+            lambda: ctx.clients.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"],
+            "ClientException",
+        )
+        if definition is None or definition.get("status") != "ACTIVE":
             return None
         return Existing({"family": family, "arn": definition["taskDefinitionArn"]}, definition)
 
@@ -114,21 +120,37 @@ class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
         return Converged(self._register(ctx), [change])
 
     def _register(self, ctx: StepContext) -> Ids:
+        request: RegisterTaskDefinitionRequestTypeDef = {
+            **self.definition(ctx),
+            "tags": tags.ecs_tags(ctx.settings, self.name),
+        }
         definition = ctx.retry(
-            lambda: ctx.clients.ecs.register_task_definition(
-                **self.definition(ctx),
-                tags=_ecs_tags(ctx, self.name),  # type: ignore[arg-type]
-            ),
+            lambda: ctx.clients.ecs.register_task_definition(**request),
             ROLE_NOT_ASSUMABLE,
         )["taskDefinition"]
         return {"family": definition["family"], "arn": definition["taskDefinitionArn"]}
 
-    def definition(self, ctx: StepContext) -> dict[str, Any]:
+    def definition(self, ctx: StepContext) -> RegisterTaskDefinitionRequestTypeDef:
         """The task definition the settings ask for, in RegisterTaskDefinition's shape."""
+        settings = ctx.settings
+        return {
+            "family": settings.names.task_family,
+            "requiresCompatibilities": ["FARGATE"],
+            "networkMode": "awsvpc",
+            "cpu": str(settings.cpu),
+            "memory": str(settings.memory),
+            "runtimePlatform": {"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"},
+            "executionRoleArn": ctx.ids("execution-role")["arn"],
+            "taskRoleArn": ctx.ids("task-role")["arn"],
+            "containerDefinitions": [self._container(ctx)],
+        }
+
+    def _container(self, ctx: StepContext) -> ContainerDefinitionTypeDef:
+        """The one container: the image, its port, and logs to the stack's log group."""
         settings = ctx.settings
         names = settings.names
         image = ctx.ids("image")
-        container: dict[str, Any] = {
+        container: ContainerDefinitionTypeDef = {
             "name": names.container,
             "image": image["uri"],
             "essential": True,
@@ -145,17 +167,7 @@ class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
         }
         if "tag" in image:  # built from our site: its health check is known to work inside it
             container["healthCheck"] = SITE_HEALTH_CHECK
-        return {
-            "family": names.task_family,
-            "requiresCompatibilities": ["FARGATE"],
-            "networkMode": "awsvpc",
-            "cpu": str(settings.cpu),
-            "memory": str(settings.memory),
-            "runtimePlatform": {"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"},
-            "executionRoleArn": ctx.ids("execution-role")["arn"],
-            "taskRoleArn": ctx.ids("task-role")["arn"],
-            "containerDefinitions": [container],
-        }
+        return container
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         """Every revision of the family: deregister the active ones, then delete them all."""
@@ -183,13 +195,10 @@ class ServiceStep(Step["ServiceTypeDef"]):
         return self._describe(ctx, cluster["name"], ctx.settings.names.service)
 
     def _describe(self, ctx: StepContext, cluster: str, name: str) -> Existing[ServiceTypeDef] | None:
-        try:
-            services = ctx.clients.ecs.describe_services(cluster=cluster, services=[name])["services"]
-        except ClientError as exc:
-            if is_code(exc, *NOT_FOUND_CODES):
-                return None
-            raise
-        active = [s for s in services if s.get("status") == "ACTIVE"]
+        services = absent_if(
+            lambda: ctx.clients.ecs.describe_services(cluster=cluster, services=[name])["services"], *NOT_FOUND_CODES
+        )
+        active = [s for s in services or [] if s.get("status") == "ACTIVE"]
         if not active:
             return None
         return Existing({"cluster": cluster, "name": name, "arn": active[0]["serviceArn"]}, active[0])
@@ -211,18 +220,18 @@ class ServiceStep(Step["ServiceTypeDef"]):
             desiredCount=ctx.settings.desired_count,
             launchType="FARGATE",
             platformVersion="LATEST",
-            networkConfiguration=self._network(ctx),  # type: ignore[arg-type]
-            loadBalancers=self._load_balancers(ctx),  # type: ignore[arg-type]
-            deploymentConfiguration=self._deployment(),  # type: ignore[arg-type]
+            networkConfiguration=self._network(ctx),
+            loadBalancers=self._load_balancers(ctx),
+            deploymentConfiguration=self._deployment(),
             clientToken=ctx.client_token(self.name, cluster, task_definition)[:36],
             propagateTags="SERVICE",
             enableECSManagedTags=True,
-            tags=_ecs_tags(ctx, self.name),  # type: ignore[arg-type]
+            tags=tags.ecs_tags(ctx.settings, self.name),
         )
 
     def converge(self, ctx: StepContext, existing: Existing[ServiceTypeDef]) -> Converged:
         live = existing.live
-        update: dict[str, Any] = {}
+        update: UpdateServiceRequestTypeDef = {"cluster": existing.ids["cluster"], "service": existing.ids["name"]}
         changes = []
         task_definition = ctx.ids("task-definition")["arn"]
         if live.get("taskDefinition") != task_definition:
@@ -242,14 +251,8 @@ class ServiceStep(Step["ServiceTypeDef"]):
         if breaker is not None and (not breaker.get("enable") or not breaker.get("rollback")):
             update["deploymentConfiguration"] = self._deployment()
             changes.append("circuit breaker with rollback on")
-        if update and not ctx.dry_run:
-            ctx.retry(
-                lambda: ctx.clients.ecs.update_service(
-                    cluster=existing.ids["cluster"], service=existing.ids["name"], **update
-                ),
-                SERVICE_NOT_READY,
-                ROLE_NOT_ASSUMABLE,
-            )
+        if changes and not ctx.dry_run:  # one change per field set in `update`
+            ctx.retry(lambda: ctx.clients.ecs.update_service(**update), SERVICE_NOT_READY, ROLE_NOT_ASSUMABLE)
         return Converged(existing.ids, changes)
 
     def wait(self, ctx: StepContext, ids: Ids) -> None:
@@ -266,20 +269,23 @@ class ServiceStep(Step["ServiceTypeDef"]):
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         """Scale to 0, delete with force, and wait until ECS reports it INACTIVE (or forgets it)."""
+        if absent_if(lambda: self._remove(ctx, ids), *NOT_FOUND_CODES) is not None:
+            self._drain(ctx, ids)
+
+    def _remove(self, ctx: StepContext, ids: Ids) -> DeleteServiceResponseTypeDef:
+        """Scale to 0, then delete with `force`, which does not wait for the scale-down to finish."""
         ecs = ctx.clients.ecs
-        try:
-            ecs.update_service(cluster=ids["cluster"], service=ids["name"], desiredCount=0)
-            ctx.retry(
-                lambda: ecs.delete_service(cluster=ids["cluster"], service=ids["name"], force=True),
-                SERVICE_STILL_DEPLOYING,
-            )
-        except ClientError as exc:
-            if is_code(exc, *NOT_FOUND_CODES):
-                return
-            raise
+        ecs.update_service(cluster=ids["cluster"], service=ids["name"], desiredCount=0)
+        return ctx.retry(
+            lambda: ecs.delete_service(cluster=ids["cluster"], service=ids["name"], force=True),
+            SERVICE_STILL_DEPLOYING,
+        )
+
+    def _drain(self, ctx: StepContext, ids: Ids) -> None:
+        """A deleted service stays DRAINING until its tasks stop; the steps after it need it gone."""
 
         def status() -> str | None:
-            answer = ecs.describe_services(cluster=ids["cluster"], services=[ids["name"]])
+            answer = ctx.clients.ecs.describe_services(cluster=ids["cluster"], services=[ids["name"]])
             states = [s.get("status") for s in answer["services"]]
             if not states or states == ["INACTIVE"]:  # MISSING (in failures) counts as done
                 return None
@@ -287,7 +293,7 @@ class ServiceStep(Step["ServiceTypeDef"]):
 
         ctx.poll(f"service {ids['name']} to drain", ctx.settings.service_wait_timeout, status)
 
-    def _network(self, ctx: StepContext) -> dict[str, Any]:
+    def _network(self, ctx: StepContext) -> NetworkConfigurationTypeDef:
         return {
             "awsvpcConfiguration": {
                 "subnets": [ctx.ids("subnet-1")["id"], ctx.ids("subnet-2")["id"]],
@@ -296,7 +302,7 @@ class ServiceStep(Step["ServiceTypeDef"]):
             }
         }
 
-    def _load_balancers(self, ctx: StepContext) -> list[dict[str, Any]]:
+    def _load_balancers(self, ctx: StepContext) -> list[LoadBalancerTypeDef]:
         return [
             {
                 "targetGroupArn": ctx.ids("target-group")["arn"],
@@ -305,7 +311,7 @@ class ServiceStep(Step["ServiceTypeDef"]):
             }
         ]
 
-    def _deployment(self) -> dict[str, Any]:
+    def _deployment(self) -> DeploymentConfigurationTypeDef:
         return {
             "deploymentCircuitBreaker": {"enable": True, "rollback": True},
             "maximumPercent": 200,
@@ -313,19 +319,15 @@ class ServiceStep(Step["ServiceTypeDef"]):
         }
 
 
-def _ecs_tags(ctx: StepContext, step: str) -> list[dict[str, str]]:
-    return [{"key": key, "value": value} for key, value in ctx.tags(step).items()]
-
-
-def _revisions(ctx: StepContext, family: str, status: str) -> list[str]:
+def _revisions(ctx: StepContext, family: str, status: TaskDefinitionStatusType) -> list[str]:
     arns: list[str] = []
     paginator = ctx.clients.ecs.get_paginator("list_task_definitions")
-    for page in paginator.paginate(familyPrefix=family, status=status):  # type: ignore[arg-type]
+    for page in paginator.paginate(familyPrefix=family, status=status):
         arns.extend(arn for arn in page["taskDefinitionArns"] if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family)
     return arns
 
 
-def _differences(live: Any, wanted: dict[str, Any]) -> list[str]:
+def _differences(live: Any, wanted: RegisterTaskDefinitionRequestTypeDef) -> list[str]:
     """Names of the wanted fields whose live value differs (ECS adds defaults we ignore)."""
     differences = [
         key
@@ -338,7 +340,7 @@ def _differences(live: Any, wanted: dict[str, Any]) -> list[str]:
             "runtimePlatform",
             "requiresCompatibilities",
         )
-        if live.get(key) != wanted[key]
+        if live.get(key) != wanted.get(key)
     ]
     live_containers = live.get("containerDefinitions", [])
     if len(live_containers) != 1:

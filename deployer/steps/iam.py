@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from deployer.retry import ROLE_NOT_VISIBLE
 from deployer.state import Ids
-from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
+from deployer.steps import tags
+from deployer.steps.aws import absent_if
+from deployer.steps.base import Converged, Existing, Step, StepContext
 
 if TYPE_CHECKING:
     from mypy_boto3_iam.type_defs import RoleTypeDef
@@ -69,12 +69,9 @@ class RoleStep(Step[LiveRole]):
         return self._get(ctx, self.role_name(ctx))
 
     def _get(self, ctx: StepContext, name: str) -> Existing[LiveRole] | None:
-        try:
-            role = ctx.clients.iam.get_role(RoleName=name)["Role"]
-        except ClientError as exc:
-            if is_code(exc, "NoSuchEntity"):
-                return None
-            raise
+        role = absent_if(lambda: ctx.clients.iam.get_role(RoleName=name)["Role"], "NoSuchEntity")
+        if role is None:
+            return None
         live = LiveRole(role, _attached(ctx, name), _inline(ctx, name))
         return Existing({"name": name, "arn": role["Arn"]}, live)
 
@@ -84,7 +81,7 @@ class RoleStep(Step[LiveRole]):
             RoleName=name,
             AssumeRolePolicyDocument=json.dumps(self.trust_policy(ctx)),
             Description=f"{ctx.settings.stack}: ECS {self.kind} role (managed by provision.py)",
-            Tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
+            Tags=tags.iam_tags(ctx.settings, self.name),
         )["Role"]
         ids = {"name": name, "arn": role["Arn"]}
         ctx.remember(self.name, ids)
@@ -118,18 +115,17 @@ class RoleStep(Step[LiveRole]):
         return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
-        """Policies first: IAM refuses to delete a role that still has any."""
-        iam = ctx.clients.iam
-        name = ids["name"]
-        try:
-            for arn in sorted(_attached(ctx, name)):
-                iam.detach_role_policy(RoleName=name, PolicyArn=arn)
-            for policy in sorted(_inline(ctx, name)):
-                iam.delete_role_policy(RoleName=name, PolicyName=policy)
-            iam.delete_role(RoleName=name)
-        except ClientError as exc:
-            if not is_code(exc, "NoSuchEntity"):
-                raise
+        absent_if(lambda: _delete_role(ctx, ids["name"]), "NoSuchEntity")
+
+
+def _delete_role(ctx: StepContext, name: str) -> None:
+    """Policies first: IAM refuses to delete a role that still has any."""
+    iam = ctx.clients.iam
+    for arn in sorted(_attached(ctx, name)):
+        iam.detach_role_policy(RoleName=name, PolicyArn=arn)
+    for policy in sorted(_inline(ctx, name)):
+        iam.delete_role_policy(RoleName=name, PolicyName=policy)
+    iam.delete_role(RoleName=name)
 
 
 def _attach(ctx: StepContext, role: str, arn: str) -> None:

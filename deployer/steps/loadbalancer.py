@@ -10,24 +10,45 @@ by name (the listener by its port on our load balancer).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from botocore.exceptions import ClientError
+from typing import TYPE_CHECKING, TypedDict
 
 from deployer.errors import DeployerError
 from deployer.retry import NEW_RESOURCE_NOT_FOUND, STILL_IN_USE
+from deployer.settings import Settings
 from deployer.state import Ids
-from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
+from deployer.steps import tags
+from deployer.steps.aws import absent_if
+from deployer.steps.base import Converged, Existing, Step, StepContext
 
 if TYPE_CHECKING:
     from mypy_boto3_elbv2.type_defs import (
         CreateTargetGroupOutputTypeDef,
+        DescribeLoadBalancersInputTypeDef,
+        DescribeTargetGroupsInputTypeDef,
         ListenerTypeDef,
         LoadBalancerTypeDef,
         TargetGroupTypeDef,
     )
 
 DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
+
+
+class HealthCheck(TypedDict):
+    """The tunable part of the TCP health check: keyword arguments of CreateTargetGroup and
+    ModifyTargetGroup, and fields of the described target group, under the same names."""
+
+    HealthCheckIntervalSeconds: int
+    HealthyThresholdCount: int
+    UnhealthyThresholdCount: int
+
+
+def _health_check(settings: Settings) -> HealthCheck:
+    """One source for the values the target group is created with and converged to."""
+    return {
+        "HealthCheckIntervalSeconds": settings.health_check_interval,
+        "HealthyThresholdCount": settings.healthy_threshold,
+        "UnhealthyThresholdCount": settings.unhealthy_threshold,
+    }
 
 
 @dataclass(frozen=True)
@@ -48,15 +69,10 @@ class TargetGroupStep(Step[LiveTargetGroup]):
 
     def _describe(self, ctx: StepContext, arn: str = "", name: str = "") -> Existing[LiveTargetGroup] | None:
         elbv2 = ctx.clients.elbv2
-        try:
-            if arn:
-                groups = elbv2.describe_target_groups(TargetGroupArns=[arn])["TargetGroups"]
-            else:
-                groups = elbv2.describe_target_groups(Names=[name])["TargetGroups"]
-        except ClientError as exc:
-            if is_code(exc, "TargetGroupNotFound"):
-                return None
-            raise
+        query: DescribeTargetGroupsInputTypeDef = {"TargetGroupArns": [arn]} if arn else {"Names": [name]}
+        groups = absent_if(lambda: elbv2.describe_target_groups(**query)["TargetGroups"], "TargetGroupNotFound")
+        if groups is None:
+            return None
         group = groups[0]
         attributes = elbv2.describe_target_group_attributes(TargetGroupArn=group["TargetGroupArn"])["Attributes"]
         live = LiveTargetGroup(group, {a["Key"]: a["Value"] for a in attributes if "Key" in a and "Value" in a})
@@ -85,10 +101,8 @@ class TargetGroupStep(Step[LiveTargetGroup]):
             VpcId=ctx.ids("vpc")["id"],
             TargetType="ip",
             HealthCheckProtocol="TCP",
-            HealthCheckIntervalSeconds=settings.health_check_interval,
-            HealthyThresholdCount=settings.healthy_threshold,
-            UnhealthyThresholdCount=settings.unhealthy_threshold,
-            Tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
+            **_health_check(settings),
+            Tags=tags.elbv2_tags(settings, self.name),
         )
 
     def converge(self, ctx: StepContext, existing: Existing[LiveTargetGroup]) -> Converged:
@@ -106,22 +120,14 @@ class TargetGroupStep(Step[LiveTargetGroup]):
         changes: list[str] = []
         elbv2 = ctx.clients.elbv2
         arn = existing.ids["arn"]
-        health = {
-            "HealthCheckIntervalSeconds": settings.health_check_interval,
-            "HealthyThresholdCount": settings.healthy_threshold,
-            "UnhealthyThresholdCount": settings.unhealthy_threshold,
-        }
+        health = _health_check(settings)
         differs: dict[str, object] = {key: value for key, value in health.items() if group.get(key) != value}
         if differs or group.get("HealthCheckProtocol") != "TCP":
             differs["HealthCheckProtocol"] = "TCP"
             ctx.change(
                 changes,
                 "health check " + ", ".join(f"{k}={v}" for k, v in differs.items()),
-                lambda: elbv2.modify_target_group(
-                    TargetGroupArn=arn,
-                    HealthCheckProtocol="TCP",
-                    **health,  # type: ignore[arg-type]
-                ),
+                lambda: elbv2.modify_target_group(TargetGroupArn=arn, HealthCheckProtocol="TCP", **health),
             )
         delay = str(settings.deregistration_delay)
         if existing.live.attributes.get(DEREGISTRATION_DELAY) != delay:
@@ -135,12 +141,11 @@ class TargetGroupStep(Step[LiveTargetGroup]):
         return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
-        try:
-            # ResourceInUse while the listener that forwarded to it is still being deleted.
-            ctx.retry(lambda: ctx.clients.elbv2.delete_target_group(TargetGroupArn=ids["arn"]), STILL_IN_USE)
-        except ClientError as exc:
-            if not is_code(exc, "TargetGroupNotFound"):
-                raise
+        # ResourceInUse while the listener that forwarded to it is still being deleted.
+        absent_if(
+            lambda: ctx.retry(lambda: ctx.clients.elbv2.delete_target_group(TargetGroupArn=ids["arn"]), STILL_IN_USE),
+            "TargetGroupNotFound",
+        )
 
 
 class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
@@ -156,16 +161,9 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
 
     def _describe(self, ctx: StepContext, arn: str = "", name: str = "") -> Existing[LoadBalancerTypeDef] | None:
         elbv2 = ctx.clients.elbv2
-        try:
-            if arn:
-                balancers = elbv2.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"]
-            else:
-                balancers = elbv2.describe_load_balancers(Names=[name])["LoadBalancers"]
-        except ClientError as exc:
-            if is_code(exc, "LoadBalancerNotFound"):
-                return None
-            raise
-        return Existing(_lb_ids(balancers[0]), balancers[0])
+        query: DescribeLoadBalancersInputTypeDef = {"LoadBalancerArns": [arn]} if arn else {"Names": [name]}
+        balancers = absent_if(lambda: elbv2.describe_load_balancers(**query)["LoadBalancers"], "LoadBalancerNotFound")
+        return Existing(_lb_ids(balancers[0]), balancers[0]) if balancers is not None else None
 
     def create(self, ctx: StepContext) -> Ids:
         balancer = ctx.retry(
@@ -176,7 +174,7 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
                 IpAddressType="ipv4",
                 Subnets=self._subnets(ctx),
                 SecurityGroups=[ctx.ids("nlb-security-group")["id"]],
-                Tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
+                Tags=tags.elbv2_tags(ctx.settings, self.name),
             ),
             NEW_RESOURCE_NOT_FOUND,
         )["LoadBalancers"][0]
@@ -229,12 +227,11 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
         ctx.poll("the load balancer to be active", ctx.settings.service_wait_timeout, status)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
-        try:
-            ctx.clients.elbv2.delete_load_balancer(LoadBalancerArn=ids["arn"])
-        except ClientError as exc:
-            if is_code(exc, "LoadBalancerNotFound"):
-                return
-            raise
+        deleted = absent_if(
+            lambda: ctx.clients.elbv2.delete_load_balancer(LoadBalancerArn=ids["arn"]), "LoadBalancerNotFound"
+        )
+        if deleted is None:
+            return  # already gone: nothing to wait for
         ctx.poll(
             "the load balancer to be deleted",
             ctx.settings.service_wait_timeout,
@@ -250,25 +247,22 @@ class ListenerStep(Step["ListenerTypeDef"]):
     resource = "listener"
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[ListenerTypeDef] | None:
-        try:
-            listeners = ctx.clients.elbv2.describe_listeners(ListenerArns=[ids["arn"]])["Listeners"]
-        except ClientError as exc:
-            if is_code(exc, "ListenerNotFound", "LoadBalancerNotFound"):
-                return None
-            raise
+        listeners = absent_if(
+            lambda: ctx.clients.elbv2.describe_listeners(ListenerArns=[ids["arn"]])["Listeners"],
+            "ListenerNotFound",
+            "LoadBalancerNotFound",
+        )
         return Existing(ids, listeners[0]) if listeners else None
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[ListenerTypeDef] | None:
         balancer = ctx.recorded("load-balancer")
         if balancer is None:
             return None  # listeners belong to our load balancer: without it there is none
-        try:
-            listeners = ctx.clients.elbv2.describe_listeners(LoadBalancerArn=balancer["arn"])["Listeners"]
-        except ClientError as exc:
-            if is_code(exc, "LoadBalancerNotFound"):
-                return None
-            raise
-        for listener in listeners:
+        listeners = absent_if(
+            lambda: ctx.clients.elbv2.describe_listeners(LoadBalancerArn=balancer["arn"])["Listeners"],
+            "LoadBalancerNotFound",
+        )
+        for listener in listeners or []:
             if listener.get("Port") == ctx.settings.listener_port:
                 return Existing({"arn": listener["ListenerArn"]}, listener)
         return None
@@ -280,7 +274,7 @@ class ListenerStep(Step["ListenerTypeDef"]):
                 Protocol="TCP",
                 Port=ctx.settings.listener_port,
                 DefaultActions=[{"Type": "forward", "TargetGroupArn": ctx.ids("target-group")["arn"]}],
-                Tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
+                Tags=tags.elbv2_tags(ctx.settings, self.name),
             ),
             NEW_RESOURCE_NOT_FOUND,
         )["Listeners"][0]
@@ -310,11 +304,11 @@ class ListenerStep(Step["ListenerTypeDef"]):
         return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
-        try:
-            ctx.clients.elbv2.delete_listener(ListenerArn=ids["arn"])
-        except ClientError as exc:
-            if not is_code(exc, "ListenerNotFound", "LoadBalancerNotFound"):
-                raise
+        absent_if(
+            lambda: ctx.clients.elbv2.delete_listener(ListenerArn=ids["arn"]),
+            "ListenerNotFound",
+            "LoadBalancerNotFound",
+        )
 
 
 def site_url(ctx: StepContext) -> str:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
 from deployer.retry import NEW_RESOURCE_NOT_FOUND
 from deployer.state import Ids
-from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
+from deployer.steps import tags
+from deployer.steps.aws import absent_if
+from deployer.steps.base import Converged, Existing, Step, StepContext
 
 if TYPE_CHECKING:
     from mypy_boto3_logs.type_defs import LogGroupTypeDef
@@ -38,7 +38,7 @@ class LogGroupStep(Step["LogGroupTypeDef"]):
 
     def create(self, ctx: StepContext) -> Ids:
         name = ctx.settings.names.log_group
-        ctx.clients.logs.create_log_group(logGroupName=name, tags=ctx.tags(self.name))
+        ctx.clients.logs.create_log_group(logGroupName=name, tags=tags.stack_tags(ctx.settings, self.name))
         ids = {"name": name}
         ctx.remember(self.name, ids)
         ctx.retry(
@@ -62,8 +62,4 @@ class LogGroupStep(Step["LogGroupTypeDef"]):
         return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
-        try:
-            ctx.clients.logs.delete_log_group(logGroupName=ids["name"])
-        except ClientError as exc:
-            if not is_code(exc, "ResourceNotFoundException"):
-                raise
+        absent_if(lambda: ctx.clients.logs.delete_log_group(logGroupName=ids["name"]), "ResourceNotFoundException")

@@ -14,6 +14,8 @@ from botocore.exceptions import ClientError
 from deployer.errors import DeployerError
 from deployer.retry import NEW_RESOURCE_NOT_FOUND, STILL_IN_USE
 from deployer.state import Ids
+from deployer.steps import tags
+from deployer.steps.aws import absent_if
 from deployer.steps.base import Converged, Existing, Step, StepContext, is_code, single
 
 if TYPE_CHECKING:
@@ -33,22 +35,18 @@ class VpcStep(Step["VpcTypeDef"]):
     resource = "VPC"
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[VpcTypeDef] | None:
-        try:
-            vpcs = ctx.clients.ec2.describe_vpcs(VpcIds=[ids["id"]])["Vpcs"]
-        except ClientError as exc:
-            if is_code(exc, "InvalidVpcID.NotFound"):
-                return None
-            raise
+        vpcs = absent_if(lambda: ctx.clients.ec2.describe_vpcs(VpcIds=[ids["id"]])["Vpcs"], "InvalidVpcID.NotFound")
         return Existing(ids, vpcs[0]) if vpcs else None
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[VpcTypeDef] | None:
-        vpcs = ctx.clients.ec2.describe_vpcs(Filters=ctx.ec2_tag_filters(self.name))["Vpcs"]
+        vpcs = ctx.clients.ec2.describe_vpcs(Filters=tags.ec2_tag_filters(ctx.settings, self.name))["Vpcs"]
         vpc = single(vpcs, self.resource, lambda v: v["VpcId"])
         return Existing({"id": vpc["VpcId"]}, vpc) if vpc else None
 
     def create(self, ctx: StepContext) -> Ids:
         vpc = ctx.clients.ec2.create_vpc(
-            CidrBlock=ctx.settings.vpc_cidr, TagSpecifications=ctx.ec2_tags(self.name, "vpc")
+            CidrBlock=ctx.settings.vpc_cidr,
+            TagSpecifications=tags.ec2_tag_specifications(ctx.settings, self.name, "vpc"),
         )["Vpc"]
         ids = {"id": vpc["VpcId"]}
         ctx.remember(self.name, ids)
@@ -99,16 +97,13 @@ class SubnetStep(Step["SubnetTypeDef"]):
         self.name = f"subnet-{index + 1}"
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[SubnetTypeDef] | None:
-        try:
-            subnets = ctx.clients.ec2.describe_subnets(SubnetIds=[ids["id"]])["Subnets"]
-        except ClientError as exc:
-            if is_code(exc, "InvalidSubnetID.NotFound"):
-                return None
-            raise
+        subnets = absent_if(
+            lambda: ctx.clients.ec2.describe_subnets(SubnetIds=[ids["id"]])["Subnets"], "InvalidSubnetID.NotFound"
+        )
         return Existing(ids, subnets[0]) if subnets else None
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[SubnetTypeDef] | None:
-        subnets = ctx.clients.ec2.describe_subnets(Filters=ctx.ec2_tag_filters(self.name))["Subnets"]
+        subnets = ctx.clients.ec2.describe_subnets(Filters=tags.ec2_tag_filters(ctx.settings, self.name))["Subnets"]
         subnet = single(subnets, self.resource, lambda s: s["SubnetId"])
         if subnet is None:
             return None
@@ -121,7 +116,7 @@ class SubnetStep(Step["SubnetTypeDef"]):
                 VpcId=ctx.ids("vpc")["id"],
                 CidrBlock=ctx.settings.subnet_cidrs[self.index],
                 AvailabilityZone=zone,
-                TagSpecifications=ctx.ec2_tags(self.name, "subnet"),
+                TagSpecifications=tags.ec2_tag_specifications(ctx.settings, self.name, "subnet"),
             ),
             NEW_RESOURCE_NOT_FOUND,
         )["Subnet"]
@@ -150,17 +145,14 @@ class InternetGatewayStep(Step["InternetGatewayTypeDef"]):
     resource = "internet gateway"
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[InternetGatewayTypeDef] | None:
-        try:
-            gateways = ctx.clients.ec2.describe_internet_gateways(InternetGatewayIds=[ids["id"]])
-        except ClientError as exc:
-            if is_code(exc, "InvalidInternetGatewayID.NotFound"):
-                return None
-            raise
-        found = gateways["InternetGateways"]
+        found = absent_if(
+            lambda: ctx.clients.ec2.describe_internet_gateways(InternetGatewayIds=[ids["id"]])["InternetGateways"],
+            "InvalidInternetGatewayID.NotFound",
+        )
         return Existing(ids, found[0]) if found else None
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[InternetGatewayTypeDef] | None:
-        found = ctx.clients.ec2.describe_internet_gateways(Filters=ctx.ec2_tag_filters(self.name))
+        found = ctx.clients.ec2.describe_internet_gateways(Filters=tags.ec2_tag_filters(ctx.settings, self.name))
         gateway = single(found["InternetGateways"], self.resource, lambda g: g["InternetGatewayId"])
         if gateway is None:
             return None
@@ -169,7 +161,7 @@ class InternetGatewayStep(Step["InternetGatewayTypeDef"]):
 
     def create(self, ctx: StepContext) -> Ids:
         gateway = ctx.clients.ec2.create_internet_gateway(
-            TagSpecifications=ctx.ec2_tags(self.name, "internet-gateway")
+            TagSpecifications=tags.ec2_tag_specifications(ctx.settings, self.name, "internet-gateway")
         )["InternetGateway"]
         ids = {"id": gateway["InternetGatewayId"], "vpc_id": ctx.ids("vpc")["id"]}
         ctx.remember(self.name, ids)
@@ -195,23 +187,21 @@ class InternetGatewayStep(Step["InternetGatewayTypeDef"]):
         return Converged({**existing.ids, "vpc_id": vpc_id}, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
+        absent_if(lambda: self._detach_and_delete(ctx, ids), "InvalidInternetGatewayID.NotFound")
+
+    def _detach_and_delete(self, ctx: StepContext, ids: Ids) -> None:
+        """A gateway already detached, or whose VPC is gone, only needs deleting."""
         ec2 = ctx.clients.ec2
-        try:
-            # "Network vpc-... has some mapped public address(es)" (DependencyViolation) while
-            # task or NLB addresses are released.
-            ctx.retry(
+        # "Network vpc-... has some mapped public address(es)" (DependencyViolation) while
+        # task or NLB addresses are released.
+        absent_if(
+            lambda: ctx.retry(
                 lambda: ec2.detach_internet_gateway(InternetGatewayId=ids["id"], VpcId=ids["vpc_id"]), STILL_IN_USE
-            )
-        except ClientError as exc:
-            if is_code(exc, "InvalidInternetGatewayID.NotFound"):
-                return
-            if not is_code(exc, "Gateway.NotAttached", "InvalidVpcID.NotFound"):
-                raise
-        try:
-            ec2.delete_internet_gateway(InternetGatewayId=ids["id"])
-        except ClientError as exc:
-            if not is_code(exc, "InvalidInternetGatewayID.NotFound"):
-                raise
+            ),
+            "Gateway.NotAttached",
+            "InvalidVpcID.NotFound",
+        )
+        ec2.delete_internet_gateway(InternetGatewayId=ids["id"])
 
 
 DEFAULT_ROUTE = "0.0.0.0/0"
@@ -224,16 +214,15 @@ class RouteTableStep(Step["RouteTableTypeDef"]):
     resource = "route table"
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[RouteTableTypeDef] | None:
-        try:
-            tables = ctx.clients.ec2.describe_route_tables(RouteTableIds=[ids["id"]])["RouteTables"]
-        except ClientError as exc:
-            if is_code(exc, "InvalidRouteTableID.NotFound"):
-                return None
-            raise
+        tables = absent_if(
+            lambda: ctx.clients.ec2.describe_route_tables(RouteTableIds=[ids["id"]])["RouteTables"],
+            "InvalidRouteTableID.NotFound",
+        )
         return Existing(ids, tables[0]) if tables else None
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[RouteTableTypeDef] | None:
-        tables = ctx.clients.ec2.describe_route_tables(Filters=ctx.ec2_tag_filters(self.name))["RouteTables"]
+        filters = tags.ec2_tag_filters(ctx.settings, self.name)
+        tables = ctx.clients.ec2.describe_route_tables(Filters=filters)["RouteTables"]
         table = single(tables, self.resource, lambda t: t["RouteTableId"])
         if table is None:
             return None
@@ -244,7 +233,7 @@ class RouteTableStep(Step["RouteTableTypeDef"]):
         table = ctx.retry(
             lambda: ctx.clients.ec2.create_route_table(
                 VpcId=vpc_id,
-                TagSpecifications=ctx.ec2_tags(self.name, "route-table"),
+                TagSpecifications=tags.ec2_tag_specifications(ctx.settings, self.name, "route-table"),
                 ClientToken=ctx.client_token(self.name, vpc_id),
             ),
             NEW_RESOURCE_NOT_FOUND,
@@ -321,23 +310,22 @@ class RouteTableStep(Step["RouteTableTypeDef"]):
         # With no original left, the table goes with the VPC.
         if main and not self._restore_original(ctx, ids, main[0]["RouteTableAssociationId"]):
             return
-        try:
-            ctx.retry(lambda: ctx.clients.ec2.delete_route_table(RouteTableId=ids["id"]), STILL_IN_USE)
-        except ClientError as exc:
-            if not is_code(exc, "InvalidRouteTableID.NotFound"):
-                raise
+        absent_if(
+            lambda: ctx.retry(lambda: ctx.clients.ec2.delete_route_table(RouteTableId=ids["id"]), STILL_IN_USE),
+            "InvalidRouteTableID.NotFound",
+        )
 
     def _restore_original(self, ctx: StepContext, ids: Ids, association_id: str) -> bool:
         original = ids.get("original_main_route_table") or self._other_table(ctx, ids)
         if not original:
             return False
-        try:
-            ctx.clients.ec2.replace_route_table_association(AssociationId=association_id, RouteTableId=original)
-        except ClientError as exc:
-            if is_code(exc, "InvalidRouteTableID.NotFound"):
-                return False
-            raise
-        return True
+        replaced = absent_if(
+            lambda: ctx.clients.ec2.replace_route_table_association(
+                AssociationId=association_id, RouteTableId=original
+            ),
+            "InvalidRouteTableID.NotFound",
+        )
+        return replaced is not None
 
     def _other_table(self, ctx: StepContext, ids: Ids) -> str | None:
         """Without a record of the original main table (a lost state file), the VPC's other table is it."""
@@ -357,12 +345,11 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
         self.name = f"{role}-security-group"
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[SecurityGroupTypeDef] | None:
-        try:
-            groups = ctx.clients.ec2.describe_security_groups(GroupIds=[ids["id"]])["SecurityGroups"]
-        except ClientError as exc:
-            if is_code(exc, "InvalidGroup.NotFound", "InvalidGroupId.Malformed"):
-                return None
-            raise
+        groups = absent_if(
+            lambda: ctx.clients.ec2.describe_security_groups(GroupIds=[ids["id"]])["SecurityGroups"],
+            "InvalidGroup.NotFound",
+            "InvalidGroupId.Malformed",
+        )
         return Existing(ids, groups[0]) if groups else None
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[SecurityGroupTypeDef] | None:
@@ -384,7 +371,7 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
                 GroupName=ctx.settings.names.security_group(self.role),
                 Description=f"{ctx.settings.stack}: {self.role} traffic (managed by provision.py)",
                 VpcId=ctx.ids("vpc")["id"],
-                TagSpecifications=ctx.ec2_tags(self.name, "security-group"),
+                TagSpecifications=tags.ec2_tag_specifications(ctx.settings, self.name, "security-group"),
             ),
             NEW_RESOURCE_NOT_FOUND,
         )["GroupId"]

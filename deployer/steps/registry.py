@@ -10,11 +10,11 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from deployer.retry import NEW_RESOURCE_NOT_FOUND
 from deployer.state import Ids
-from deployer.steps.base import Converged, Existing, Step, StepContext, is_code
+from deployer.steps import tags
+from deployer.steps.aws import absent_if
+from deployer.steps.base import Converged, Existing, Step, StepContext
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr.type_defs import RepositoryTypeDef
@@ -49,19 +49,17 @@ class RepositoryStep(Step[LiveRepository]):
 
     def _describe(self, ctx: StepContext, name: str) -> Existing[LiveRepository] | None:
         ecr = ctx.clients.ecr
-        try:
-            repository = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
-        except ClientError as exc:
-            if is_code(exc, "RepositoryNotFoundException"):
-                return None
-            raise
-        try:
-            policy: Any = json.loads(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])
-        except ClientError as exc:
-            if not is_code(exc, "LifecyclePolicyNotFoundException"):
-                raise
-            policy = None
-        return Existing(_ids(repository), LiveRepository(repository, policy))
+        repositories = absent_if(
+            lambda: ecr.describe_repositories(repositoryNames=[name])["repositories"], "RepositoryNotFoundException"
+        )
+        if repositories is None:
+            return None
+        policy = absent_if(
+            lambda: ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"],
+            "LifecyclePolicyNotFoundException",
+        )
+        live = LiveRepository(repositories[0], None if policy is None else json.loads(policy))
+        return Existing(_ids(repositories[0]), live)
 
     def create(self, ctx: StepContext) -> Ids:
         name = ctx.settings.names.repository
@@ -69,7 +67,7 @@ class RepositoryStep(Step[LiveRepository]):
             repositoryName=name,
             imageTagMutability="IMMUTABLE",
             imageScanningConfiguration={"scanOnPush": True},
-            tags=ctx.key_value_tags(self.name),  # type: ignore[arg-type]
+            tags=tags.ecr_tags(ctx.settings, self.name),
         )["repository"]
         ids = _ids(repository)
         ctx.remember(self.name, ids)
@@ -109,11 +107,10 @@ class RepositoryStep(Step[LiveRepository]):
         return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
-        try:
-            ctx.clients.ecr.delete_repository(repositoryName=ids["name"], force=True)
-        except ClientError as exc:
-            if not is_code(exc, "RepositoryNotFoundException"):
-                raise
+        absent_if(
+            lambda: ctx.clients.ecr.delete_repository(repositoryName=ids["name"], force=True),
+            "RepositoryNotFoundException",
+        )
 
 
 def _ids(repository: RepositoryTypeDef) -> Ids:

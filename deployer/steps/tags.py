@@ -1,0 +1,70 @@
+"""The tags every resource gets at creation, in each service's own request shape.
+
+The same tags go everywhere: the user's `tags` setting, a `Name`, and the
+`deployer:stack` / `deployer:step` pair by which EC2 resources (which have no
+names) are found again. Each AWS API spells a tag differently (`Key`/`Value`,
+`key`/`value`, a plain map, EC2's tag specifications), so each gets a function
+returning its own TypedDict: mypy then checks the shape against the API.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from deployer.settings import Settings
+from deployer.steps.base import STACK_TAG, STEP_TAG
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.literals import ResourceTypeType
+    from mypy_boto3_ec2.type_defs import FilterTypeDef, TagSpecificationTypeDef
+    from mypy_boto3_ecr.type_defs import TagTypeDef as EcrTagTypeDef
+    from mypy_boto3_ecs.type_defs import TagTypeDef as EcsTagTypeDef
+    from mypy_boto3_elbv2.type_defs import TagTypeDef as Elbv2TagTypeDef
+    from mypy_boto3_iam.type_defs import TagTypeDef as IamTagTypeDef
+
+
+def stack_tags(settings: Settings, step: str) -> dict[str, str]:
+    """The tags as a plain map: the shape CloudWatch Logs takes, and the source of every other shape."""
+    return {
+        **settings.tags,
+        "Name": f"{settings.stack}-{step}",
+        STACK_TAG: settings.stack,
+        STEP_TAG: step,
+    }
+
+
+def elbv2_tags(settings: Settings, step: str) -> list[Elbv2TagTypeDef]:
+    return [{"Key": key, "Value": value} for key, value in stack_tags(settings, step).items()]
+
+
+def iam_tags(settings: Settings, step: str) -> list[IamTagTypeDef]:
+    return [{"Key": key, "Value": value} for key, value in stack_tags(settings, step).items()]
+
+
+def ecr_tags(settings: Settings, step: str) -> list[EcrTagTypeDef]:
+    return [{"Key": key, "Value": value} for key, value in stack_tags(settings, step).items()]
+
+
+def ecs_tags(settings: Settings, step: str) -> list[EcsTagTypeDef]:
+    """ECS alone spells them in lower case."""
+    return [{"key": key, "value": value} for key, value in stack_tags(settings, step).items()]
+
+
+def ec2_tag_specifications(
+    settings: Settings, step: str, resource_type: ResourceTypeType
+) -> list[TagSpecificationTypeDef]:
+    """EC2 tags a resource in its create call only through a specification naming the resource type."""
+    return [
+        {
+            "ResourceType": resource_type,
+            "Tags": [{"Key": key, "Value": value} for key, value in stack_tags(settings, step).items()],
+        }
+    ]
+
+
+def ec2_tag_filters(settings: Settings, step: str) -> list[FilterTypeDef]:
+    """Find an EC2 resource of a step by its tags: EC2 resources have no name to look up."""
+    return [
+        {"Name": f"tag:{STACK_TAG}", "Values": [settings.stack]},
+        {"Name": f"tag:{STEP_TAG}", "Values": [step]},
+    ]
