@@ -17,7 +17,6 @@ refusals checked in-process.
 from __future__ import annotations
 
 import io
-
 import json
 import os
 import re
