@@ -34,7 +34,7 @@ from deployer.errors import DeployerError
 
 BUILD_ARG = "BASE_IMAGE"
 LOCAL_BASE = "flask-deployer/base:bookworm"  # built by scripts/setup-docker.sh (also with --engine)
-PULL_ANSWER_SECONDS = 20.0
+PULL_ANSWER_SECONDS = 10.0
 
 _ARG_DEFAULT = re.compile(r"^\s*ARG\s+BASE_IMAGE\s*=\s*[\"']?([^\s\"']+)", re.IGNORECASE | re.MULTILINE)
 
@@ -117,7 +117,7 @@ def pull_image(client: docker.DockerClient, reference: str, answer_seconds: floa
     worker = threading.Thread(target=run, name=f"pull {reference}", daemon=True)
     worker.start()
     if not answered.wait(answer_seconds):
-        return f"no answer from the registry within {answer_seconds:.0f}s"
+        return f"no answer from the registry within {answer_seconds:g}s"
     worker.join()
     return outcome[0] if outcome else "the pull ended without an outcome"
 

@@ -128,9 +128,10 @@ def recorder(ctx: StepContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[Reco
         original_wait(step, ctx, ids)
 
     monkeypatch.setattr(LoadBalancerStep, "wait", recorded_wait)
-    # The image is built from website/ (its Dockerfile must exist, as validate checks); BASE_IMAGE and the
-    # other build arguments do not matter: the fake builder never runs Docker.
-    ctx.settings = replace(ctx.settings, image=None)
+    # The image is built from website/ (its Dockerfile must exist, as validate checks); the build arguments
+    # do not matter: the fake builder never runs Docker. A chosen BASE_IMAGE keeps deployer/baseimage.py
+    # from asking the engine whether it holds the Dockerfile's default base.
+    ctx.settings = replace(ctx.settings, image=None, build_args={"BASE_IMAGE": "fake/base:1"})
     yield recorder
 
 
