@@ -78,7 +78,7 @@ def resolve_build_args(
     if why is None:
         return args
     if _has(client, LOCAL_BASE):
-        say(f"  base image: {default} cannot be pulled ({why}); building on the local {LOCAL_BASE} instead")
+        say(f"  base image: {default} cannot be pulled ({why}); using the local {LOCAL_BASE} as the base instead")
         return {**args, BUILD_ARG: LOCAL_BASE}
     raise DeployerError(
         f"The site's base image {default} is not in the Docker engine and cannot be pulled ({why}), and the local "

@@ -80,6 +80,7 @@ python provision.py --local >"$work/first.out" 2>"$work/first.err" || {
 cold=$(seconds_since "$started")
 built_image=$(awk '$1 == "image" && $2 == "created" { print $3 }' "$work/first.out")
 show "$work/first.err"
+grep -E '^  (base image|building) ' "$work/first.out" | show || true
 tail -n 3 "$work/first.out" | show
 grep -q '^setup: .*creating .venv and installing requirements-local.txt' "$work/first.err" ||
     die "the first run did not say it creates .venv"
@@ -114,7 +115,7 @@ warm=$(seconds_since "$started")
 if grep -q '^setup: ' "$work/second.err"; then die "the second run installed something: $(grep '^setup: ' "$work/second.err")"; fi
 changed=$(find .venv -newer "$work/before-second-run" -print -quit)
 [ -z "$changed" ] || die "the second run changed .venv ($changed)"
-if grep -q 'building' "$work/second.out"; then die "the second run built the image again"; fi
+if grep -q '^  building ' "$work/second.out"; then die "the second run built the image again"; fi
 grep -q "^local container  *unchanged  *$CONTAINER" "$work/second.out" || die "the second run replaced the container"
 log "second run: no set-up line, .venv untouched, no build, container unchanged"
 
