@@ -80,7 +80,7 @@ python provision.py --local >"$work/first.out" 2>"$work/first.err" || {
 cold=$(seconds_since "$started")
 built_image=$(awk '$1 == "image" && $2 == "created" { print $3 }' "$work/first.out")
 show "$work/first.err"
-grep -E '^  (base image|building) ' "$work/first.out" | show || true
+grep -E '^  (base image:|building )' "$work/first.out" | show || true
 tail -n 3 "$work/first.out" | show
 grep -q '^setup: .*creating .venv and installing requirements-local.txt' "$work/first.err" ||
     die "the first run did not say it creates .venv"
