@@ -69,10 +69,14 @@ class Needs:
 
 
 def needs_for(command: str, args: Sequence[str]) -> Needs:
-    """Only provision --local runs the emulator and the engine; teardown --local talks to them with boto3/docker."""
+    """Only provision --local runs the emulator and the engine; teardown --local talks to them with boto3/docker.
+
+    `--help` needs the packages (the CLI module imports boto3) but no engine: asking for help
+    never installs one.
+    """
     local = "--local" in args
     if command == "provision" and local:
-        return Needs(LOCAL_MODULES, LOCAL_REQUIREMENTS, engine=True)
+        return Needs(LOCAL_MODULES, LOCAL_REQUIREMENTS, engine=not {"-h", "--help"} & set(args))
     return Needs(AWS_MODULES, AWS_REQUIREMENTS, engine=False)
 
 
@@ -90,7 +94,7 @@ class EngineFacts:
 
 
 def engine_plan(facts: EngineFacts) -> str:
-    """ "ready", "defer" (DOCKER_HOST names the user's own engine: the CLI reports it) or "install".
+    """What to do about the engine: ready, defer (DOCKER_HOST names the user's own: the CLI reports it) or install.
 
     Raises the error to show when no engine answers and this machine is not one the
     project's set-up can install it on.
@@ -114,14 +118,14 @@ def engine_plan(facts: EngineFacts) -> str:
         "Local mode builds and runs the site in Docker, and no Docker engine answers; installing one needs root",
         where=where,
         todo="Run `sudo scripts/setup-docker.sh --engine` (installs docker.io, starts dockerd and builds the base "
-        "image flask-deployer/base:bookworm), or `sudo python provision.py --local` to let it do that, or add "
-        "yourself to the docker group if an engine is already running; then run the same command again. "
+        "image flask-deployer/base:bookworm) and then this command again, or, if an engine is already running, "
+        "add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in again) and run it again. "
         "Nothing was installed or created",
     )
 
 
 def python_plan(*, here_has: bool, venv_has: bool, reexecuted: bool) -> str:
-    """ "run" (this interpreter has everything), "reexec" (.venv has it) or "install" (into .venv, then reexec).
+    """What to do about the packages: run (this interpreter has them), reexec (.venv has them) or install (then reexec).
 
     Raises when the re-executed process still lacks the modules, instead of looping.
     """
@@ -167,14 +171,14 @@ def engine_facts() -> EngineFacts:
         answers=why_not == "" and docker_host in (None, f"unix://{DEFAULT_SOCKET}"),
         why_not=why_not,
         docker_host=docker_host,
-        is_root=os.geteuid() == 0,
+        is_root=getattr(os, "geteuid", lambda: -1)() == 0,  # no geteuid on Windows
         debian_like=debian_like(),
         setup_script=SETUP_SCRIPT.is_file(),
     )
 
 
 def ping_engine(path: str, timeout: float = 5.0) -> str:
-    """ "" if the engine at this unix socket answers GET /_ping with 200, else why not.
+    """Why the engine at this unix socket does not answer GET /_ping with 200 ("" when it does).
 
     The Engine API's ping endpoint (https://docs.docker.com/reference/api/engine/), asked
     over the socket with the standard library: docker-py may not be installed yet.

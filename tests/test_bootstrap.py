@@ -93,6 +93,7 @@ def test_python_plan() -> None:
 def test_only_provision_local_needs_the_emulator_and_the_engine() -> None:
     local = needs_for("provision", ["--local", "--local-port", "9000"])
     assert local.engine and "moto" in local.modules and local.requirements == "requirements-local.txt"
+    assert not needs_for("provision", ["--local", "--help"]).engine
     for command, args in (("provision", []), ("teardown", ["--local"]), ("status", []), ("logs", ["--follow"])):
         needs = needs_for(command, args)
         assert not needs.engine and needs.modules == ("boto3", "docker") and needs.requirements == "requirements.txt"
