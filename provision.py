@@ -2,7 +2,10 @@
 
 import sys
 
-from deployer.cli import provision_main
+from deployer.bootstrap import ensure_ready
 
 if __name__ == "__main__":
+    ensure_ready("provision")  # standard library only: boto3 and docker may not be installed yet
+    from deployer.cli import provision_main
+
     sys.exit(provision_main())

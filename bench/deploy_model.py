@@ -419,7 +419,13 @@ def warm_up(clients: AwsClients, account: str, partition: str, scratch: Path) ->
 def run_once(mode: str, endpoint: str, scratch: Path, model: LatencyModel, *, echo: bool) -> RunResult:
     """One fresh emulator, one unique stack, one timed provision."""
     reset(endpoint)
-    settings = Settings(stack=f"model-{mode[:3]}-{uuid.uuid4().hex[:8]}", region=REGION, image=None)
+    # A chosen BASE_IMAGE: the modelled builder has no engine to ask for the Dockerfile's default base.
+    settings = Settings(
+        stack=f"model-{mode[:3]}-{uuid.uuid4().hex[:8]}",
+        region=REGION,
+        image=None,
+        build_args={"BASE_IMAGE": "model/base:1"},
+    )
     validate(settings)
     session = create_session(REGION)
     clients = build_clients(session)

@@ -3,6 +3,8 @@
 # image build/push tests run on this machine without reaching any registry on the internet.
 #
 #   sudo scripts/setup-docker.sh          # idempotent: re-runs take about a second
+#   sudo scripts/setup-docker.sh --engine # only what `python provision.py --local` needs: steps 1-3
+#                                         # with docker.io and debootstrap (no registry, Chromium, wrk)
 #   REGISTRY_HOSTS="123456789012.dkr.ecr.us-east-1.amazonaws.com 123456789012.dkr.ecr.eu-west-1.amazonaws.com" \
 #       scripts/setup-docker.sh           # serve more ECR regions from the same registry
 #
@@ -17,6 +19,9 @@
 #      (https://123456789012.dkr.ecr.us-east-1.amazonaws.com, user AWS, password
 #      123456789012-auth-token), with its own test CA (log: /var/log/flask-deployer-registry.log).
 #   5. prints a summary.
+# With --engine it does steps 1-3 only, installing just docker.io, debootstrap and ca-certificates:
+# what local mode needs to build and run the site (provision.py --local runs it on a machine without
+# an engine, see deployer/bootstrap.py).
 #
 # What this sandbox needed (measured on a Debian bookworm Firecracker VM, kernel 6.18, 2 cores, root,
 # cgroup v1 hybrid hierarchy, no systemd, Docker Hub unreachable):
@@ -47,6 +52,13 @@ die() {
     printf 'setup-docker: ERROR: %s\n' "$*" >&2
     exit 1
 }
+
+MODE=all
+case "${1:-}" in
+"") ;;
+--engine) MODE=engine ;;
+*) die "unknown argument '$1' (usage: scripts/setup-docker.sh [--engine])" ;;
+esac
 
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 
@@ -79,6 +91,7 @@ started_at=$(date +%s)
 
 # --- 1. packages --------------------------------------------------------------------------------
 PACKAGES=(docker.io docker-registry debootstrap openssl apache2-utils chromium fonts-liberation ca-certificates curl wrk)
+[ "$MODE" = all ] || PACKAGES=(docker.io debootstrap ca-certificates)
 
 install_packages() {
     local missing=() pkg status
@@ -455,6 +468,10 @@ start_registry() {
 install_packages
 start_dockerd
 ensure_base_image
+if [ "$MODE" = engine ]; then
+    log "done in $(($(date +%s) - started_at))s (engine and base image $BASE_IMAGE; no registry: --engine)"
+    exit 0
+fi
 ensure_hosts_entries
 ensure_certificates
 ensure_htpasswd

@@ -135,9 +135,11 @@ def recorder(ctx: StepContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[Reco
 def built(ctx: StepContext, recorder: Recorder, *, parallel: bool) -> SlowBuilder:
     builder = SlowBuilder(hold_until=recorder.event("CreateCluster") if parallel else None)
     recorder.gates["CreateVpc"] = builder.started
-    # The image is built from website/ (its Dockerfile must exist, as validate checks); BASE_IMAGE and the
-    # other build arguments do not matter: the fake builder never runs Docker.
-    runner.provision(replace(ctx, images=builder, settings=replace(ctx.settings, image=None)), parallel=parallel)
+    # The image is built from website/ (its Dockerfile must exist, as validate checks); the build arguments
+    # do not matter: the fake builder never runs Docker. A chosen BASE_IMAGE keeps deployer/baseimage.py
+    # from asking the engine whether it holds the Dockerfile's default base.
+    settings = replace(ctx.settings, image=None, build_args={"BASE_IMAGE": "fake/base:1"})
+    runner.provision(replace(ctx, images=builder, settings=settings), parallel=parallel)
     assert builder.builds == 1
     assert builder.pushes == 1
     return builder

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deployer.baseimage import resolve_build_args
 from deployer.errors import DeployerError
 from deployer.images import BuildSpec, ImageBuilder, ecr_auth
 from deployer.local import local_image
@@ -83,7 +84,14 @@ def build_spec(ctx: StepContext) -> BuildSpec:
     context = Path(settings.build_context)
     if not context.is_absolute():
         context = PROJECT_DIR / context
-    return BuildSpec(context=context, dockerfile=settings.dockerfile, build_args=dict(settings.build_args))
+    build_args = resolve_build_args(  # the local stand-in base when the default cannot be pulled
+        _builder(ctx).client,
+        settings.build_args,
+        ctx.say,
+        dockerfile=context / settings.dockerfile,
+        pull=not ctx.dry_run,
+    )
+    return BuildSpec(context=context, dockerfile=settings.dockerfile, build_args=build_args)
 
 
 def _builder(ctx: StepContext) -> ImageBuilder:
