@@ -32,8 +32,8 @@ from tests.conftest import PROJECT_DIR
 ENTRY_SCRIPTS = {
     "provision.py": "deployer.cli",
     "teardown.py": "deployer.cli",
-    "status.py": "deployer.observe",
-    "logs.py": "deployer.observe",
+    "status.py": "deployer.cli",
+    "logs.py": "deployer.cli",
 }
 
 
