@@ -146,7 +146,8 @@ class RecordingOutput(Output):
         self.lines.append(text)
 
     def detail(self, text: str) -> None:
-        self.lines.append(text)
+        if self.verbose:
+            self.lines.append(text)
 
     def warn(self, text: str) -> None:
         self.lines.append(f"warning: {text}")
