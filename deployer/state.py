@@ -239,6 +239,12 @@ def _acquire(lock: Path, command: str, say: Callable[[str], None]) -> None:
         "command": command,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if not lock.parent.is_dir():
+        raise StateFileError(
+            "The folder of the state file does not exist",
+            where=str(lock.parent),
+            todo="Create the folder, or pass --state-file with a path in an existing folder",
+        )
     for _attempt in range(2):
         try:
             descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)

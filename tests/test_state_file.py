@@ -156,3 +156,11 @@ def _start_provision_that_waits(
             break
     process.kill()
     pytest.fail("provision never started waiting for the service")
+
+
+def test_a_state_file_in_a_missing_folder_is_refused_before_anything(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "state.json"
+    with pytest.raises(StateFileError, match="folder of the state file does not exist"):
+        with StateFile(missing).locked("teardown.py", lambda _line: None):
+            pass
+    assert not (tmp_path / "no").exists()
