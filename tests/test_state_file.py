@@ -160,7 +160,9 @@ def _start_provision_that_waits(
 
 def test_a_state_file_in_a_missing_folder_is_refused_before_anything(tmp_path: Path) -> None:
     missing = tmp_path / "no" / "such" / "state.json"
-    with pytest.raises(StateFileError, match="folder of the state file does not exist"):
-        with StateFile(missing).locked("teardown.py", lambda _line: None):
-            pass
+    with (
+        pytest.raises(StateFileError, match="folder of the state file does not exist"),
+        StateFile(missing).locked("teardown.py", lambda _line: None),
+    ):
+        pass
     assert not (tmp_path / "no").exists()
