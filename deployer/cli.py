@@ -5,7 +5,8 @@ writes to the terminal), assembles its collaborators (settings, state file, clie
 the step context) once, and hands over to the runner or to the read-only views.
 `run_command` is the one wrapper: a `DeployerError` becomes its one-paragraph
 message on stderr and its exit code, Ctrl-C exits 130, and nothing else is caught.
-AWS calls live in the steps and in deployer/observe.py, never here.
+AWS calls live in the steps and in deployer/observe.py (status and logs read there, and
+show through deployer/views.py), never here.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from deployer import cost, local, observe, runner
+from deployer import cost, local, observe, runner, views
 from deployer.clients import connect
 from deployer.errors import EXIT_INTERRUPTED, DeployerError, SettingsError
 from deployer.images import ImageBuilder
 from deployer.ledger import Ledger
 from deployer.output import Output
+from deployer.probe import Probe
 from deployer.settings import CONFIG_FILE_NAME, Settings, load_settings, validate_stack
 from deployer.state import State, StateFile, check_identity
 from deployer.steps.base import StepContext
@@ -43,9 +45,9 @@ def teardown_main(argv: Sequence[str] | None = None) -> int:
     return run_command(_teardown, teardown_parser(), argv)
 
 
-def status_main(argv: Sequence[str] | None = None, *, probe: observe.Probe | None = None) -> int:
+def status_main(argv: Sequence[str] | None = None, *, probe: Probe | None = None) -> int:
     """`probe` answers for the site URL; tests pass a fake or aim it at a loopback server."""
-    return run_command(lambda args, output: observe.show_status(args.state_file, output, probe), status_parser(), argv)
+    return run_command(lambda args, output: views.show_status(args.state_file, output, probe), status_parser(), argv)
 
 
 def logs_main(
@@ -57,7 +59,7 @@ def logs_main(
     """`sleep` runs between --follow polls, so a test can add events there and end the loop."""
 
     def command(args: argparse.Namespace, output: Output) -> int:
-        return observe.show_logs(args.state_file, args.since, args.follow, output, sleep=sleep, now=now)
+        return views.show_logs(args.state_file, args.since, args.follow, output, sleep=sleep, now=now)
 
     return run_command(command, logs_parser(), argv, interrupted=0)  # Ctrl-C is how --follow ends
 

@@ -188,15 +188,15 @@ class ImageBuilder:
 
     def _follow_build(self, events: Iterator[dict[str, Any]], where: str) -> None:
         lines: list[str] = []
-        for event in events:
-            self._stop_if_cancelled(where)
-            if "error" in event or "errorDetail" in event:
-                message = event.get("errorDetail", {}).get("message") or event.get("error")
-                raise ImageBuildError(
-                    f"The image build failed: {message}. Last output:\n{_tail(lines)}",
-                    where=where,
-                    todo="Fix the failing step above and run again; nothing in AWS was changed by the build",
-                )
+
+        def failed(message: str) -> ImageBuildError:
+            return ImageBuildError(
+                f"The image build failed: {message}. Last output:\n{_tail(lines)}",
+                where=where,
+                todo="Fix the failing step above and run again; nothing in AWS was changed by the build",
+            )
+
+        for event in self._until_failure(events, where, failed):
             for line in str(event.get("stream", "")).splitlines():
                 if line.strip():
                     lines.append(line)
@@ -220,19 +220,29 @@ class ImageBuilder:
         self.pushes += 1
         return digest
 
+    def _until_failure(
+        self, events: Iterator[dict[str, Any]], where: str, failure: Callable[[str], DeployerError]
+    ) -> Iterator[dict[str, Any]]:
+        """The stream's events until a cancel (Ctrl-C) or the engine's error, which `failure` words."""
+        for event in events:
+            self._stop_if_cancelled(where)
+            if "error" in event or "errorDetail" in event:
+                raise failure(str(event.get("errorDetail", {}).get("message") or event.get("error")))
+            yield event
+
     def _follow_push(self, events: Iterator[dict[str, Any]], where: str) -> str:
         digest = ""
         layers: dict[str, tuple[int, int]] = {}
-        for event in events:
-            self._stop_if_cancelled(where)
-            if "errorDetail" in event or "error" in event:
-                message = event.get("errorDetail", {}).get("message") or event.get("error")
-                raise ImagePushError(
-                    f"The registry refused the push: {message}",
-                    where=where,
-                    todo="Check that the credentials may push to this repository and that the tag does not "
-                    "exist already with other content (tags are immutable); then run again",
-                )
+
+        def refused(message: str) -> ImagePushError:
+            return ImagePushError(
+                f"The registry refused the push: {message}",
+                where=where,
+                todo="Check that the credentials may push to this repository and that the tag does not "
+                "exist already with other content (tags are immutable); then run again",
+            )
+
+        for event in self._until_failure(events, where, refused):
             digest = event.get("aux", {}).get("Digest", digest)
             progress = event.get("progressDetail") or {}
             if event.get("id") and progress.get("total"):

@@ -40,8 +40,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +51,8 @@ from docker.models.containers import Container
 
 from deployer.errors import DeployerError
 from deployer.images import BuildSpec, DockerUnavailableError, ImageBuilder
+from deployer.probe import probe
+from deployer.processes import process_alive
 from deployer.state import Ids
 
 LOCAL_STATE_FILE = "state.local.json"
@@ -69,6 +69,7 @@ SETTINGS_LABEL = "deployer.settings-hash"
 EMULATOR_START_SECONDS = 30.0
 EMULATOR_STOP_SECONDS = 10.0
 HEALTH_WAIT_SECONDS = 90.0
+HEALTH_PROBE_SECONDS = 2.0
 NANOSECONDS = 1_000_000_000
 LOG_TAIL_LINES = 20
 
@@ -204,21 +205,6 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def process_alive(pid: int) -> bool:
-    """Running and not a zombie (a reparented zombie may never be reaped in a container)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _is_moto(pid: int) -> bool:
@@ -417,15 +403,10 @@ def _container(client: docker.DockerClient, name: str) -> Container | None:
 
 
 def _wait_healthy(container: Container, url: str) -> None:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
     deadline = time.monotonic() + HEALTH_WAIT_SECONDS
     while time.monotonic() < deadline:
-        try:
-            with opener.open(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (OSError, urllib.error.HTTPError):
-            pass
+        if probe(url, timeout=HEALTH_PROBE_SECONDS).status == 200:  # loopback: never via a proxy
+            return
         container.reload()
         if container.status in ("exited", "dead"):
             break

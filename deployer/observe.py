@@ -1,38 +1,45 @@
-"""status.py and logs.py: look at a deployed stack without changing anything.
+"""The reading half of status.py and logs.py: AWS reads and the reports they fill.
 
-Both start the same way: load the state file (a missing or unreadable one is
+Nothing here writes to the terminal; deployer/views.py turns what these functions
+return into text or JSON, and holds the two commands' entry points. The flow of both:
+
+    cli.py (flags) -> views.show_status / views.show_logs (glue)
+        -> observe.read_status / observe.read_logs (this module: state file, identity, AWS reads)
+        -> views.render_status / views.format_event (text) or the JSON document -> Output
+
+Both reads start the same way: load the state file (a missing or unreadable one is
 refused with exit 2, as teardown refuses it), build clients for the region it
 records, and check that the credentials belong to its account and the file to
 its stack (`check_identity`). Neither takes the state's lock nor writes the
 state, so both can run while provision or teardown holds it, and neither makes
-a changing AWS call (only Describe*, Get* and FilterLogEvents).
+a changing AWS call (only Describe*, Get* and FilterLogEvents). An AWS refusal
+or a lost connection becomes a `DeployerError` saying what to check (`_aws_answers`).
 
-status: every recorded resource (step, primary identifier), then how the parts
-that can be unwell are doing: the ECS service (counts, the task-definition
-revision it runs, that revision's image, the digest the state recorded for the
-image, and its deployments with their rollout state), the target group's target
-health, the load balancer's state, and the answer of the site URL to one GET.
-A part that cannot be read (deleted by hand, no permission) is reported as such
-instead of ending the report, because that is exactly when a status is wanted.
+status: `collect_status` lists every recorded resource (step, primary identifier),
+then reads how the parts that can be unwell are doing: the ECS service (counts, the
+task-definition revision it runs, that revision's image, the digest the state
+recorded for the image, and its deployments with their rollout state), the target
+group's target health, the load balancer's state, and the answer of the site URL to
+one GET (deployer/probe.py). A part that cannot be read (deleted by hand, no
+permission) is recorded as such in its part of the `StatusReport` instead of ending
+the report, because that is exactly when a status is wanted.
 
-logs: FilterLogEvents over the log group the state records, from `--since` on,
-every page. `--follow` then polls every few seconds. CloudWatch can accept an
+logs: `tail` runs FilterLogEvents over the log group the state records, from `--since`
+on (`parse_since`), every page (`log_events`), and hands each event to a `write`
+callback. With `follow` it then polls every few seconds. CloudWatch can accept an
 event after a later one, so each poll re-reads the last 30 seconds and skips the
-event ids already printed; Ctrl-C ends it with exit 0.
+event ids already written; Ctrl-C ends it (exit 0, see cli.logs_main).
 """
 
 from __future__ import annotations
 
-import http.client
 import re
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +47,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from deployer.clients import AwsClients, connect, error_code, error_message
 from deployer.errors import AwsSetupError, DeployerError, SettingsError, StateFileError
-from deployer.output import Output
+from deployer.probe import Probe, UrlAnswer
+from deployer.probe import probe as probe_url
 from deployer.runner import primary
 from deployer.state import Ids, State, StateFile, check_identity
 
@@ -49,11 +57,9 @@ if TYPE_CHECKING:
     from mypy_boto3_logs.type_defs import FilteredLogEventTypeDef, PaginatorConfigTypeDef
 
 DEFAULT_STATE_FILE = Path("state.json")
-URL_TIMEOUT = 5.0
 DEFAULT_SINCE = "10m"
 FOLLOW_SECONDS = 3.0
 LATE_EVENT_MS = 30_000  # how far back each --follow poll re-reads, for events CloudWatch accepts late
-ID_COLUMN = 40  # longer identifiers (ARNs) overflow the column rather than push the live column far right
 SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -73,7 +79,11 @@ def open_stack(path: Path, purpose: str) -> tuple[State, AwsClients]:
 
 @contextmanager
 def _aws_answers(operation: str, where: str) -> Iterator[None]:
-    """Turn an AWS refusal or a lost connection into a message saying what to check."""
+    """Turn an AWS refusal or a lost connection into a message saying what to check.
+
+    Not runner._explained: that one names the step and its resource (`AwsCallError`);
+    here there is no step, and a missing resource means "provision again".
+    """
     try:
         yield
     except ClientError as exc:
@@ -97,19 +107,6 @@ def _aws_answers(operation: str, where: str) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------- status
-
-
-@dataclass
-class UrlAnswer:
-    """What the site URL answered: an HTTP status, or why there was no answer."""
-
-    url: str
-    status: int | None = None
-    error: str | None = None
-    seconds: float = 0.0
-
-
-Probe = Callable[[str], UrlAnswer]
 
 
 @dataclass
@@ -181,13 +178,11 @@ class StatusReport:
     url: UrlAnswer | None = None
 
 
-def show_status(path: Path | None, output: Output, probe: Probe | None = None) -> int:
-    """status.py: the report as text lines or one JSON document."""
+def read_status(path: Path | None, probe: Probe | None = None) -> StatusReport:
+    """status.py's report: the state file's stack, read from AWS; `probe` asks the site URL (default: one GET)."""
     state, clients = open_stack(path or DEFAULT_STATE_FILE, "show")
     with _aws_answers("the Describe calls of status.py", f"stack '{state.stack}' in {state.region}"):
-        report = collect_status(clients, state, probe or probe_url)
-    output.result(asdict(report), render_status(report))
-    return 0
+        return collect_status(clients, state, probe or probe_url)
 
 
 def collect_status(clients: AwsClients, state: State, probe: Probe) -> StatusReport:
@@ -286,34 +281,6 @@ def _load_balancer_status(clients: AwsClients, ids: Ids) -> LoadBalancerStatus:
     return status
 
 
-def probe_url(url: str, timeout: float = URL_TIMEOUT) -> UrlAnswer:
-    """One GET, as a visitor's browser would send it; an error status (404, 503) is an answer too."""
-    if not url.startswith(("http://", "https://")):
-        return UrlAnswer(url, error="not an http(s) URL")
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            code = int(response.status)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        code = exc.code
-    except urllib.error.URLError as exc:
-        return UrlAnswer(url, error=_no_answer(exc.reason, timeout), seconds=_since(started))
-    except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, a garbled answer
-        return UrlAnswer(url, error=_no_answer(exc, timeout), seconds=_since(started))
-    return UrlAnswer(url, status=code, seconds=_since(started))
-
-
-def _no_answer(reason: object, timeout: float) -> str:
-    if isinstance(reason, TimeoutError):
-        return f"no answer within {timeout:g} s"
-    return str(reason) or type(reason).__name__
-
-
-def _since(started: float) -> float:
-    return round(time.monotonic() - started, 3)
-
-
 def _revision(task_definition_arn: str) -> str:
     return task_definition_arn.rsplit("/", 1)[-1]
 
@@ -322,90 +289,19 @@ def _refusal(exc: ClientError) -> str:
     return f"{error_code(exc)}: {error_message(exc)}"
 
 
-def render_status(report: StatusReport) -> list[str]:
-    """The text form: the resources with a live column where it matters, then the service's details."""
-    live: dict[str, str] = {}
-    if report.load_balancer is not None:
-        live["load-balancer"] = _balancer_line(report.load_balancer)
-    if report.target_health is not None:
-        live["target-group"] = _targets_line(report.target_health)
-    if report.service is not None:
-        live["service"] = report.service.error or _service_line(report.service)
-    width = max((len(line.id) for line in report.resources if len(line.id) <= ID_COLUMN), default=0)
-    lines = [f"Stack '{report.stack}' in {report.region} (account {report.account_id})", ""]
-    if not report.resources:
-        lines.append("  The state file records no resources.")
-    for line in report.resources:
-        lines.append(f"  {line.step:<22} {line.id:<{width}}  {live.get(line.step, '')}".rstrip())
-    if report.service is not None and report.service.error is None:
-        lines += ["", *_service_details(report.service)]
-    if report.url is not None:
-        lines += ["", f"Site {report.url.url}: {_url_line(report.url)}"]
-    return lines
-
-
-def _service_line(service: ServiceStatus) -> str:
-    return f"{service.status}, {service.running} running / {service.desired} desired / {service.pending} pending"
-
-
-def _service_details(service: ServiceStatus) -> list[str]:
-    image = service.image or "?"
-    if service.image_differs:
-        image += f"  (the state records {service.recorded_image})"
-    lines = [
-        f"Service {service.name} in cluster {service.cluster}: {_service_line(service)}",
-        f"  task definition  {service.task_definition or '?'}",
-        f"  image            {image}",
-        f"  digest           {service.digest or 'not recorded (an image given with --image runs as named)'}",
-    ]
-    if not service.deployments:
-        lines.append("  deployments      none reported")
-    for deployment in service.deployments:
-        failed = f", {deployment.failed} failed" if deployment.failed else ""
-        lines.append(
-            f"  deployment       {deployment.status:<8} {deployment.task_definition}  "
-            f"{deployment.rollout_state or '?'}: {deployment.running} running / {deployment.desired} desired / "
-            f"{deployment.pending} pending{failed}"
-        )
-        if deployment.rollout_state == "FAILED" and deployment.rollout_reason:
-            lines.append(f"                   {deployment.rollout_reason}")
-    return lines
-
-
-def _targets_line(health: TargetHealth) -> str:
-    if health.error:
-        return health.error
-    if not health.counts:
-        return "no targets registered"
-    counts = ", ".join(f"{count} {state}" for state, count in health.counts.items())
-    return f"targets: {counts}" + (f" ({'; '.join(health.reasons)})" if health.reasons else "")
-
-
-def _balancer_line(balancer: LoadBalancerStatus) -> str:
-    if balancer.error:
-        return balancer.error
-    return balancer.state + (f" ({balancer.reason})" if balancer.reason else "")
-
-
-def _url_line(answer: UrlAnswer) -> str:
-    if answer.status is not None:
-        return f"HTTP {answer.status} in {answer.seconds:.2f} s"
-    return f"no answer: {answer.error}"
-
-
 # ---------------------------------------------------------------- logs
 
 
-def show_logs(
+def read_logs(
     path: Path | None,
     since: str,
-    follow: bool,
-    output: Output,
     *,
+    follow: bool,
+    write: Callable[[FilteredLogEventTypeDef], None],
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], float] = time.time,
-) -> int:
-    """logs.py: events as text lines; with --output json one document (or, with --follow, one object a line)."""
+) -> str:
+    """logs.py's events, each handed to `write` (with `follow`, until interrupted); returns the log group's name."""
     start = parse_since(since, now())  # a bad --since is refused before any AWS call
     path = path or DEFAULT_STATE_FILE
     state, clients = open_stack(path, "read the logs of")
@@ -416,21 +312,9 @@ def show_logs(
             where=str(path),
             todo="Run provision.py to create the stack's log group",
         )
-    events: list[dict[str, object]] = []
-
-    def write(event: FilteredLogEventTypeDef) -> None:
-        if output.mode == "json" and not follow:
-            events.append(event_json(event))
-        elif output.mode == "json":
-            output.result(event_json(event))
-        else:
-            output.result({}, [format_event(event)], quiet=format_event(event))
-
     with _aws_answers("logs:FilterLogEvents", f"log group {group['name']}"):
         tail(clients.logs, group["name"], start, follow=follow, write=write, sleep=sleep, now=now)
-    if output.mode == "json" and not follow:
-        output.result({"log_group": group["name"], "events": events})
-    return 0
+    return group["name"]
 
 
 def parse_since(text: str, now: float) -> int:
@@ -492,18 +376,3 @@ def tail(
         window = max(start_ms, asked_at - LATE_EVENT_MS)
         printed = {key: stamp for key, stamp in printed.items() if stamp >= window}
         sleep(poll_seconds)
-
-
-def format_event(event: FilteredLogEventTypeDef) -> str:
-    stamp = datetime.fromtimestamp(0, UTC) + timedelta(milliseconds=event.get("timestamp", 0))
-    when = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
-    return f"{when} {event.get('logStreamName', '-')} {event.get('message', '').rstrip()}"
-
-
-def event_json(event: FilteredLogEventTypeDef) -> dict[str, object]:
-    return {
-        "timestamp": event.get("timestamp", 0),
-        "stream": event.get("logStreamName", ""),
-        "message": event.get("message", "").rstrip(),
-        "id": event.get("eventId", ""),
-    }

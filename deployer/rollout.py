@@ -11,19 +11,16 @@ ECS's own threshold.
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from deployer.errors import DeployerError
+from deployer.probe import probe
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs.type_defs import DeploymentTypeDef, ServiceTypeDef
 
     from deployer.steps.base import StepContext
-
-PROBE_TIMEOUT = 5.0
 
 
 class DeploymentFailedError(DeployerError):
@@ -32,15 +29,9 @@ class DeploymentFailedError(DeployerError):
     exit_code = 1
 
 
-def probe(url: str) -> int | None:
-    """The HTTP status the site answers with, or None when it does not answer at all."""
-    try:
-        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except (urllib.error.URLError, OSError):
-        return None
+def site_status(url: str) -> int | None:
+    """`StepContext.probe`'s default: the HTTP status the site answers with, None when it does not answer."""
+    return probe(url).status
 
 
 @dataclass

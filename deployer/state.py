@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer.errors import StateFileError
+from deployer.processes import process_alive
 
 # 1: the first format. 2: adds `updated_at`, the time of the last save (UTC).
 SCHEMA_VERSION = 2
@@ -289,13 +290,7 @@ def _alive(holder: dict[str, Any]) -> bool:
         return False
     if holder.get("host") != socket.gethostname():
         return True  # another machine's run: cannot tell, so respect it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user (kill(2): EPERM)
-    return True
+    return process_alive(pid)
 
 
 def _fsync_folder(folder: Path) -> None:

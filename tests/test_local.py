@@ -23,7 +23,7 @@ import docker
 import docker.errors
 import pytest
 
-from deployer import local
+from deployer import local, processes
 from tests.conftest import BASE_IMAGE, PROJECT_DIR, RunScript
 
 PAGES = ("/", "/about", "/projects", "/healthz")
@@ -217,7 +217,7 @@ def test_provision_serve_rerun_change_teardown(
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(local.container_name(stack))
     assert not docker_client.containers.list(all=True, filters={"label": f"{local.STACK_LABEL}={stack}"})
-    assert not local.process_alive(emulator["pid"])
+    assert not processes.process_alive(emulator["pid"])
     assert local.port_free(port) and local.port_free(emulator["port"])
     assert not listening_addresses(port) and not listening_addresses(emulator["port"])
     leftovers = sorted(path.name for path in tmp_path.iterdir() if path.name.startswith("state"))

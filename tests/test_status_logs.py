@@ -28,8 +28,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from deployer import cli, observe, runner
+from deployer import cli, observe, runner, views
 from deployer import clients as clients_module
+from deployer import probe as probes
 from deployer.clients import AwsClients, build_clients
 from deployer.stack import build_steps
 from deployer.state import StateFile
@@ -60,9 +61,9 @@ class FakeProbe:
         self.status = status
         self.asked: list[str] = []
 
-    def __call__(self, url: str) -> observe.UrlAnswer:
+    def __call__(self, url: str) -> probes.UrlAnswer:
         self.asked.append(url)
-        return observe.UrlAnswer(url, status=self.status, seconds=0.01)
+        return probes.UrlAnswer(url, status=self.status, seconds=0.01)
 
 
 @pytest.fixture
@@ -323,7 +324,7 @@ def test_logs_reads_every_page(provisioned: StepContext, calls: CallLog) -> None
         group,
         int((now - 60) * 1000),
         follow=False,
-        write=lambda event: written.append(observe.format_event(event)),
+        write=lambda event: written.append(views.format_event(event)),
         page_size=2,
     )
     assert [line.split(" ", 2)[2] for line in written] == [f"line {second}" for second in range(5)]
@@ -374,25 +375,25 @@ def site() -> Iterator[str]:
 
 
 def test_probe_url_reports_the_status_or_why_there_was_none(site: str) -> None:
-    assert observe.probe_url(site).status == 200
-    down = observe.probe_url(site + "down")
+    assert probes.probe(site).status == 200
+    down = probes.probe(site + "down")
     assert (down.status, down.error) == (503, None)
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    refused = observe.probe_url(f"http://127.0.0.1:{port}/")
+    refused = probes.probe(f"http://127.0.0.1:{port}/")
     assert refused.status is None and "refused" in str(refused.error)
     with socket.socket() as silent:  # accepts the connection (backlog), never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
-        quiet: list[observe.UrlAnswer] = []
+        quiet: list[probes.UrlAnswer] = []
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
-        worker = threading.Thread(target=lambda: quiet.append(observe.probe_url(url, timeout=0.3)), daemon=True)
+        worker = threading.Thread(target=lambda: quiet.append(probes.probe(url, timeout=0.3)), daemon=True)
         worker.start()
         worker.join(5)  # a probe that ignored its timeout would hang here, not forever
     assert quiet, "the probe ignored its timeout"
     assert (quiet[0].status, quiet[0].error) == (None, "no answer within 0.3 s")
-    assert observe.probe_url("ftp://127.0.0.1/").error == "not an http(s) URL"
+    assert probes.probe("ftp://127.0.0.1/").error == "not an http(s) URL"
 
 
 # ---------------------------------------------------------------- the real scripts, against the moto server

@@ -30,10 +30,11 @@ from deployer.errors import DeployerError, ResourceDriftError, WaitTimeoutError
 from deployer.images import ImageBuilder
 from deployer.ledger import Ledger
 from deployer.output import Output
-from deployer.retry import Retry, with_retries
-from deployer.rollout import probe
+from deployer.retry import STILL_IN_USE, Retry, with_retries
+from deployer.rollout import site_status
 from deployer.settings import Settings
 from deployer.state import Ids, State
+from deployer.steps.aws import absent_if
 
 LiveT = TypeVar("LiveT")
 T = TypeVar("T")
@@ -63,7 +64,7 @@ class StepContext:
     images: ImageBuilder | None = None
     dry_run: bool = False
     local: bool = False  # --local: the emulator has no registry, so images are built into the local engine only
-    probe: Callable[[str], int | None] = probe
+    probe: Callable[[str], int | None] = site_status  # the site URL's HTTP status (deployer/probe.py)
     clock: Clock = SYSTEM_CLOCK
     poll_seconds: float = 10.0
     _zones: list[str] = field(default_factory=list, compare=False, repr=False)  # memo of the region's zones
@@ -78,6 +79,10 @@ class StepContext:
     def retry(self, call: Callable[[], T], *rules: Retry) -> T:
         """Run an AWS call, waiting out the answers `rules` call transient (see deployer/retry.py)."""
         return with_retries(call, rules, self.clock.sleep, self.clock.now, self.say)
+
+    def delete_when_free(self, call: Callable[[], object], *gone: str) -> None:
+        """A delete (or detach) that waits out "still in use" (STILL_IN_USE); a `gone` code means already done."""
+        absent_if(lambda: self.retry(call, STILL_IN_USE), *gone)
 
     def change(self, changes: list[str], description: str, call: Callable[[], object]) -> None:
         """Make one change, described for the output; in a dry run, only describe it."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from deployer.retry import ROLE_NOT_ASSUMABLE, SERVICE_NOT_READY, SERVICE_STILL_DEPLOYING, STILL_IN_USE
+from deployer.retry import ROLE_NOT_ASSUMABLE, SERVICE_NOT_READY, SERVICE_STILL_DEPLOYING
 from deployer.rollout import RolloutWatch
 from deployer.state import Ids
 from deployer.steps import tags
@@ -73,10 +73,7 @@ class ClusterStep(Step["ClusterTypeDef"]):
         return {"name": cluster["clusterName"], "arn": cluster["clusterArn"]}
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
-        absent_if(
-            lambda: ctx.retry(lambda: ctx.clients.ecs.delete_cluster(cluster=ids["name"]), STILL_IN_USE),
-            "ClusterNotFoundException",
-        )
+        ctx.delete_when_free(lambda: ctx.clients.ecs.delete_cluster(cluster=ids["name"]), "ClusterNotFoundException")
 
 
 class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
 from deployer.errors import DeployerError
-from deployer.retry import NEW_RESOURCE_NOT_FOUND, STILL_IN_USE
+from deployer.retry import NEW_RESOURCE_NOT_FOUND
 from deployer.settings import Settings
 from deployer.state import Ids
 from deployer.steps import tags
@@ -142,9 +142,8 @@ class TargetGroupStep(Step[LiveTargetGroup]):
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         # ResourceInUse while the listener that forwarded to it is still being deleted.
-        absent_if(
-            lambda: ctx.retry(lambda: ctx.clients.elbv2.delete_target_group(TargetGroupArn=ids["arn"]), STILL_IN_USE),
-            "TargetGroupNotFound",
+        ctx.delete_when_free(
+            lambda: ctx.clients.elbv2.delete_target_group(TargetGroupArn=ids["arn"]), "TargetGroupNotFound"
         )
 
 

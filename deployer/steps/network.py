@@ -7,12 +7,14 @@ names (unique per VPC) and are found by name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from deployer.errors import DeployerError
-from deployer.retry import NEW_RESOURCE_NOT_FOUND, STILL_IN_USE
+from deployer.retry import NEW_RESOURCE_NOT_FOUND
 from deployer.state import Ids
 from deployer.steps import tags
 from deployer.steps.aws import absent_if
@@ -78,13 +80,7 @@ class VpcStep(Step["VpcTypeDef"]):
         return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
-        try:
-            ctx.retry(lambda: ctx.clients.ec2.delete_vpc(VpcId=ids["id"]), STILL_IN_USE)
-        except ClientError as exc:
-            if is_code(exc, "DependencyViolation"):
-                raise blocked(ctx, self.resource, ids["id"], "vpc-id") from exc
-            if not is_code(exc, "InvalidVpcID.NotFound"):
-                raise
+        VPC_HELD.delete(ctx, self.resource, ids["id"], lambda: ctx.clients.ec2.delete_vpc(VpcId=ids["id"]))
 
 
 class SubnetStep(Step["SubnetTypeDef"]):
@@ -131,13 +127,7 @@ class SubnetStep(Step["SubnetTypeDef"]):
         return Converged(existing.ids)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
-        try:
-            ctx.retry(lambda: ctx.clients.ec2.delete_subnet(SubnetId=ids["id"]), STILL_IN_USE)
-        except ClientError as exc:
-            if is_code(exc, "DependencyViolation"):
-                raise blocked(ctx, self.resource, ids["id"], "subnet-id") from exc
-            if not is_code(exc, "InvalidSubnetID.NotFound"):
-                raise
+        SUBNET_HELD.delete(ctx, self.resource, ids["id"], lambda: ctx.clients.ec2.delete_subnet(SubnetId=ids["id"]))
 
 
 class InternetGatewayStep(Step["InternetGatewayTypeDef"]):
@@ -194,10 +184,8 @@ class InternetGatewayStep(Step["InternetGatewayTypeDef"]):
         ec2 = ctx.clients.ec2
         # "Network vpc-... has some mapped public address(es)" (DependencyViolation) while
         # task or NLB addresses are released.
-        absent_if(
-            lambda: ctx.retry(
-                lambda: ec2.detach_internet_gateway(InternetGatewayId=ids["id"], VpcId=ids["vpc_id"]), STILL_IN_USE
-            ),
+        ctx.delete_when_free(
+            lambda: ec2.detach_internet_gateway(InternetGatewayId=ids["id"], VpcId=ids["vpc_id"]),
             "Gateway.NotAttached",
             "InvalidVpcID.NotFound",
         )
@@ -310,9 +298,8 @@ class RouteTableStep(Step["RouteTableTypeDef"]):
         # With no original left, the table goes with the VPC.
         if main and not self._restore_original(ctx, ids, main[0]["RouteTableAssociationId"]):
             return
-        absent_if(
-            lambda: ctx.retry(lambda: ctx.clients.ec2.delete_route_table(RouteTableId=ids["id"]), STILL_IN_USE),
-            "InvalidRouteTableID.NotFound",
+        ctx.delete_when_free(
+            lambda: ctx.clients.ec2.delete_route_table(RouteTableId=ids["id"]), "InvalidRouteTableID.NotFound"
         )
 
     def _restore_original(self, ctx: StepContext, ids: Ids, association_id: str) -> bool:
@@ -430,13 +417,32 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
         ]
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
+        group = ids["id"]
+        GROUP_HELD.delete(ctx, self.resource, group, lambda: ctx.clients.ec2.delete_security_group(GroupId=group))
+
+
+@dataclass(frozen=True)
+class HeldDelete:
+    """How AWS answers the delete of an EC2 resource that network interfaces can still hold."""
+
+    interface_filter: str  # the describe_network_interfaces filter that finds what holds it
+    not_found: str  # the code that means it is already gone
+    in_use: tuple[str, ...] = ("DependencyViolation",)
+
+    def delete(self, ctx: StepContext, resource: str, resource_id: str, call: Callable[[], object]) -> None:
+        """Delete, waiting out "still in use" (STILL_IN_USE); already gone counts as deleted, and a
+        resource still held after the waits is refused naming the interfaces that hold it (`blocked`)."""
         try:
-            ctx.retry(lambda: ctx.clients.ec2.delete_security_group(GroupId=ids["id"]), STILL_IN_USE)
+            ctx.delete_when_free(call, self.not_found)
         except ClientError as exc:
-            if is_code(exc, "DependencyViolation", "InvalidGroup.InUse"):
-                raise blocked(ctx, self.resource, ids["id"], "group-id") from exc
-            if not is_code(exc, "InvalidGroup.NotFound"):
-                raise
+            if is_code(exc, *self.in_use):
+                raise blocked(ctx, resource, resource_id, self.interface_filter) from exc
+            raise
+
+
+VPC_HELD = HeldDelete("vpc-id", "InvalidVpcID.NotFound")
+SUBNET_HELD = HeldDelete("subnet-id", "InvalidSubnetID.NotFound")
+GROUP_HELD = HeldDelete("group-id", "InvalidGroup.NotFound", ("DependencyViolation", "InvalidGroup.InUse"))
 
 
 def blocked(ctx: StepContext, resource: str, resource_id: str, interface_filter: str) -> DeployerError:
