@@ -19,7 +19,7 @@ import pytest
 
 from deployer import cli
 from deployer.clients import AwsClients
-from deployer.observe import UrlAnswer
+from deployer.probe import UrlAnswer
 from deployer.state import StateFile
 from deployer.steps.base import StepContext
 from tests.conftest import IMAGE, FakeClock
