@@ -47,7 +47,7 @@ READ_PREFIXES = ("Describe", "List", "Get")
 # costs about a second per test. The tests attach only these, so moto gets only
 # these (their real documents, from moto's own copy).
 USED_MANAGED_POLICIES = ("AmazonECSTaskExecutionRolePolicy", "ReadOnlyAccess", "AmazonS3ReadOnlyAccess")
-moto.iam.models.aws_managed_policies_data = json.dumps(
+moto.iam.models.aws_managed_policies_data = json.dumps(  # type: ignore[attr-defined]  # moto's global, not re-exported
     {name: json.loads(aws_managed_policies_data)[name] for name in USED_MANAGED_POLICIES}
 )
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 
 
 @dataclass
@@ -41,7 +42,7 @@ def inject_errors(
         injection.remaining -= 1
         injection.served += 1
         return (
-            AWSResponse("https://injected", 400, {}, None),  # type: ignore[arg-type]
+            AWSResponse("https://injected", 400, HTTPHeaders(), None),
             {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}},
         )
 

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -34,6 +34,9 @@ from deployer import cli
 from deployer.settings import MAX_STACK_LENGTH, Settings, validate
 from deployer.stack import build_steps
 from tests.conftest import ACCOUNT, IMAGE, PROJECT_DIR, REGION, MotoServer, RunScript, script_env
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import FilterTypeDef
 
 STACK = "test-site"
 OTHER_ACCOUNT = "210987654321"
@@ -103,19 +106,23 @@ class Snapshot:
 def aws_resources(server: MotoServer) -> dict[str, list[str]]:
     """What the emulator holds that provision.py could have created (the default VPC excluded)."""
 
-    def client(service: str) -> Any:
-        return boto3.client(service, region_name=REGION, endpoint_url=server.url)
+    session = boto3.Session(region_name=REGION)
+    ec2 = session.client("ec2", endpoint_url=server.url)
+    elbv2 = session.client("elbv2", endpoint_url=server.url)
+    iam = session.client("iam", endpoint_url=server.url)
+    logs = session.client("logs", endpoint_url=server.url)
+    ecr = session.client("ecr", endpoint_url=server.url)
+    ecs = session.client("ecs", endpoint_url=server.url)
 
-    tagged = [{"Name": "tag-key", "Values": ["deployer:stack"]}]
-    ec2, elbv2 = client("ec2"), client("elbv2")
+    tagged: list[FilterTypeDef] = [{"Name": "tag-key", "Values": ["deployer:stack"]}]
     found = {
         "vpcs": [v["VpcId"] for v in ec2.describe_vpcs(Filters=tagged)["Vpcs"]],
         "subnets": [s["SubnetId"] for s in ec2.describe_subnets(Filters=tagged)["Subnets"]],
         "security_groups": [g["GroupId"] for g in ec2.describe_security_groups(Filters=tagged)["SecurityGroups"]],
-        "roles": [r["RoleName"] for r in client("iam").list_roles()["Roles"]],
-        "log_groups": [g["logGroupName"] for g in client("logs").describe_log_groups()["logGroups"]],
-        "repositories": [r["repositoryName"] for r in client("ecr").describe_repositories()["repositories"]],
-        "clusters": client("ecs").list_clusters()["clusterArns"],
+        "roles": [r["RoleName"] for r in iam.list_roles()["Roles"]],
+        "log_groups": [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]],
+        "repositories": [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]],
+        "clusters": ecs.list_clusters()["clusterArns"],
         "load_balancers": [b["LoadBalancerName"] for b in elbv2.describe_load_balancers()["LoadBalancers"]],
         "target_groups": [g["TargetGroupName"] for g in elbv2.describe_target_groups()["TargetGroups"]],
     }

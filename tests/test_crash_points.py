@@ -21,12 +21,12 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 from moto import mock_aws
@@ -39,6 +39,10 @@ from deployer.steps.base import StepContext
 from tests.conftest import ACCOUNT, IMAGE, REGION, CallLog, make_context, recorded_clients
 from tests.inventory import EXPECTED_COUNTS, added, inventory
 
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.literals import VpcAttributeNameType
+    from mypy_boto3_ec2.type_defs import FilterTypeDef, IpPermissionOutputTypeDef, TagTypeDef
+
 SETTINGS = Settings(stack="crash-site", region=REGION, image=IMAGE)
 
 # One of everything: the reference the clean recording is checked against, so a duplicate in the
@@ -49,6 +53,12 @@ ONE_STACK = EXPECTED_COUNTS
 # that operation in the phase, 1-based) -> reason. Keyed by operation rather than by call
 # number so that the entries survive unrelated changes to the call sequence.
 KNOWN_BUGS: dict[tuple[str, str, int], str] = {}
+
+# Each VPC attribute the stack sets, and the key describe_vpc_attribute answers it under.
+DNS_ATTRIBUTES: tuple[tuple[VpcAttributeNameType, Literal["EnableDnsSupport", "EnableDnsHostnames"]], ...] = (
+    ("enableDnsSupport", "EnableDnsSupport"),
+    ("enableDnsHostnames", "EnableDnsHostnames"),
+)
 
 
 class Killed(BaseException):
@@ -116,7 +126,7 @@ def counts(new: dict[str, set[str]]) -> dict[str, int]:
     return {kind: len(ids) for kind, ids in new.items()}
 
 
-def _tags(tags: list[dict[str, str]] | None) -> dict[str, str]:
+def _tags(tags: Sequence[TagTypeDef] | None) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in tags or []}
 
 
@@ -124,7 +134,7 @@ class Unordered(list[Any]):
     """A collection whose order AWS does not define: compared sorted, once identifiers are symbolic."""
 
 
-def _rules(permissions: list[dict[str, Any]]) -> Unordered:
+def _rules(permissions: Sequence[IpPermissionOutputTypeDef]) -> Unordered:
     rules = []
     for perm in permissions:
         base = (perm["IpProtocol"], perm.get("FromPort"), perm.get("ToPort"))
@@ -140,7 +150,7 @@ def configuration(clients: AwsClients, state: State) -> Any:
     names = SETTINGS.names
     ec2, elbv2, ecs, iam = clients.ec2, clients.elbv2, clients.ecs, clients.iam
     vpc_id = ids["vpc"]["id"]
-    in_vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
+    in_vpc: list[FilterTypeDef] = [{"Name": "vpc-id", "Values": [vpc_id]}]
     vpc = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
     groups = ec2.describe_security_groups(Filters=in_vpc)["SecurityGroups"]
     defaults = {g["GroupId"]: "<the VPC's default group>" for g in groups if g["GroupName"] == "default"}
@@ -168,10 +178,7 @@ def configuration(clients: AwsClients, state: State) -> Any:
             "tags": _tags(vpc.get("Tags")),
             "dns": [
                 ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[key]["Value"]
-                for attribute, key in (
-                    ("enableDnsSupport", "EnableDnsSupport"),
-                    ("enableDnsHostnames", "EnableDnsHostnames"),
-                )
+                for attribute, key in DNS_ATTRIBUTES
             ],
         },
         "subnets": Unordered(

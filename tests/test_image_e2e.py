@@ -22,7 +22,7 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import boto3
 import docker
@@ -31,6 +31,9 @@ import pytest
 from docker.models.containers import Container
 
 from tests.conftest import BASE_IMAGE, PROJECT_DIR, REGION, MotoServer, RunScript
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs.type_defs import ContainerDefinitionOutputTypeDef
 
 PAGES = {"/": "Your Name", "/about": "About", "/projects": "Projects"}
 ARTIFACTS = PROJECT_DIR / "test-artifacts"
@@ -103,7 +106,7 @@ def test_build_push_run_rebuild_teardown(
     assert image["uri"] in pulled.attrs["RepoDigests"]
     assert pulled.attrs["Architecture"] == "amd64"
 
-    ecs = aws_client("ecs", server, monkeypatch)
+    ecs = aws_session(server, monkeypatch).client("ecs")
     definition = ecs.describe_task_definition(taskDefinition=f"{stack}-web")["taskDefinition"]
     container_definition = definition["containerDefinitions"][0]
     assert container_definition["image"] == image["uri"]
@@ -141,7 +144,7 @@ def test_build_push_run_rebuild_teardown(
 
     down = run_script("teardown.py", "--yes", server=server)
     assert down.returncode == 0, down.stderr
-    assert aws_client("ecr", server, monkeypatch).describe_repositories()["repositories"] == []
+    assert aws_session(server, monkeypatch).client("ecr").describe_repositories()["repositories"] == []
 
 
 def state_of(folder: Path) -> dict[str, dict[str, str]]:
@@ -149,12 +152,12 @@ def state_of(folder: Path) -> dict[str, dict[str, str]]:
     return {entry["step"]: entry["ids"] for entry in state["resources"]}
 
 
-def aws_client(service: str, server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Any:
+def aws_session(server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> boto3.Session:
     monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
-    return boto3.Session(region_name=REGION).client(service)  # type: ignore[call-overload]
+    return boto3.Session(region_name=REGION)
 
 
-def run_as_task_definition(client: docker.DockerClient, definition: dict[str, Any]) -> Container:
+def run_as_task_definition(client: docker.DockerClient, definition: ContainerDefinitionOutputTypeDef) -> Container:
     """What Fargate would run: the image by digest, its command, environment and ports; host network here."""
     return client.containers.run(
         definition["image"],
@@ -167,7 +170,8 @@ def run_as_task_definition(client: docker.DockerClient, definition: dict[str, An
 
 
 def user_of(container: Container) -> str:
-    return container.exec_run(["id", "-u"]).output.decode().strip()
+    output: bytes = container.exec_run(["id", "-u"]).output
+    return output.decode().strip()
 
 
 def fetch(url: str) -> tuple[int, bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pytest
 
@@ -17,6 +18,15 @@ from deployer.steps.base import StepContext
 from tests.conftest import ACCOUNT, IMAGE, CallLog, FakeClock, RecordingOutput
 from tests.inventory import EXPECTED_COUNTS, added, inventory
 from tests.rollouts import Rollout
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.literals import VpcAttributeNameType
+
+# Each VPC attribute the stack sets, and the key describe_vpc_attribute answers it under.
+DNS_ATTRIBUTES: tuple[tuple[VpcAttributeNameType, Literal["EnableDnsSupport", "EnableDnsHostnames"]], ...] = (
+    ("enableDnsSupport", "EnableDnsSupport"),
+    ("enableDnsHostnames", "EnableDnsHostnames"),
+)
 
 
 def test_provision_creates_exactly_the_stack_with_the_seed_wiring(ctx: StepContext, serving: Rollout) -> None:
@@ -34,7 +44,7 @@ def assert_wiring(ctx: StepContext) -> None:  # noqa: PLR0915 - one assertion pe
     vpc_id = ctx.ids("vpc")["id"]
     vpc = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
     assert vpc["CidrBlock"] == "172.31.0.0/16"
-    for attribute, key in (("enableDnsSupport", "EnableDnsSupport"), ("enableDnsHostnames", "EnableDnsHostnames")):
+    for attribute, key in DNS_ATTRIBUTES:
         assert ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[key]["Value"] is True
 
     subnets = ec2.describe_subnets(SubnetIds=[ctx.ids("subnet-1")["id"], ctx.ids("subnet-2")["id"]])["Subnets"]
@@ -70,7 +80,8 @@ def assert_wiring(ctx: StepContext) -> None:  # noqa: PLR0915 - one assertion pe
         "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
     ]
     assert iam.list_attached_role_policies(RoleName="test-site-task-role")["AttachedPolicies"] == []
-    trust = iam.get_role(RoleName="test-site-task-role")["Role"]["AssumeRolePolicyDocument"]
+    # Decoded by boto3; the stubs' statement type has no Principal or Condition, hence the plain dict.
+    trust = cast("dict[str, Any]", iam.get_role(RoleName="test-site-task-role")["Role"]["AssumeRolePolicyDocument"])
     assert trust["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
     assert trust["Statement"][0]["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
 

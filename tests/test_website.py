@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from flask import Flask
@@ -133,7 +133,7 @@ def is_internal(url: str) -> bool:
 
 @pytest.fixture
 def app() -> Flask:
-    return website.create_app()
+    return cast(Flask, website.create_app())
 
 
 @pytest.fixture
@@ -340,7 +340,7 @@ description = "Fourth project, only on /projects."
 def custom_client(tmp_path: Path) -> FlaskClient:
     path = tmp_path / "site.toml"
     path.write_text(CUSTOM_SITE, encoding="utf-8")
-    return website.create_app(path).test_client()
+    return cast(FlaskClient, website.create_app(path).test_client())
 
 
 def test_another_data_file_changes_names_titles_and_projects(custom_client: FlaskClient) -> None:
