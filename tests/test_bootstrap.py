@@ -148,8 +148,8 @@ def test_with_everything_importable_it_does_nothing(monkeypatch: pytest.MonkeyPa
         raise AssertionError(f"called with {args}")
 
     monkeypatch.setattr(bootstrap, "engine_facts", lambda: facts(answers=True, why_not=""))
-    monkeypatch.setattr(bootstrap.subprocess, "run", forbidden)
-    monkeypatch.setattr(bootstrap.os, "execv", forbidden)
+    monkeypatch.setattr("deployer.bootstrap.subprocess.run", forbidden)
+    monkeypatch.setattr("deployer.bootstrap.os.execv", forbidden)
     said: list[str] = []
     for command, args in (("provision", ["--local"]), ("provision", []), ("teardown", ["--local"])):
         bootstrap._ensure(command, [f"{command}.py", *args], said.append)
@@ -164,7 +164,7 @@ def test_no_engine_as_root_on_debian_runs_the_engine_set_up_after_saying_so(monk
         return subprocess.CompletedProcess(command, 0)
 
     monkeypatch.setattr(bootstrap, "engine_facts", facts)
-    monkeypatch.setattr(bootstrap.subprocess, "run", run)
+    monkeypatch.setattr("deployer.bootstrap.subprocess.run", run)
     monkeypatch.setattr(bootstrap, "ping_engine", lambda path: "")  # up after the set-up
     said: list[str] = []
     bootstrap._ensure("provision", ["provision.py", "--local"], said.append)
@@ -174,7 +174,9 @@ def test_no_engine_as_root_on_debian_runs_the_engine_set_up_after_saying_so(monk
 
 def test_a_failed_engine_set_up_is_one_paragraph(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bootstrap, "engine_facts", facts)
-    monkeypatch.setattr(bootstrap.subprocess, "run", lambda command, **kw: subprocess.CompletedProcess(command, 1))
+    monkeypatch.setattr(
+        "deployer.bootstrap.subprocess.run", lambda command, **kw: subprocess.CompletedProcess(command, 1)
+    )
     monkeypatch.setattr(bootstrap, "ping_engine", lambda path: "no such socket")
     with pytest.raises(DeployerError) as raised:
         bootstrap._ensure("provision", ["provision.py", "--local"], lambda line: None)

@@ -18,7 +18,7 @@ from deployer.images import BuildSpec, ImageBuilder, ImageBuildError, ImageCance
 from deployer.output import Output
 from tests.conftest import RecordingOutput
 
-BUILD = [
+BUILD: list[dict[str, Any]] = [
     {"stream": "Step 1/3 : FROM base\n"},
     {"stream": " ---> 1234\n"},
     {"stream": "Step 2/3 : RUN pip install flask\n"},
@@ -26,7 +26,7 @@ BUILD = [
     {"stream": "Step 3/3 : CMD run\n"},
     {"aux": {"ID": "sha256:abc"}},
 ]
-PUSH = [
+PUSH: list[dict[str, Any]] = [
     {"status": "The push refers to repository [r]"},
     {"status": "Pushing", "id": "l1", "progressDetail": {"current": 500_000, "total": 2_000_000}},
     {"status": "Pushing", "id": "l2", "progressDetail": {"current": 1_000_000, "total": 1_000_000}},
@@ -97,7 +97,7 @@ def test_verbose_shows_the_engines_raw_stream() -> None:
 
 
 def test_a_failed_build_quotes_the_last_lines(tmp_path: Path) -> None:
-    failing = [*BUILD[:4], {"error": "pip failed", "errorDetail": {"message": "pip failed"}}]
+    failing: list[dict[str, Any]] = [*BUILD[:4], {"error": "pip failed", "errorDetail": {"message": "pip failed"}}]
     with pytest.raises(ImageBuildError) as failure:
         builder(RecordingOutput(), FakeEngine(failing, PUSH)).build(spec(tmp_path), "r:1")
     assert "pip failed" in failure.value.message
