@@ -205,7 +205,10 @@ class RegistryBuilder(ImageBuilder):
 
     def push(self, repository: str, tag: str, auth: RegistryAuth) -> str:
         self.pushes += 1
-        return put_manifest(self.ecr, repository.rsplit("/", 1)[-1], tag, f"pushed {tag}")
+        try:
+            return put_manifest(self.ecr, repository.rsplit("/", 1)[-1], tag, f"pushed {tag}")
+        except self.ecr.exceptions.ImageAlreadyExistsException:
+            return "sha256:" + "00" * 32  # a push of a tag the registry holds: counted, the assertion says why
 
 
 def put_manifest(ecr: Any, repository: str, tag: str, seed: str) -> str:
