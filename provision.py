@@ -1,8 +1,6 @@
 """Deploy the website to AWS ECS Fargate behind a Network Load Balancer (see README)."""
 
-import sys
-
-from deployer.cli import provision_main
+from deployer.cli import exit_process, provision_main
 
 if __name__ == "__main__":
-    sys.exit(provision_main())
+    exit_process(provision_main())
