@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from deployer import cost, local, observe, runner, views
 from deployer.clients import connect
@@ -62,6 +62,17 @@ def logs_main(
         return views.show_logs(args.state_file, args.since, args.follow, output, sleep=sleep, now=now)
 
     return run_command(command, logs_parser(), argv, interrupted=0)  # Ctrl-C is how --follow ends
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a script with `code`. After Ctrl-C, skip the interpreter's clean-up (seconds of garbage
+    collection on a busy machine) and leave at once: the state is saved and the lock released by then,
+    and a background image build is abandoned by design (nothing is pushed after an interrupt)."""
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def run_command(

@@ -2,8 +2,8 @@
 
 The tag is a hash of exactly what `docker build` would see: the files of the build
 context that `.dockerignore` lets through (paths, contents, executable bits), the
-Dockerfile's path, the build arguments and the target platform. Before building,
-the registry itself is asked whether it holds that tag (`get_registry_data`,
+Dockerfile's path and content (wherever it lives), the build arguments and the
+target platform. Before building, the registry itself is asked whether it holds that tag (`get_registry_data`,
 through the engine, with the token): if it does, nothing is built or pushed, so an
 unchanged site costs no build.
 
@@ -79,6 +79,8 @@ class BuildSpec:
         digest = hashlib.sha256()
         for part in (self.dockerfile, self.platform, *sorted(f"{k}={v}" for k, v in self.build_args.items())):
             digest.update(part.encode() + b"\0")
+        # The Dockerfile's content always counts: docker sends it even from outside the context.
+        digest.update(hashlib.sha256((self.context / self.dockerfile).read_bytes()).digest())
         for relative in sorted(self.context_files()):
             path = self.context / relative
             mode = path.lstat().st_mode

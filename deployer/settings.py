@@ -373,11 +373,11 @@ def _validate_task(settings: Settings) -> None:
 
 def _validate_tags(tags: dict[str, str]) -> None:
     for key, value in tags.items():
-        if key.lower().startswith("aws:") or key.startswith("deployer:") or not 1 <= len(key) <= 128:
+        if key.lower().startswith(("aws:", "deployer:")) or not 1 <= len(key) <= 128:
             _fail(
                 "tags",
                 f"tag key '{key}' is reserved or too long",
-                "Keys may not start with 'aws:' or 'deployer:' and have at most 128 characters",
+                "Keys may not start with 'aws:' or 'deployer:' (in any case) and have at most 128 characters",
             )
         if len(value) > 256:
             _fail("tags", f"the value of tag '{key}' is longer than 256 characters", "Shorten it")

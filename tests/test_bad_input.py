@@ -16,6 +16,7 @@ refusals checked in-process.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import os
@@ -350,16 +351,42 @@ def test_state_path_that_is_a_folder_is_refused_by_teardown(
     assert aws_resources(server) == {}
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads a file whatever its mode")
+PR_CAPBSET_DROP = 24  # <linux/prctl.h>
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2  # <linux/capability.h>: what lets root read a file whatever its mode
+
+
+def without_root_file_access() -> None:
+    """In the child, before exec: as root, drop the two capabilities that bypass file modes (from the bounding
+    set, so the exec'd script runs as root without them: a mode-000 file is unreadable, the folders stay root's)."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), f"prctl(PR_CAPBSET_DROP, {capability}) failed")
+
+
 @pytest.mark.parametrize("script", ["provision.py", "teardown.py"])
-def test_unreadable_state_file_is_refused(
-    server: MotoServer, run_script: RunScript, tmp_path: Path, script: str
-) -> None:
+def test_unreadable_state_file_is_refused(server: MotoServer, tmp_path: Path, script: str) -> None:
+    """Runs as root too (CI): the script is started without root's power to read any file."""
     state = tmp_path / "state.json"
     state.write_text(state_json())
     state.chmod(0o000)
+    config = tmp_path / "deploy.toml"
+    config.write_text("")
+    flags = ["--config", str(config)] if script == "provision.py" else []
     try:
-        result = run_script(script, *script_args(script), server=server)
+        result = subprocess.run(
+            [sys.executable, str(PROJECT_DIR / script), *flags, *script_args(script)],
+            cwd=tmp_path,
+            env=script_env(server, tmp_path),
+            input="",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            preexec_fn=without_root_file_access,  # two prctl calls in the child, no lock taken
+        )
         assert_refused(result, "state file", "cannot be read", "permission")
     finally:
         state.chmod(0o600)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from deployer import runner
 from deployer.runner import provision_step
 from deployer.stack import steps_by_name
 from deployer.steps.base import StepContext
-from tests.conftest import CallLog
+from tests.conftest import IMAGE, CallLog
 from tests.steps_helpers import STEP_NAMES, delete_all, provision_through
 
 # Keys that identify the resource itself (the others are context, such as the VPC of a gateway).
@@ -83,3 +86,31 @@ def test_resource_deleted_by_hand_is_created_again(ctx: StepContext, name: str) 
     outcome, ids, _ = provision_step(ctx, step)
     assert outcome == "created"
     assert step.find(ctx, ids) is not None
+
+
+def test_external_image_is_taken_as_given_and_only_forgotten_at_teardown(ctx: StepContext, calls: CallLog) -> None:
+    """With --image (the `ctx` fixture's settings): no build, no push, no registry call; the image is found
+    only through the state; another --image is an update; teardown deletes nothing and says "forgotten"."""
+    step = steps_by_name()["image"]
+    provision_through(ctx, "repository")
+    calls.clear()
+    assert provision_step(ctx, step) == ("created", {"uri": IMAGE}, [])
+    assert calls.calls == []
+    assert ctx.state.get("image") == {"uri": IMAGE}
+    assert step.find(ctx, None) is None  # no name or tag to look an external image up by
+    found = step.find(ctx, {"uri": IMAGE})
+    assert found is not None and found.ids == {"uri": IMAGE}
+
+    other = IMAGE.replace(":3.12-slim", ":3.13-slim")
+    moved = replace(ctx, settings=replace(ctx.settings, image=other))
+    assert provision_step(moved, step) == ("updated", {"uri": other}, [f"image -> {other}"])
+    assert provision_step(moved, step) == ("unchanged", {"uri": other}, [])
+    assert calls.calls == []
+
+    pushed = {"uri": "r@sha256:00", "repository": "r", "tag": "t", "digest": "sha256:00"}
+    assert step.delete(ctx, pushed) is None  # goes with the repository: reported "deleted"
+    assert step.delete(ctx, {"uri": other}) == "forgotten"
+    assert calls.calls == []
+    report = runner.teardown(moved)
+    assert [(line.step, line.outcome) for line in report.steps] == [("image", "forgotten"), ("repository", "deleted")]
+    assert ctx.state.resources == []
