@@ -225,7 +225,7 @@ def put_manifest(ecr: Any, repository: str, tag: str, seed: str) -> str:
 @pytest.fixture
 def building(ctx: StepContext) -> tuple[StepContext, RegistryBuilder]:
     """The context without --image (the site in website/ is built) and its fake builder."""
-    built = replace(ctx, settings=replace(ctx.settings, image=None))
+    built = replace(ctx, settings=replace(ctx.settings, image=None, build_args={"BASE_IMAGE": "fake/base:1"}))
     builder = RegistryBuilder(built)
     return replace(built, images=builder), builder
 

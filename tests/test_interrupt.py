@@ -52,7 +52,8 @@ def test_ctrl_c_while_the_image_builds_exits_130_at_once_and_pushes_nothing(serv
     markers = tmp_path / "markers"
     markers.mkdir()
     config = tmp_path / "deploy.toml"
-    config.write_text("")
+    # A chosen base keeps deployer/baseimage.py from asking the (absent) engine for the default one.
+    config.write_text('[build_args]\nBASE_IMAGE = "fake/base:1"\n')
     env = {
         **script_env(server, tmp_path),
         "SLOW_BUILD_MARKERS": str(markers),
@@ -150,7 +151,9 @@ def test_a_step_failure_while_the_image_builds_is_reported_at_once(ctx: StepCont
 
     ctx.clients.ec2.meta.events.register("before-call.ec2.CreateVpc", once_building)
     inject_errors(ctx.clients.ec2, "CreateVpc", "UnauthorizedOperation", "You are not authorized to perform this")
-    building = replace(ctx, images=builder, settings=replace(ctx.settings, image=None))
+    building = replace(
+        ctx, images=builder, settings=replace(ctx.settings, image=None, build_args={"BASE_IMAGE": "fake/base:1"})
+    )
 
     started = time.monotonic()
     try:
