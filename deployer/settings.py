@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from deployer import awsrules
 from deployer.errors import SettingsError
 
 # Fargate's task-level CPU units and the memory (MiB) each one accepts (AWS ECS
@@ -156,6 +157,56 @@ class Names:
         return f"{self.stack}-{role}-sg"
 
 
+# The tags deployer/steps/tags.py adds to the user's on every resource.
+OWN_TAG_KEYS = ("Name", "deployer:stack", "deployer:step")
+
+# The roles `security_group` is called with (deployer/stack.py's SecurityGroupStep roles).
+SECURITY_GROUP_ROLES = ("nlb", "task")
+
+# Every `Names` property -> the kind of AWS name it is (a key of awsrules.NAME_RULES). A new
+# property must be added here: `derived_names` refuses to check a name it has no rule for.
+NAME_KINDS: dict[str, str] = {
+    "load_balancer": "load-balancer",
+    "target_group": "target-group",
+    "execution_role": "iam-role",
+    "task_role": "iam-role",
+    "repository": "ecr-repository",
+    "log_group": "log-group",
+    "cluster": "ecs-name",
+    "task_family": "ecs-name",
+    "service": "ecs-name",
+    "container": "ecs-name",
+}
+
+
+def derived_names(names: Names) -> list[tuple[str, str, str]]:
+    """Every AWS name the stack derives, as (what derives it, the name, its kind in awsrules.NAME_RULES)."""
+    derived: list[tuple[str, str, str]] = []
+    for attribute in dir(type(names)):  # dir: inherited properties too
+        if not isinstance(getattr(type(names), attribute), property):
+            continue
+        if attribute not in NAME_KINDS:
+            raise RuntimeError(f"Names.{attribute} has no kind in settings.NAME_KINDS: add one, so it is checked")
+        derived.append((attribute, getattr(names, attribute), NAME_KINDS[attribute]))
+    for role in SECURITY_GROUP_ROLES:
+        derived.append((f"security_group({role!r})", names.security_group(role), "security-group"))
+    return derived
+
+
+def validate_names(names: Names) -> None:
+    """Every name derived from the stack name satisfies every rule AWS applies to its kind of name."""
+    for _attribute, name, kind in derived_names(names):
+        rule = awsrules.NAME_RULES[kind]
+        problem = rule.problem(name)
+        if problem is not None:
+            _fail(
+                "stack",
+                f"the {rule.what} '{name}' derived from stack '{names.stack}' would be refused by AWS: {problem} "
+                f"({rule.source})",
+                "Choose another stack name (see the Settings section of the README), e.g. 'my-site'",
+            )
+
+
 def load_settings(
     config_path: Path | None, overrides: dict[str, Any], fallback: dict[str, Any] | None = None
 ) -> Settings:
@@ -237,6 +288,7 @@ def _coerce_value(key: str, value: Any, annotation: Any, source: str) -> Any:
 def validate(settings: Settings) -> None:
     """Refuse anything AWS would refuse later, half-way through a deploy."""
     validate_stack(settings.stack)
+    validate_names(settings.names)
     _validate_build(settings)
     _validate_network(settings)
     _validate_task(settings)
@@ -358,6 +410,8 @@ def _validate_task(settings: Settings) -> None:
         )
     ranges = {
         "desired_count": (0, 1000),
+        # botocore elbv2 CreateTargetGroup HealthCheckIntervalSeconds (min 5, max 300); the timeout sent with it
+        # (deployer/steps/loadbalancer.py) is then always within 2-120 and at most the interval.
         "health_check_interval": (5, 300),
         "healthy_threshold": (2, 10),
         "unhealthy_threshold": (2, 10),
@@ -372,15 +426,52 @@ def _validate_task(settings: Settings) -> None:
 
 
 def _validate_tags(tags: dict[str, str]) -> None:
+    """User tags go on every resource, beside our own three (deployer/steps/tags.py), so the strictest
+    service's rules apply (deployer/awsrules.py)."""
     for key, value in tags.items():
-        if key.lower().startswith(("aws:", "deployer:")) or not 1 <= len(key) <= 128:
+        if key.lower().startswith((awsrules.RESERVED_TAG_PREFIX, "deployer:")):
             _fail(
                 "tags",
-                f"tag key '{key}' is reserved or too long",
-                "Keys may not start with 'aws:' or 'deployer:' (in any case) and have at most 128 characters",
+                f"tag key '{key}' is reserved (AWS reserves 'aws:' in any case, {awsrules.RESERVED_TAG_SOURCE}; "
+                "the deployer uses 'deployer:', and IAM compares tag keys regardless of case)",
+                "Keys may not start with 'aws:' or 'deployer:' (in any case); rename the tag",
             )
-        if len(value) > 256:
-            _fail("tags", f"the value of tag '{key}' is longer than 256 characters", "Shorten it")
+        if not 1 <= len(key) <= awsrules.MAX_TAG_KEY_LENGTH:
+            _fail(
+                "tags",
+                f"tag key '{key}' has {len(key)} characters; AWS allows 1 to {awsrules.MAX_TAG_KEY_LENGTH}",
+                "Shorten the key",
+            )
+        if len(value) > awsrules.MAX_TAG_VALUE_LENGTH:
+            _fail(
+                "tags",
+                f"the value of tag '{key}' is longer than {awsrules.MAX_TAG_VALUE_LENGTH} characters",
+                "Shorten it",
+            )
+        if value.lower().startswith(awsrules.RESERVED_TAG_PREFIX):
+            _fail(
+                "tags",
+                f"the value of tag '{key}' starts with 'aws:', which AWS reserves ({awsrules.RESERVED_TAG_SOURCE})",
+                "Change the value",
+            )
+        for what, text in (("key", key), ("value", value)):
+            bad = awsrules.bad_tag_characters(text)
+            if bad:
+                _fail(
+                    "tags",
+                    f"the {what} of tag '{key}' ({text!r}) has characters ELBv2, IAM, ECS and CloudWatch Logs "
+                    f"refuse: {' '.join(repr(c) for c in bad)} ({awsrules.TAG_SOURCE})",
+                    f"Use only {awsrules.TAG_ALLOWED}",
+                )
+    own = OWN_TAG_KEYS
+    total = len(set(tags) | set(own))  # a user's Name is replaced by ours
+    if total > awsrules.MAX_TAGS_PER_RESOURCE:
+        _fail(
+            "tags",
+            f"{len(tags)} tags are given; with the deployer's own {len(own)} ({', '.join(own)}) "
+            f"each resource would get {total}, and AWS allows at most {awsrules.MAX_TAGS_PER_RESOURCE} per resource",
+            f"Give at most {awsrules.MAX_TAGS_PER_RESOURCE - len(own)} tags",
+        )
 
 
 def _network(key: str, cidr: str) -> ipaddress.IPv4Network:

@@ -169,6 +169,21 @@ CATALOGUE: list[Case] = [
         ("Invalid stack name 'Test-site'", "lowercase letters", "Choose a name like 'my-site'"),
     ),
     Case(
+        # EC2 refuses security group names starting with "sg-": without the check, the deploy would stop
+        # at the first security group, after the VPC, subnets and gateway (tests/test_aws_rules.py).
+        "stack-derives-security-group-named-sg",
+        "flags",
+        PROVISION,
+        ("--stack", "sg-web", "--image", IMAGE, "--no-wait"),
+        (
+            "Invalid setting 'stack'",
+            "EC2 security group name 'sg-web-nlb-sg' derived from stack 'sg-web'",
+            "starts with 'sg-'",
+            "API_CreateSecurityGroup",
+            "Choose another stack name",
+        ),
+    ),
+    Case(
         "region-unknown",
         "flags",
         PROVISION,
@@ -286,6 +301,25 @@ CATALOGUE: list[Case] = [
         provision_args(),
         ("'tags'", "tag key 'aws:owner' is reserved", "may not start with 'aws:'"),
         toml='tags = { "aws:owner" = "me" }\n',
+    ),
+    Case(
+        # ELBv2, IAM, ECS and CloudWatch Logs accept only [\p{L}\p{Z}\p{N}_.:/=+\-@] in tags: without the
+        # check, the log group step (the first strict service) would refuse it (tests/test_aws_rules.py).
+        "toml-tag-value-characters",
+        "deploy.toml",
+        PROVISION,
+        provision_args(),
+        ("'tags'", "the value of tag 'team' ('a,b#1')", "',' '#'", "Use only letters, digits and spaces"),
+        toml='tags = { team = "a,b#1" }\n',
+    ),
+    Case(
+        # At most 50 tags per resource, and the deployer adds 3 of its own: 48 user tags make 51.
+        "toml-too-many-tags",
+        "deploy.toml",
+        PROVISION,
+        provision_args(),
+        ("'tags'", "48 tags are given", "would get 51", "at most 50 per resource", "Give at most 47 tags"),
+        toml="[tags]\n" + "".join(f'k{n} = "v"\n' for n in range(48)),
     ),
     Case(
         "toml-build-context-without-dockerfile",

@@ -33,11 +33,21 @@ if TYPE_CHECKING:
 DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
 
 
+# A TCP target group's HealthCheckTimeoutSeconds defaults to 10 s, may be 2-120 s (botocore elbv2
+# 2015-12-01, CreateTargetGroup HealthCheckTimeoutSeconds), and for a Network Load Balancer may not
+# exceed the interval (5-300 s): AWS answers ValidationError "Health check timeout '10' must be smaller
+# than or equal to the interval '5'" (the rule in aws-cdk's NetworkTargetGroup, aws/aws-cdk#26031; the
+# message as moto's elbv2 reproduces it for CreateTargetGroup). Left to its default, an interval under
+# 10 s is refused mid-deploy, so the timeout is always sent: 10 s, or the interval if shorter.
+DEFAULT_TCP_HEALTH_CHECK_TIMEOUT = 10
+
+
 class HealthCheck(TypedDict):
     """The tunable part of the TCP health check: keyword arguments of CreateTargetGroup and
     ModifyTargetGroup, and fields of the described target group, under the same names."""
 
     HealthCheckIntervalSeconds: int
+    HealthCheckTimeoutSeconds: int
     HealthyThresholdCount: int
     UnhealthyThresholdCount: int
 
@@ -46,6 +56,7 @@ def _health_check(settings: Settings) -> HealthCheck:
     """One source for the values the target group is created with and converged to."""
     return {
         "HealthCheckIntervalSeconds": settings.health_check_interval,
+        "HealthCheckTimeoutSeconds": min(DEFAULT_TCP_HEALTH_CHECK_TIMEOUT, settings.health_check_interval),
         "HealthyThresholdCount": settings.healthy_threshold,
         "UnhealthyThresholdCount": settings.unhealthy_threshold,
     }
