@@ -48,7 +48,19 @@ class RolloutWatch:
     reasons: list[str] = field(default_factory=list)
 
     def wait(self) -> None:
+        if self.parked:
+            self.ctx.poll(f"{self.service} to settle at 0 tasks", self.ctx.settings.service_wait_timeout, self.status)
+            self.ctx.say(
+                f"  the stack is parked: desired_count is 0, so no task runs and {self.url} does not answer; "
+                "set desired_count above 0 and run provision.py to serve the site"
+            )
+            return
         self.ctx.poll(f"{self.service} to serve the new revision", self.ctx.settings.service_wait_timeout, self.status)
+
+    @property
+    def parked(self) -> bool:
+        """desired_count = 0: nothing can become healthy or answer, so done is "0 running, rollout completed"."""
+        return self.ctx.settings.desired_count == 0
 
     def status(self) -> str | None:
         """None once the site is served; otherwise what is still missing."""
@@ -67,6 +79,9 @@ class RolloutWatch:
         running, desired = primary.get("runningCount", 0), primary.get("desiredCount", 0)
         if primary.get("rolloutState") != "COMPLETED":
             return f"rollout {primary.get('rolloutState', 'IN_PROGRESS')}, {running}/{desired} tasks running"
+        if self.parked:
+            still = service.get("runningCount", 0)
+            return None if still == 0 else f"{still} task(s) still running, stopping"
         targets = self._target_states()
         healthy = targets.count("healthy")
         if healthy < max(desired, 1) or healthy != len(targets):
@@ -98,7 +113,10 @@ class RolloutWatch:
 
     def _show_stopped_tasks(self) -> None:
         ecs = self.ctx.clients.ecs
-        arns = ecs.list_tasks(cluster=self.cluster, serviceName=self.service, desiredStatus="STOPPED")["taskArns"]
+        pages = ecs.get_paginator("list_tasks").paginate(
+            cluster=self.cluster, serviceName=self.service, desiredStatus="STOPPED"
+        )
+        arns = [arn for page in pages for arn in page["taskArns"]]
         new = [arn for arn in arns if arn not in self.stopped_seen]
         if not new:
             return

@@ -92,6 +92,7 @@ def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> Run
     An interrupt or a failure while the background step runs ends the run at once: the background step
     is told to stop (nothing is pushed after it) and is not waited for (its thread is a daemon).
     """
+    check_zones(ctx)
     lines: dict[str, StepReport] = {}
     deferred: list[tuple[Step[Any], Ids]] = []
     background: dict[str, Background] = {}
@@ -120,7 +121,7 @@ def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> Run
         lines[step.name] = _finish_wait(ctx, step, ids, lines[step.name])
     report = RunReport(steps=[lines[step.name] for step in build_steps()])
     outputs = {**ctx.state.outputs, "url": site_url(ctx)}
-    if wait:
+    if wait and ctx.settings.desired_count > 0:  # a parked stack (0 tasks) was not verified serving
         outputs = _served(outputs, ctx.ids("task-definition")["arn"])
     ctx.ledger.set_outputs(outputs)
     report.outputs = dict(ctx.state.outputs)
@@ -238,6 +239,15 @@ def provision_step(ctx: StepContext, step: Step[Any]) -> tuple[str, Ids, list[st
     return ("updated" if converged.changes else "unchanged"), converged.ids, converged.changes
 
 
+def check_zones(ctx: StepContext) -> None:
+    """Before anything is created: zones named in the settings must exist in the region and run Fargate,
+    and without them the region must have two zones to choose (deployer/zones.py). A stack whose subnets
+    exist and that names no zones needs no look."""
+    if ctx.settings.availability_zones or any(ctx.recorded(name) is None for name in ("subnet-1", "subnet-2")):
+        with _explained(steps_by_name()["subnet-1"], ctx.state):
+            ctx.availability_zones()
+
+
 def discover(ctx: StepContext) -> None:
     """Add to the state every resource of the stack found by name or tags (in memory; the caller saves).
 
@@ -263,6 +273,7 @@ def plan(ctx: StepContext) -> RunReport:
     """
     if not ctx.dry_run:
         raise RuntimeError("plan() needs a dry-run context")
+    check_zones(ctx)
     report = RunReport()
     for step in build_steps():
         with _explained(step, ctx.state):

@@ -381,11 +381,14 @@ def _validate_network(settings: Settings) -> None:
             _fail("subnet_cidrs", f"{subnet} is not inside the VPC's {vpc}", "Pick subnets inside vpc_cidr")
     if subnets[0].overlaps(subnets[1]):
         _fail("subnet_cidrs", f"{subnets[0]} and {subnets[1]} overlap", "Pick two disjoint subnets")
-    if settings.availability_zones and len(set(settings.availability_zones)) != 2:
+    # At least two, by zone name or zone ID; whether the region has them is checked before the first write
+    # (deployer/zones.py), since only AWS knows the account's zones.
+    if settings.availability_zones and len(set(settings.availability_zones)) < 2:
         _fail(
             "availability_zones",
-            "give two different zones, or none to use the region's first two",
-            'e.g. availability_zones = ["us-east-1a", "us-east-1b"]',
+            "give at least two different zones (names or zone IDs; the subnets go in the first two), or none "
+            "to let the tool choose",
+            'e.g. availability_zones = ["use1-az1", "use1-az2"]',
         )
     for key in ("listener_port", "container_port"):
         port = getattr(settings, key)

@@ -514,18 +514,17 @@ CATALOGUE: list[Case] = [
         fails_after_creating=True,  # the role exists; attaching the policy failed
     ),
     Case(
+        # Checked against DescribeAvailabilityZones before the first write (deployer/zones.py).
         "availability-zone-does-not-exist",
         "AWS answers",
         PROVISION,
         provision_args(),
         (
-            "AWS refused CreateSubnet (InvalidParameterValue)",
-            "Value (us-east-1x) for parameter availabilityZone is invalid",
-            "Where: step 'subnet-2', subnet",
-            "run the same command again",
+            "Invalid setting 'availability_zones': 'us-east-1x' is not an availability zone of us-east-1",
+            "before anything was created",
+            "by name or zone ID",
         ),
         toml='availability_zones = ["us-east-1a", "us-east-1x"]\n',
-        fails_at="subnet-2",
     ),
 ]
 

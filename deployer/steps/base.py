@@ -24,6 +24,7 @@ from typing import Generic, TypeVar
 
 from botocore.exceptions import ClientError
 
+from deployer import zones
 from deployer.clients import AwsClients, error_code
 from deployer.clock import SYSTEM_CLOCK, Clock
 from deployer.errors import DeployerError, ResourceDriftError, WaitTimeoutError
@@ -35,6 +36,7 @@ from deployer.rollout import site_status
 from deployer.settings import Settings
 from deployer.state import Ids, State
 from deployer.steps.aws import absent_if
+from deployer.zones import Zone
 
 LiveT = TypeVar("LiveT")
 T = TypeVar("T")
@@ -67,7 +69,7 @@ class StepContext:
     probe: Callable[[str], int | None] = site_status  # the site URL's HTTP status (deployer/probe.py)
     clock: Clock = SYSTEM_CLOCK
     poll_seconds: float = 10.0
-    _zones: list[str] = field(default_factory=list, compare=False, repr=False)  # memo of the region's zones
+    _zones: list[Zone] = field(default_factory=list, compare=False, repr=False)  # memo of the region's zones
 
     @property
     def state(self) -> State:
@@ -113,23 +115,24 @@ class StepContext:
         seed = "/".join((self.account_id, self.clients.region, self.settings.stack, step, *parts))
         return str(uuid.uuid5(uuid.NAMESPACE_URL, seed))
 
-    def availability_zones(self) -> list[str]:
-        """The two zones for the subnets: from the settings, else the region's first two."""
-        if self.settings.availability_zones:
-            return list(self.settings.availability_zones)
+    def region_zones(self) -> list[Zone]:
+        """The region's availability zones (not Local or Wavelength Zones), asked once per run."""
         if not self._zones:
-            answer = self.clients.ec2.describe_availability_zones(
-                Filters=[
-                    {"Name": "state", "Values": ["available"]},
-                    {"Name": "zone-type", "Values": ["availability-zone"]},
-                ]
+            answer = self.clients.ec2.describe_availability_zones(  # no paginator: one answer holds every zone
+                Filters=[{"Name": "zone-type", "Values": ["availability-zone"]}]
             )
-            self._zones[:] = sorted(zone["ZoneName"] for zone in answer["AvailabilityZones"])[:2]
-            if len(self._zones) < 2:
-                raise DeployerError(
-                    f"Region {self.clients.region} has fewer than two available zones", todo="Deploy to another region"
-                )
+            self._zones[:] = [
+                Zone(z["ZoneName"], z["ZoneId"], z.get("State", "available"))
+                for z in answer["AvailabilityZones"]
+                if "ZoneName" in z and "ZoneId" in z
+            ]
         return self._zones
+
+    def availability_zones(self) -> list[str]:
+        """The names of the two zones for the subnets: the ones the settings name (by name or zone ID,
+        checked), else the first two zone IDs where Fargate runs (deployer/zones.py)."""
+        chosen = zones.choose(self.clients.region, self.region_zones(), self.settings.availability_zones)
+        return [zone.name for zone in chosen]
 
     def poll(self, what: str, timeout: float, check: Callable[[], str | None]) -> None:
         """Call `check` until it returns None (done); it returns a status line otherwise."""

@@ -9,9 +9,14 @@ by name (the listener by its port on our load balancer).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
+from botocore.exceptions import ClientError
+
+from deployer.clients import error_code, error_message
 from deployer.errors import DeployerError
 from deployer.retry import NEW_RESOURCE_NOT_FOUND
 from deployer.settings import Settings
@@ -19,6 +24,7 @@ from deployer.state import Ids
 from deployer.steps import tags
 from deployer.steps.aws import absent_if
 from deployer.steps.base import Converged, Existing, Step, StepContext
+from deployer.zones import by_id, fargate_runs_in
 
 if TYPE_CHECKING:
     from mypy_boto3_elbv2.type_defs import (
@@ -31,6 +37,11 @@ if TYPE_CHECKING:
     )
 
 DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
+# Off by default on an NLB: each zone's node then sends only to targets in its own zone, so a zone
+# whose task is down (or has none) drops its share of visitors. Key and default: the ELBv2 API's
+# LoadBalancerAttribute ("The default for Network Load Balancers ... is false"),
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_LoadBalancerAttribute.html
+CROSS_ZONE = "load_balancing.cross_zone.enabled"
 
 
 # A TCP target group's HealthCheckTimeoutSeconds defaults to 10 s, may be 2-120 s (botocore elbv2
@@ -176,19 +187,29 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
         return Existing(_lb_ids(balancers[0]), balancers[0]) if balancers is not None else None
 
     def create(self, ctx: StepContext) -> Ids:
-        balancer = ctx.retry(
-            lambda: ctx.clients.elbv2.create_load_balancer(
-                Name=ctx.settings.names.load_balancer,
-                Type="network",
-                Scheme="internet-facing",
-                IpAddressType="ipv4",
-                Subnets=self._subnets(ctx),
-                SecurityGroups=[ctx.ids("nlb-security-group")["id"]],
-                Tags=tags.elbv2_tags(ctx.settings, self.name),
+        with _zone_refusal(ctx):
+            balancer = ctx.retry(
+                lambda: ctx.clients.elbv2.create_load_balancer(
+                    Name=ctx.settings.names.load_balancer,
+                    Type="network",
+                    Scheme="internet-facing",
+                    IpAddressType="ipv4",
+                    Subnets=self._subnets(ctx),
+                    SecurityGroups=[ctx.ids("nlb-security-group")["id"]],
+                    Tags=tags.elbv2_tags(ctx.settings, self.name),
+                ),
+                NEW_RESOURCE_NOT_FOUND,
+            )["LoadBalancers"][0]
+        ids = _lb_ids(balancer)
+        ctx.remember(self.name, ids)
+        # AWS has no attribute argument on CreateLoadBalancer: cross-zone is set right after.
+        ctx.retry(
+            lambda: ctx.clients.elbv2.modify_load_balancer_attributes(
+                LoadBalancerArn=ids["arn"], Attributes=[{"Key": CROSS_ZONE, "Value": "true"}]
             ),
             NEW_RESOURCE_NOT_FOUND,
-        )["LoadBalancers"][0]
-        return _lb_ids(balancer)
+        )
+        return ids
 
     def converge(self, ctx: StepContext, existing: Existing[LoadBalancerTypeDef]) -> Converged:
         live = existing.live
@@ -201,7 +222,8 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
         if sorted(zone["SubnetId"] for zone in live.get("AvailabilityZones", []) if "SubnetId" in zone) != sorted(
             subnets
         ):
-            ctx.change(changes, "subnets reset", lambda: elbv2.set_subnets(LoadBalancerArn=arn, Subnets=subnets))
+            with _zone_refusal(ctx):
+                ctx.change(changes, "subnets reset", lambda: elbv2.set_subnets(LoadBalancerArn=arn, Subnets=subnets))
         groups = [ctx.ids("nlb-security-group")["id"]]
         live_groups = live.get("SecurityGroups", [])
         if not live_groups:
@@ -212,10 +234,24 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
                 "security group reset",
                 lambda: elbv2.set_security_groups(LoadBalancerArn=arn, SecurityGroups=groups),
             )
+        attributes = elbv2.describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]
+        if {a.get("Key"): a.get("Value") for a in attributes}.get(CROSS_ZONE) != "true":
+            ctx.change(
+                changes,
+                "cross-zone load balancing on",
+                lambda: elbv2.modify_load_balancer_attributes(
+                    LoadBalancerArn=arn, Attributes=[{"Key": CROSS_ZONE, "Value": "true"}]
+                ),
+            )
         return Converged(existing.ids, changes)
 
     def wait(self, ctx: StepContext, ids: Ids) -> None:
         """Until the NLB is active (AWS takes minutes, moto answers at once); a failed NLB fails at once.
+
+        `active_impaired` ends the wait too, with a warning: AWS's LoadBalancerState says the load balancer
+        "is routing traffic but does not have the resources it needs to scale" (ELBv2 API reference,
+        https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_LoadBalancerState.html).
+        It serves, so the site can be verified; waiting for `active` could last the whole timeout.
 
         Our own poll rather than botocore's waiter: it sleeps through the context (instant in tests), its
         timeout is in seconds, and the waiter has no acceptor for the `failed` state.
@@ -225,6 +261,13 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
             found = self._describe(ctx, arn=ids["arn"])
             state = found.live.get("State", {}) if found else {}
             if state.get("Code") == "active":
+                return None
+            if found is not None and state.get("Code") == "active_impaired":
+                ctx.output.warn(
+                    f"The load balancer {ids['name']} is active_impaired: it routes traffic but AWS reports it "
+                    f"lacks the resources to scale ({state.get('Reason') or 'AWS gave no reason'}); "
+                    "python status.py shows its state"
+                )
                 return None
             if found is None or state.get("Code") == "failed":
                 raise DeployerError(
@@ -268,8 +311,11 @@ class ListenerStep(Step["ListenerTypeDef"]):
         balancer = ctx.recorded("load-balancer")
         if balancer is None:
             return None  # listeners belong to our load balancer: without it there is none
+        paginator = ctx.clients.elbv2.get_paginator("describe_listeners")
         listeners = absent_if(
-            lambda: ctx.clients.elbv2.describe_listeners(LoadBalancerArn=balancer["arn"])["Listeners"],
+            lambda: [
+                item for page in paginator.paginate(LoadBalancerArn=balancer["arn"]) for item in page["Listeners"]
+            ],
             "LoadBalancerNotFound",
         )
         for listener in listeners or []:
@@ -319,6 +365,39 @@ class ListenerStep(Step["ListenerTypeDef"]):
             "ListenerNotFound",
             "LoadBalancerNotFound",
         )
+
+
+@contextmanager
+def _zone_refusal(ctx: StepContext) -> Iterator[None]:
+    """ELB refuses some zones for load balancers (`AvailabilityZoneNotSupported`, e.g. "The following
+    Availability Zones us-west-1a cannot be associated with a load balancer": widdix/mastodon-on-aws#13,
+    aws/copilot-cli#1298). The subnets already exist and cannot move to another zone, so this is not
+    retried with other zones: the error names the zone and the zones to put in `availability_zones`."""
+    try:
+        yield
+    except ClientError as exc:
+        if error_code(exc) != "AvailabilityZoneNotSupported":
+            raise
+        message = error_message(exc)
+        ours = [ctx.ids(name).get("availability_zone", "") for name in ("subnet-1", "subnet-2")]
+        region = ctx.region_zones()
+        named = [z for z in region if z.name in message or z.zone_id in message]
+        refused = named or [z for z in region if z.name in ours]
+        others = sorted(
+            (z for z in region if z not in refused and fargate_runs_in(ctx.clients.region, z.zone_id)), key=by_id
+        )
+        suggestion = (
+            f"availability_zones = [{', '.join(repr(z.zone_id) for z in others[:2])}]".replace("'", '"')
+            if len(others) >= 2
+            else "two zones (this region has too few others where Fargate runs: deploy to another region)"
+        )
+        raise DeployerError(
+            f"AWS does not support a load balancer in availability zone {' or '.join(map(str, refused))} "
+            f"(AvailabilityZoneNotSupported: {message})",
+            where=f"step 'load-balancer', subnets in {', '.join(ours)}",
+            todo=f"Set {suggestion} in deploy.toml, then run teardown.py and provision.py again (a subnet "
+            "cannot move to another zone)",
+        ) from exc
 
 
 def site_url(ctx: StepContext) -> str:

@@ -30,10 +30,11 @@ class LogGroupStep(Step["LogGroupTypeDef"]):
         return self._describe(ctx, ctx.settings.names.log_group)
 
     def _describe(self, ctx: StepContext, name: str) -> Existing[LogGroupTypeDef] | None:
-        groups = ctx.clients.logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
-        for group in groups:
-            if group.get("logGroupName") == name:
-                return Existing({"name": name}, group)
+        # A prefix also matches other groups (/ecs/site-2 for /ecs/site): read pages until ours.
+        for page in ctx.clients.logs.get_paginator("describe_log_groups").paginate(logGroupNamePrefix=name):
+            for group in page["logGroups"]:
+                if group.get("logGroupName") == name:
+                    return Existing({"name": name}, group)
         return None
 
     def create(self, ctx: StepContext) -> Ids:

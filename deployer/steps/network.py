@@ -41,7 +41,10 @@ class VpcStep(Step["VpcTypeDef"]):
         return Existing(ids, vpcs[0]) if vpcs else None
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[VpcTypeDef] | None:
-        vpcs = ctx.clients.ec2.describe_vpcs(Filters=tags.ec2_tag_filters(ctx.settings, self.name))["Vpcs"]
+        pages = ctx.clients.ec2.get_paginator("describe_vpcs").paginate(
+            Filters=tags.ec2_tag_filters(ctx.settings, self.name)
+        )
+        vpcs = [vpc for page in pages for vpc in page["Vpcs"]]
         vpc = single(vpcs, self.resource, lambda v: v["VpcId"])
         return Existing({"id": vpc["VpcId"]}, vpc) if vpc else None
 
@@ -99,7 +102,10 @@ class SubnetStep(Step["SubnetTypeDef"]):
         return Existing(ids, subnets[0]) if subnets else None
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[SubnetTypeDef] | None:
-        subnets = ctx.clients.ec2.describe_subnets(Filters=tags.ec2_tag_filters(ctx.settings, self.name))["Subnets"]
+        pages = ctx.clients.ec2.get_paginator("describe_subnets").paginate(
+            Filters=tags.ec2_tag_filters(ctx.settings, self.name)
+        )
+        subnets = [subnet for page in pages for subnet in page["Subnets"]]
         subnet = single(subnets, self.resource, lambda s: s["SubnetId"])
         if subnet is None:
             return None
@@ -124,6 +130,10 @@ class SubnetStep(Step["SubnetTypeDef"]):
             raise self.drift(existing.ids, f"has CIDR {existing.live['CidrBlock']}, not {wanted}")
         if existing.live["VpcId"] != ctx.ids("vpc")["id"]:
             raise self.drift(existing.ids, f"is in {existing.live['VpcId']}, not in the stack's VPC")
+        named = ctx.settings.availability_zones
+        zone, zone_id = existing.live.get("AvailabilityZone", ""), existing.live.get("AvailabilityZoneId", "")
+        if named and zone not in ctx.availability_zones():
+            raise self.drift(existing.ids, f"is in zone {zone} ({zone_id}), not in the availability_zones setting")
         return Converged(existing.ids)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
@@ -142,8 +152,11 @@ class InternetGatewayStep(Step["InternetGatewayTypeDef"]):
         return Existing(ids, found[0]) if found else None
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[InternetGatewayTypeDef] | None:
-        found = ctx.clients.ec2.describe_internet_gateways(Filters=tags.ec2_tag_filters(ctx.settings, self.name))
-        gateway = single(found["InternetGateways"], self.resource, lambda g: g["InternetGatewayId"])
+        pages = ctx.clients.ec2.get_paginator("describe_internet_gateways").paginate(
+            Filters=tags.ec2_tag_filters(ctx.settings, self.name)
+        )
+        found = [gateway for page in pages for gateway in page["InternetGateways"]]
+        gateway = single(found, self.resource, lambda g: g["InternetGatewayId"])
         if gateway is None:
             return None
         attached = [a["VpcId"] for a in gateway.get("Attachments", []) if a.get("State") != "detached"]
@@ -210,7 +223,8 @@ class RouteTableStep(Step["RouteTableTypeDef"]):
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[RouteTableTypeDef] | None:
         filters = tags.ec2_tag_filters(ctx.settings, self.name)
-        tables = ctx.clients.ec2.describe_route_tables(Filters=filters)["RouteTables"]
+        pages = ctx.clients.ec2.get_paginator("describe_route_tables").paginate(Filters=filters)
+        tables = [table for page in pages for table in page["RouteTables"]]
         table = single(tables, self.resource, lambda t: t["RouteTableId"])
         if table is None:
             return None
@@ -270,9 +284,10 @@ class RouteTableStep(Step["RouteTableTypeDef"]):
 
     def _make_main(self, ctx: StepContext, ids: Ids) -> Ids:
         """Swap the VPC's main association to our table, recording the original table first."""
-        current = ctx.clients.ec2.describe_route_tables(
+        pages = ctx.clients.ec2.get_paginator("describe_route_tables").paginate(
             Filters=[{"Name": "vpc-id", "Values": [ids["vpc_id"]]}, {"Name": "association.main", "Values": ["true"]}]
-        )["RouteTables"]
+        )
+        current = [table for page in pages for table in page["RouteTables"]]
         association = [a for t in current for a in t.get("Associations", []) if a.get("Main")]
         if not association:
             # A VPC always has a main association; without one there is nothing to replace.
@@ -316,8 +331,11 @@ class RouteTableStep(Step["RouteTableTypeDef"]):
 
     def _other_table(self, ctx: StepContext, ids: Ids) -> str | None:
         """Without a record of the original main table (a lost state file), the VPC's other table is it."""
-        tables = ctx.clients.ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [ids["vpc_id"]]}])
-        others = sorted(t["RouteTableId"] for t in tables["RouteTables"] if t["RouteTableId"] != ids["id"])
+        pages = ctx.clients.ec2.get_paginator("describe_route_tables").paginate(
+            Filters=[{"Name": "vpc-id", "Values": [ids["vpc_id"]]}]
+        )
+        tables = [table for page in pages for table in page["RouteTables"]]
+        others = sorted(t["RouteTableId"] for t in tables if t["RouteTableId"] != ids["id"])
         return others[0] if others else None
 
 
@@ -343,12 +361,13 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
         vpc = ctx.recorded("vpc")
         if vpc is None:
             return None  # names are unique per VPC: without ours there is nothing to look up
-        groups = ctx.clients.ec2.describe_security_groups(
+        pages = ctx.clients.ec2.get_paginator("describe_security_groups").paginate(
             Filters=[
                 {"Name": "vpc-id", "Values": [vpc["id"]]},
                 {"Name": "group-name", "Values": [ctx.settings.names.security_group(self.role)]},
             ]
-        )["SecurityGroups"]
+        )
+        groups = [group for page in pages for group in page["SecurityGroups"]]
         group = single(groups, self.resource, lambda g: g["GroupId"])
         return Existing({"id": group["GroupId"]}, group) if group else None
 
@@ -447,9 +466,10 @@ GROUP_HELD = HeldDelete("group-id", "InvalidGroup.NotFound", ("DependencyViolati
 
 def blocked(ctx: StepContext, resource: str, resource_id: str, interface_filter: str) -> DeployerError:
     """Explain a delete AWS kept refusing: name the network interfaces that still hold the resource."""
-    interfaces = ctx.clients.ec2.describe_network_interfaces(
+    pages = ctx.clients.ec2.get_paginator("describe_network_interfaces").paginate(
         Filters=[{"Name": interface_filter, "Values": [resource_id]}]
-    )["NetworkInterfaces"]
+    )
+    interfaces = [interface for page in pages for interface in page["NetworkInterfaces"]]
     if interfaces:
         found = "; ".join(
             f"{i['NetworkInterfaceId']} ({i.get('InterfaceType', 'interface')}, "
