@@ -29,6 +29,7 @@ import argparse
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,25 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from botocore.model import OperationModel
 
-from bench.common import (
-    READ_PREFIXES,
-    REGION,
-    BenchError,
-    BenchOutput,
-    InstantClock,
-    Result,
-    Target,
-    bench_context,
-    main,
-    moto_server,
-    timed,
-)
+from bench import common
 from deployer import runner
 from deployer.clients import build_clients, create_session
 from deployer.settings import Settings, validate
 from deployer.stack import steps_by_name
 from deployer.state import StateFile
-from tests.rollouts import Rollout
 
 IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
 PHASES = ("provision", "no-op re-run", "teardown")
@@ -64,13 +52,9 @@ class Phase:
     """The calls of one phase, in order, and how many each step made (a step's progress line ends it)."""
 
     def __init__(self, name: str) -> None:
-        self.name = name
-        self.calls: list[tuple[str, str]] = []
-        self.by_step: Counter[str] = Counter()
+        self.name, self.seconds, self.calls, self.by_step = name, 0.0, list[tuple[str, str]](), Counter[str]()
         self.outcomes: dict[str, str] = {}
-        self.seconds = 0.0
-        self._attributed = 0
-        self._steps = frozenset(steps_by_name())
+        self._attributed, self._steps = 0, frozenset(steps_by_name())
 
     def before_call(self, model: OperationModel, **_: Any) -> None:
         self.calls.append((model.service_model.service_name, model.name))
@@ -80,103 +64,78 @@ class Phase:
         self._attributed = len(self.calls)
 
     def listen(self, line: str) -> None:
-        words = line.split(maxsplit=1)
-        if words and not line[:1].isspace() and words[0] in self._steps:
-            self.close(words[0])
+        if line.split(" ", 1)[0] in self._steps:
+            self.close(line.split(" ", 1)[0])
 
     @property
     def changing(self) -> int:
-        return sum(1 for _, operation in self.calls if not operation.startswith(READ_PREFIXES))
+        return sum(1 for _, operation in self.calls if not operation.startswith(common.READ_PREFIXES))
 
     def rows(self) -> list[str]:
-        grouped: dict[str, Counter[str]] = {}
-        for service, operation in sorted(self.calls):
-            grouped.setdefault(service, Counter())[operation] += 1
         rows = [f"{self.name}: {len(self.calls)} calls, {self.changing} changing, {self.seconds:.2f} s"]
-        for service, ops in grouped.items():
-            listed = ", ".join(f"{op} {n}" if n > 1 else op for op, n in ops.items())
-            rows.append(f"  {service:<6} {ops.total():>3}: {listed}")
+        for service in sorted({service for service, _ in self.calls}):
+            ops = Counter(sorted(op for svc, op in self.calls if svc == service))
+            rows.append(
+                f"  {service:<6} {ops.total():>3}: " + ", ".join(f"{o} {n}" if n > 1 else o for o, n in ops.items())
+            )
         rows.append("  by step: " + ", ".join(f"{step} {n}" for step, n in self.by_step.items() if n))
-        different = {step: outcome for step, outcome in self.outcomes.items() if outcome != "unchanged"}
+        different = [f"{step} {outcome}" for step, outcome in self.outcomes.items() if outcome != "unchanged"]
         if self.name == "no-op re-run" and different:
-            rows.append("  steps not unchanged: " + ", ".join(f"{s} {o}" for s, o in different.items()))
+            rows.append("  steps not unchanged: " + ", ".join(different))
         return [*rows, ""]
-
-    def figures(self) -> dict[str, Any]:
-        return {
-            "calls": len(self.calls),
-            "changing_calls": self.changing,
-            "seconds": round(self.seconds, 3),
-            "calls_by_step": dict(self.by_step),
-            "step_outcomes": self.outcomes,
-        }
 
 
 def run_phase(name: str, settings: Settings, state_path: Path, echo: bool) -> Phase:
     phase = Phase(name)
-    output = BenchOutput(echo, listen=phase.listen)
+    output = common.BenchOutput(echo, listen=phase.listen)
     output.line(f"== {name}")
 
     def run() -> runner.RunReport:
-        ctx = bench_context(  # moto's NLB name is fake: the probe never sends traffic to it
-            settings,
-            state_path,
-            output,
-            hooks={"before-call": phase.before_call},
-            clock=InstantClock(),
-            probe=lambda _u: 200,
-        )
+        ctx = common.moto_context(settings, state_path, output, hooks={"before-call": phase.before_call})
         phase.close("(sts identity)")
-        if name == "teardown":
-            return runner.teardown(ctx)
-        Rollout().install(ctx.clients.ecs, ctx.clients.elbv2)
-        return runner.provision(ctx, wait=True)
+        return runner.teardown(ctx) if name == "teardown" else runner.provision(ctx, wait=True)
 
-    phase.seconds, report = timed(run)
+    phase.seconds, report = common.timed(run)
     phase.close("(after the steps)")
     phase.outcomes = {line.step: line.outcome for line in report.steps}
     return phase
 
 
-def warm_up() -> None:
-    """Uncounted reads, so that moto builds its backends before the timed phases."""
-    clients = build_clients(create_session(REGION))
-    clients.sts.get_caller_identity()
-    clients.ec2.describe_vpcs()
-    clients.elbv2.describe_load_balancers()
-    clients.ecs.list_clusters()
-    clients.iam.list_roles()
-    clients.ecr.describe_repositories()
-    clients.logs.describe_log_groups()
-
-
-def measure(args: argparse.Namespace, output: BenchOutput) -> Result:
-    settings = Settings(stack="bench-site", region=REGION, image=IMAGE)
+def measure(args: argparse.Namespace, output: common.BenchOutput) -> common.Result:
+    settings = Settings(stack="bench-site", region=common.REGION, image=IMAGE)
     validate(settings)
     with tempfile.TemporaryDirectory(prefix="bench-api-calls-") as folder:
-        with moto_server(Path(folder), MOTO_ECS_SERVICE_RUNNING="1"):
-            warm_up_seconds, _ = timed(warm_up)
-            state_path = Path(folder) / "state.json"
-            phases = [run_phase(name, settings, state_path, not args.quiet) for name in PHASES]
-        leftover = StateFile(state_path).load()
+        with common.moto_server(Path(folder), MOTO_ECS_SERVICE_RUNNING="1"):
+            clients = build_clients(create_session(common.REGION))
+            reads: list[Callable[[], object]] = [clients.sts.get_caller_identity, clients.ec2.describe_vpcs]
+            reads += [clients.elbv2.describe_load_balancers, clients.ecs.list_clusters, clients.iam.list_roles]
+            reads += [clients.ecr.describe_repositories, clients.logs.describe_log_groups]
+            warm_up, _ = common.timed(lambda: [read() for read in reads])  # moto builds its backends: not counted
+            phases = [run_phase(name, settings, Path(folder) / "state.json", not args.quiet) for name in PHASES]
+        leftover = StateFile(Path(folder) / "state.json").load()
         if leftover is not None and leftover.resources:
-            raise BenchError(f"teardown left {len(leftover.resources)} resources in the state file")
+            raise common.BenchError(f"teardown left {len(leftover.resources)} resources in the state file")
     provision, noop, teardown = phases
     targets = [
-        Target("provision calls", len(provision.calls), 70),
-        Target("no-op re-run calls", len(noop.calls), 30),
-        Target("no-op re-run changing calls", noop.changing, 0),
-        Target("teardown calls", len(teardown.calls), 60),
+        common.Target("provision calls", len(provision.calls), 70),
+        common.Target("no-op re-run calls", len(noop.calls), 30),
+        common.Target("no-op re-run changing calls", noop.changing, 0),
+        common.Target("teardown calls", len(teardown.calls), 60),
     ]
     rows = [row for phase in phases for row in phase.rows()]
-    rows.append(
-        f"total: {sum(len(p.calls) for p in phases)} calls, {sum(p.changing for p in phases)} changing, "
-        f"{sum(p.seconds for p in phases):.2f} s"
+    calls, changing, seconds = (
+        sum(len(p.calls) for p in phases),
+        sum(p.changing for p in phases),
+        sum(p.seconds for p in phases),
     )
-    rows.append(f"(emulator warm-up before the phases, not counted: {warm_up_seconds:.2f} s)")
-    document = {p.name: p.figures() for p in phases}
-    return Result(rows, {"phases": document, "emulator_warm_up_seconds": round(warm_up_seconds, 3)}, targets)
+    rows += [f"total: {calls} calls, {changing} changing, {seconds:.2f} s"]
+    rows += [f"(emulator warm-up before the phases, not counted: {warm_up:.2f} s)", ""]
+    figures = {
+        p.name: {"calls": len(p.calls), "changing": p.changing, "seconds": p.seconds, "by_step": p.by_step}
+        for p in phases
+    }
+    return common.Result(rows, {"phases": figures, "emulator_warm_up_seconds": warm_up}, targets)
 
 
 if __name__ == "__main__":
-    sys.exit(main(__doc__, measure))
+    sys.exit(common.main(__doc__, measure))

@@ -1,12 +1,9 @@
 """What every benchmark shares: the command line, the report, the emulator, the engine and the run's context.
 
-A benchmark is a `measure(args, output)` function that returns a `Result` (its report lines, the same
-figures for --json, and its targets); `main` parses the flags, runs it and prints the report:
-
-    PASS/FAIL per target, then one verdict; exit 0 when every target is met, 1 otherwise,
-    2 (skipped) when something the benchmark needs is not on this machine.
-
-Progress (the deployer's lines and the benchmark's own) goes to stderr, the report (or JSON) to stdout.
+A benchmark is a `measure(args, output) -> Result` (report lines, the same figures for --json, targets);
+`main` parses --json/--quiet, runs it and prints the report with a PASS/FAIL per target. Exit 0 when
+every target is met, 1 otherwise, 2 (skipped) when something it needs is not on this machine.
+Progress goes to stderr, the report (or JSON) to stdout.
 """
 
 from __future__ import annotations
@@ -35,6 +32,7 @@ from deployer.output import Output
 from deployer.settings import Settings
 from deployer.state import State, StateFile, check_identity
 from deployer.steps.base import StepContext
+from tests.rollouts import Rollout
 
 T = TypeVar("T")
 
@@ -54,9 +52,6 @@ class BenchError(Exception):
     """Something did not do what the benchmark needs: the run fails."""
 
 
-# --- targets and the report ---------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -73,13 +68,13 @@ class Target:
 
     @property
     def met(self) -> bool:
-        return {"<=": self.value <= self.limit, ">=": self.value >= self.limit}.get(
-            self.compare, self.value == self.limit
-        )
+        met = {"<=": self.value <= self.limit, ">=": self.value >= self.limit, "==": self.value == self.limit}
+        return met[self.compare]
 
     def describe(self) -> str:
-        value = f"{self.value:.{self.decimals}f}{self.unit}"
-        return f"{self.name}: {value} (target {self.compare} {self.limit:g}{self.unit})"
+        return (
+            f"{self.name}: {self.value:.{self.decimals}f}{self.unit} (target {self.compare} {self.limit:g}{self.unit})"
+        )
 
 
 @dataclass
@@ -138,9 +133,6 @@ def timed(call: Callable[[], T]) -> tuple[float, T]:
     return time.perf_counter() - started, answer
 
 
-# --- output and time ----------------------------------------------------------------------------
-
-
 class BenchOutput(Output):
     """The deployer's `Output` with progress on stderr (none with --quiet); `listen` sees every line."""
 
@@ -167,9 +159,6 @@ class InstantClock(Clock):
         self.slept += seconds
 
 
-# --- the emulator and the run's context ---------------------------------------------------------
-
-
 def clean_environment(scratch: Path) -> dict[str, str]:
     """This process's environment without AWS_* / MOTO_* and with no reachable AWS configuration."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "MOTO_"))}
@@ -181,9 +170,8 @@ def clean_environment(scratch: Path) -> dict[str, str]:
 
 @contextmanager
 def moto_server(scratch: Path, **moto_switches: str) -> Iterator[str]:
-    """A moto server on a free loopback port, this process's only AWS (fake credentials); yields its endpoint.
-
-    The environment is restored when it stops."""
+    """A moto server on a free loopback port as this process's only AWS (fake credentials); yields its
+    endpoint. The environment is restored when it stops."""
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(
@@ -215,9 +203,9 @@ def bench_context(
     hooks: Mapping[str, Callable[..., None]] = {},
     **fields: Any,
 ) -> StepContext:
-    """The context deployer/cli.py's `open_context` builds, from the same pieces: session, clients, the STS
-    identity, the state file checked against them, a ledger that saves to it. The botocore `hooks` are
-    registered on the session first, so they see every call, the identity call included."""
+    """What deployer/cli.py's `open_context` builds, from the same pieces (session, clients, STS identity,
+    the state file checked against them, a ledger saving to it), with botocore `hooks` registered on the
+    session first, so that they see every call, the identity call included."""
     session = create_session(settings.region)
     for event, handler in hooks.items():
         session.events.register(event, handler)
@@ -227,11 +215,15 @@ def bench_context(
     state = state_file.load() or State(stack=settings.stack, region=clients.region, account_id=account)
     check_identity(state, settings.stack, clients.region, account, state_file.path)
     partition = session.get_partition_for_region(clients.region)
-    ledger = Ledger(state, state_file.save)
-    return StepContext(clients, settings, ledger, account, partition, output, **fields)
+    return StepContext(clients, settings, Ledger(state, state_file.save), account, partition, output, **fields)
 
 
-# --- the Docker engine --------------------------------------------------------------------------
+def moto_context(settings: Settings, state_path: Path, output: Output, **fields: Any) -> StepContext:
+    """`bench_context` for moto: sleeping is instant, the rollout completes (tests/rollouts.py) and the probe
+    answers 200 without sending a request (moto's load balancer name is not a real host)."""
+    ctx = bench_context(settings, state_path, output, clock=InstantClock(), probe=lambda _url: 200, **fields)
+    Rollout().install(ctx.clients.ecs, ctx.clients.elbv2)
+    return ctx
 
 
 def docker_engine(timeout: int = 900) -> docker.DockerClient:

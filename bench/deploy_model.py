@@ -1,37 +1,31 @@
 """Modelled time to a healthy site on AWS: the tool as it runs (overlapped) versus the same steps one after another.
 
 What it measures
-    moto answers at once, so this runs the real runner (`runner.provision(ctx, wait=True,
-    parallel=...)`, in this process) against a moto server with a latency model around
-    every AWS call and around the image build and push, all scaled down 100 times (1
-    modelled minute = 0.6 s). The time from the start of `provision` to its return -- the
-    site verified serving: rollout COMPLETED, targets healthy, the URL answering 200 -- is
-    reported in modelled seconds, for (a) parallel, the tool as it runs (the image built and
-    pushed in a background thread, the load balancer's and the service's waits last), and
-    (b) sequential, the same steps one after another. It is a model, not a measurement of AWS.
+    moto answers at once, so the real runner runs here against moto with a latency model
+    around every AWS call and the image build and push, scaled down 100 times (1 modelled
+    minute = 0.6 s). The time from the start of `provision(ctx, wait=True)` to its return --
+    rollout COMPLETED, targets healthy, the URL answering 200 -- is reported in modelled
+    seconds for `parallel=True` (the tool as it runs: the image built and pushed in a
+    background thread, the waits last) and `parallel=False` (the same steps one after
+    another). It is a model of AWS, not a measurement of it.
 
-The latency model (modelled = real-AWS seconds; sources in docs/aws-behaviour.md,
-"Latency figures used by bench/deploy_model.py")
-    read call 0.3 s, other changing call 0.5 s, EC2/ELBv2 Create* 1.0 s; NLB provisioning
-    -> active 180 s after CreateLoadBalancer; tasks running 90 s after CreateService;
-    targets `initial` for 90 s once both hold; image build 60 s (an assumption: bench/image.py
-    builds in ~15 s with a local base image), push 45 s; IAM propagation 0 s.
-
-    Injected with botocore hooks on the session: `before-call` stamps each call, `after-call`
-    pads it to its modelled latency (a call costs max(model, the emulator's real time scaled
-    up), the emulator's ms per call are reported) and rewrites DescribeLoadBalancers,
-    DescribeServices and DescribeTargetHealth to the model's state; `ctx.probe` answers 200
-    once the targets are healthy (no request is sent). `ModelledBuilder` replaces only the
-    Docker engine. The context's clock is the model's (`ModelClock`): waits poll every 5 s and
-    retry backoffs sleep modelled seconds. Each run gets a fresh moto, a unique stack and,
-    before the timed run, an untimed provision of another stack (moto builds its backends and
-    botocore its models on first use: tens of ms that would count 100 times over).
+The model (real-AWS seconds; sources in docs/aws-behaviour.md, "Latency figures used by bench/deploy_model.py")
+    read call 0.3, other changing call 0.5, EC2/ELBv2 Create* 1.0; NLB active 180 after
+    CreateLoadBalancer; tasks running 90 after CreateService; targets `initial` 90 once both
+    hold; image build 60 (an assumption: bench/image.py builds in ~15 s with a local base
+    image), push 45; IAM propagation 0. Botocore hooks on the session pad each call to its
+    model (a call costs max(model, the emulator's time scaled up): its ms per call are shown)
+    and rewrite the load balancer, service and target-health answers; `ctx.probe` answers 200
+    once the targets are healthy; the Docker engine's build and push only take their time; the context's
+    clock is the model's, so waits poll every 5 s and retry backoffs sleep modelled seconds.
+    Each run gets a fresh moto, a unique stack, and first an untimed provision of another
+    stack (moto's backends and botocore's models are built on first use, which would count 100x).
 
 Target
-    parallel <= 0.6 x sequential, on the medians of 3 pairs of runs. Printed beside the
-    published end-to-end times of other tools (docs/aws-behaviour.md, "End-to-end figures").
+    parallel <= 0.6 x sequential, on the medians of 3 pairs of runs; shown beside published
+    end-to-end times of other tools (docs/aws-behaviour.md, "End-to-end figures of other tools").
 
-How to run it (from the repository root, in its virtualenv; about 40 s)
+How to run it (from the repository root, in its virtualenv; about 40 s on a quiet machine)
     python bench/deploy_model.py [--json] [--quiet] [--runs 1]
 """
 
@@ -49,23 +43,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from botocore.model import OperationModel
 
-from bench.common import (
-    READ_PREFIXES,
-    REGION,
-    BenchError,
-    BenchOutput,
-    Result,
-    Target,
-    bench_context,
-    main,
-    moto_server,
-)
+from bench import common
 from deployer import runner
 from deployer.clock import Clock
 from deployer.images import BuildSpec, ImageBuilder, RegistryAuth
@@ -106,16 +90,18 @@ class ModelClock(Clock):
         time.sleep(max(0.0, seconds) / SCALE)
 
 
-class ModelledAws:
-    """The model's AWS: when the NLB is active, the tasks run, the targets are healthy; every call padded."""
+class ModelledAws(ImageBuilder):
+    """AWS and the Docker engine as the model has them: every call padded; when the NLB is active, the tasks
+    run, the targets are healthy; a build and a push that only take their time (no engine, no registry)."""
 
-    def __init__(self, clock: ModelClock, desired: int) -> None:
+    def __init__(self, output: common.BenchOutput, clock: ModelClock, desired: int) -> None:
+        super().__init__(output)  # the engine is never called: registry_digest, build and push are the model's
         self.clock, self.desired, self.active, self.local = clock, desired, False, threading.local()
         self.calls: list[Call] = []
-        self.at: dict[str, float] = {}  # "NLB created", "service created", "site answered 200"
+        self.at: dict[str, float] = {}  # moments, in modelled seconds from the start
 
     def call_model(self, service: str, operation: str) -> float:
-        if operation.startswith(READ_PREFIXES):
+        if operation.startswith(common.READ_PREFIXES):
             return MODEL["read"]
         return MODEL["create"] if service in ("ec2", "elbv2") and operation.startswith("Create") else MODEL["write"]
 
@@ -169,19 +155,6 @@ class ModelledAws:
         self.at.setdefault("site answered 200", self.clock.now())
         return 200
 
-
-def _no_engine() -> NoReturn:
-    raise AssertionError("the modelled builder never talks to a Docker engine")
-
-
-class ModelledBuilder(ImageBuilder):
-    """The time of a cold build and push, nothing else: no Docker engine, no registry."""
-
-    def __init__(self, output: BenchOutput, clock: ModelClock) -> None:
-        super().__init__(output, connect=_no_engine)
-        self.clock = clock
-        self.at: dict[str, float] = {}
-
     def registry_digest(self, reference: str, auth: RegistryAuth) -> str | None:
         return None
 
@@ -200,9 +173,8 @@ class ModelledBuilder(ImageBuilder):
 def run_once(mode: str, endpoint: str, scratch: Path, echo: bool) -> dict[str, Any]:
     """A fresh emulator, an untimed warm-up stack, then one timed provision of a unique stack."""
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=60).close()
-    settings = Settings(stack=f"model-{mode[:3]}-{uuid.uuid4().hex[:8]}", region=REGION)
+    settings = Settings(stack=f"model-{mode[:3]}-{uuid.uuid4().hex[:8]}", region=common.REGION)
     clock, retries = ModelClock(), []
-    aws = ModelledAws(clock, settings.desired_count)
 
     def listen(line: str) -> None:
         if "retrying in" in line:
@@ -210,24 +182,24 @@ def run_once(mode: str, endpoint: str, scratch: Path, echo: bool) -> dict[str, A
         if echo:
             print(f"[{clock.now():6.1f}] {line}", file=sys.stderr, flush=True)
 
-    output = BenchOutput(False, listen)
+    output = common.BenchOutput(False, listen)
+    aws = ModelledAws(output, clock, settings.desired_count)
     hooks: dict[str, Callable[..., None]] = {"before-call": aws.before_call, "after-call": aws.after_call}
-    builder = ModelledBuilder(output, clock)
-    ctx = bench_context(settings, scratch / f"{settings.stack}.json", output, hooks=hooks, images=builder)
-    ctx = replace(ctx, clock=clock, probe=aws.probe, poll_seconds=5.0)
-    warm = Settings(stack=f"warm-{uuid.uuid4().hex[:8]}", region=REGION, image=WARM_UP_IMAGE)
-    warm_state = State(stack=warm.stack, region=REGION, account_id=ctx.account_id)
-    warm_ctx = replace(ctx, settings=warm, ledger=Ledger(warm_state, lambda _s: None), output=BenchOutput(False))
+    fields = {"images": aws, "clock": clock, "probe": aws.probe, "poll_seconds": 5.0}  # polls every 5 modelled s
+    ctx = common.bench_context(settings, scratch / f"{settings.stack}.json", output, hooks=hooks, **fields)
+    warm = Settings(stack=f"warm-{uuid.uuid4().hex[:8]}", region=common.REGION, image=WARM_UP_IMAGE)
+    warm_state = State(stack=warm.stack, region=common.REGION, account_id=ctx.account_id)
+    warm_ctx = replace(ctx, settings=warm, ledger=Ledger(warm_state, lambda _s: None), output=common.BenchOutput(False))
     runner.provision(warm_ctx, wait=False)
     ctx.clients.ecr.get_authorization_token()  # the image step's one call (the warm-up stack builds nothing)
     output.line(f"== {mode}")
     clock.started, aws.active = time.monotonic(), True
     report = runner.provision(ctx, wait=True, parallel=mode == "parallel")
     total = clock.now()
-    if "site answered 200" not in aws.at or ctx.ids("image").get("digest") != DIGEST or builder.pushes != 1:
-        raise BenchError(f"{mode}: provision returned without the pushed image verified serving")
+    if "site answered 200" not in aws.at or ctx.ids("image").get("digest") != DIGEST or aws.pushes != 1:
+        raise common.BenchError(f"{mode}: provision returned without the pushed image verified serving")
     ends = {call.operation: call.end for call in reversed(aws.calls)}  # each operation's first end
-    moments = {**aws.at, **builder.at, "repository created": ends.get("CreateRepository"), "provision returned": total}
+    moments = {**aws.at, "repository created": ends.get("CreateRepository"), "provision returned": total}
     moments["VPC created"] = ends.get("CreateVpc")
     moments.update({"NLB active (model)": aws.when("active"), "tasks running (model)": aws.when("running")})
     moments["targets healthy (model)"] = aws.when("healthy")
@@ -250,13 +222,13 @@ def run_once(mode: str, endpoint: str, scratch: Path, echo: bool) -> dict[str, A
     }
 
 
-def measure(args: argparse.Namespace, output: BenchOutput) -> Result:
+def measure(args: argparse.Namespace, output: common.BenchOutput) -> common.Result:
     runs: dict[str, list[dict[str, Any]]] = {"parallel": [], "sequential": []}
     # The state file is fsync'd after every resource: on a RAM file system that costs what it does next to AWS.
     memory = "/dev/shm" if Path("/dev/shm").is_dir() else None
     with (
         tempfile.TemporaryDirectory(prefix="bench-deploy-model-", dir=memory) as folder,
-        moto_server(Path(folder), MOTO_EC2_LOAD_DEFAULT_AMIS="false") as endpoint,
+        common.moto_server(Path(folder), MOTO_EC2_LOAD_DEFAULT_AMIS="false") as endpoint,
     ):
         for _ in range(args.runs):
             for mode, results in runs.items():
@@ -280,7 +252,9 @@ def measure(args: argparse.Namespace, output: BenchOutput) -> Result:
     rows.append("anchors (published, real AWS, other tools and stacks; docs/aws-behaviour.md):")
     rows += [f"  {name} {shown}: {what}" for name, shown, what in ANCHORS]
     figures = {"scale": SCALE, "model": MODEL, "medians_modelled_seconds": medians, "ratio": round(ratio, 3)}
-    return Result(rows, {**figures, "runs": runs}, [Target("parallel / sequential", ratio, 0.6, decimals=3)])
+    return common.Result(
+        rows, {**figures, "runs": runs}, [common.Target("parallel / sequential", ratio, 0.6, decimals=3)]
+    )
 
 
 def minutes(seconds: float) -> str:
@@ -292,4 +266,4 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(__doc__, measure, options))
+    sys.exit(common.main(__doc__, measure, options))
