@@ -4,7 +4,7 @@ What it measures
     The number of AWS API calls (and the wall time) of the three things a user does:
     provision on an empty account; provision again with nothing changed; teardown.
     Each phase runs in this process through the real library as deployer/cli.py runs
-    it (`bench.common.bench_context`: session, clients, STS identity -- counted, the
+    it (`bench.common.moto_context`: session, clients, STS identity -- counted, the
     CLI makes that call too -- and a state.json), then `runner.provision(ctx, wait=True)`
     or `runner.teardown(ctx)`. A botocore `before-call` handler on the session sees
     every call once (waiters included, botocore's own retries not). A call is

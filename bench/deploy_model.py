@@ -16,7 +16,7 @@ The model (real-AWS seconds; sources in docs/aws-behaviour.md, "Latency figures 
     image), push 45; IAM propagation 0. Botocore hooks on the session pad each call to its
     model (a call costs max(model, the emulator's time scaled up): its ms per call are shown)
     and rewrite the load balancer, service and target-health answers; `ctx.probe` answers 200
-    once the targets are healthy; the Docker engine's build and push only take their time; the context's
+    once the targets are healthy; the engine's build and push only take their time; the context's
     clock is the model's, so waits poll every 5 s and retry backoffs sleep modelled seconds.
     Each run gets a fresh moto, a unique stack, and first an untimed provision of another
     stack (moto's backends and botocore's models are built on first use, which would count 100x).
@@ -62,6 +62,7 @@ DIGEST = "sha256:" + "d" * 64
 MODEL = {"read": 0.3, "write": 0.5, "create": 1.0, "nlb": 180.0, "tasks": 90.0, "health": 90.0, "build": 60.0}
 MODEL["push"] = 45.0
 WARM_UP_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
+MODELLED_MOMENTS = (("active", "NLB active"), ("running", "tasks running"), ("healthy", "targets healthy"))
 POLLS = ("DescribeLoadBalancers", "DescribeServices", "DescribeTargetHealth")
 ANCHORS = (
     ("Copilot", "~8 min", "copilot init --deploy: VPC + ALB + ECS service, CloudFormation"),
@@ -199,12 +200,10 @@ def run_once(mode: str, endpoint: str, scratch: Path, echo: bool) -> dict[str, A
     if "site answered 200" not in aws.at or ctx.ids("image").get("digest") != DIGEST or aws.pushes != 1:
         raise common.BenchError(f"{mode}: provision returned without the pushed image verified serving")
     ends = {call.operation: call.end for call in reversed(aws.calls)}  # each operation's first end
-    moments = {**aws.at, "repository created": ends.get("CreateRepository"), "provision returned": total}
-    moments["VPC created"] = ends.get("CreateVpc")
-    moments.update({"NLB active (model)": aws.when("active"), "tasks running (model)": aws.when("running")})
-    moments["targets healthy (model)"] = aws.when("healthy")
     polls = [call.end for call in aws.calls if call.operation == "DescribeLoadBalancers"]
-    moments["load balancer wait ended"] = polls[-1] if polls else None
+    moments = {**aws.at, "repository created": ends.get("CreateRepository"), "VPC created": ends.get("CreateVpc")}
+    moments |= {"load balancer wait ended": polls[-1] if polls else None, "provision returned": total}
+    moments |= {f"{what} (model)": aws.when(key) for key, what in MODELLED_MOMENTS}
     # What the emulator's own speed added: the steps' calls beyond their model (the waits' polls left out).
     first_poll = min(ends.get("CreateLoadBalancer", total), ends.get("CreateService", total))
     excess = sum(c.excess for c in aws.calls if c.end <= first_poll or c.operation not in POLLS)

@@ -9,7 +9,7 @@ What it measures
        (the deployer's code path, cache allowed), then templates/home.html gets one more
        line and the second build is timed; the `pip install` layer must come from the cache.
     3. provision with nothing changed -- the stack provisioned twice through the library as
-       deployer/cli.py does it (`bench.common.bench_context`, `runner.provision(ctx, wait=True)`),
+       deployer/cli.py does it (`bench.common.moto_context`, `runner.provision(ctx, wait=True)`),
        one `ImageBuilder` whose `builds` and `pushes` are read after each run. AWS is moto
        on loopback; its ECR token is accepted by the emulated registry scripts/setup-docker.sh
        runs on 127.0.0.1:443, so the image really is pushed and looked up again. The stack

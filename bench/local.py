@@ -1,26 +1,21 @@
 """Wall time of local mode: provision --local cold and warm, and teardown --local.
 
-What it measures (each as a user runs it: `python provision.py ...` in a subprocess, from a
-scratch folder, with no AWS configuration in the environment)
-    1. cold -- `provision.py --local` for a new stack with a fresh build argument, so the
-       engine has no image with that content tag and the tool builds it (the engine's
-       layer cache may serve the Dockerfile steps: the figure is the deployer's path,
-       not a from-scratch pip install); it also starts the emulator, creates every
-       resource in it, runs the container and waits for /healthz. Reported, no target.
-    2. warm -- the same command again, nothing changed: the emulator is reused, no
-       build, every step unchanged, the same container.
-    3. teardown -- `teardown.py --local`: container removed, resources deleted from the
-       emulator, emulator stopped.
-
-    Checked along the way: the warm run built nothing and kept the container; after the
-    teardown no container, no emulator process and no listening port is left. The image
-    built for the run is removed at the end. Only 127.0.0.1 is contacted.
+What it measures (each as a user runs it: `python provision.py ...` in a subprocess, from a scratch
+folder, with no AWS configuration in the environment; only 127.0.0.1 is contacted)
+    1. cold -- `provision.py --local` for a new stack with a fresh build argument, so the tool builds
+       an image (the engine's layer cache may serve the Dockerfile steps: the figure is the deployer's
+       path, not a from-scratch pip install), starts the emulator, creates every resource in it, runs
+       the container and waits for /healthz. Reported, no target.
+    2. warm -- the same command again, nothing changed: emulator reused, no build, the same container.
+    3. teardown -- `teardown.py --local`: container removed, resources deleted, emulator stopped.
+    The image built for the run is removed at the end.
 
 Targets
-    warm <= 3 s; teardown <= 5 s; both checks hold. Skipped without a Docker engine or the
-    base image flask-deployer/base:bookworm (scripts/setup-docker.sh).
+    warm <= 3 s; teardown <= 5 s; the warm run built and changed nothing and kept the container;
+    after teardown no container, no emulator process and no listening port is left.
+    Skipped without a Docker engine or the base image (scripts/setup-docker.sh makes both).
 
-How to run it (from the repository root, in its virtualenv; about 15 s here)
+How to run it (from the repository root, in its virtualenv; about 15 s on a quiet machine)
     python bench/local.py [--json] [--quiet]
 """
 
@@ -104,11 +99,10 @@ def measure(args: argparse.Namespace, output: common.BenchOutput) -> common.Resu
 
 
 def remove_images(client: docker.DockerClient, stack: str) -> None:
-    for image in client.images.list():
-        for tag in image.tags:
-            if tag.rsplit(":", 1)[0].endswith(f"/{stack}"):
-                with contextlib.suppress(docker.errors.APIError):
-                    client.images.remove(tag, force=True)
+    for tag in (tag for image in client.images.list() for tag in image.tags):
+        if tag.rsplit(":", 1)[0].endswith(f"/{stack}"):
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(tag, force=True)
 
 
 if __name__ == "__main__":

@@ -1,28 +1,25 @@
 """Throughput and latency of the site: gunicorn in the container against Flask's development server.
 
 What it measures
-    Requests per second and latency (p50, p90, p99) of /, /about and /projects, requested in
-    turn, served (1) by gunicorn in the site's image (built through `ImageBuilder` with
-    BASE_IMAGE=flask-deployer/base:bookworm, run as the task definition runs it: its CMD and
-    gunicorn.conf.py, host networking, only PORT set) and (2) by Flask's development server
-    (werkzeug, `app.run(threaded=True)`) in a subprocess importing website/app.py.
-
-    Both listen on a free loopback port and are loaded by `wrk` with 32 keep-alive connections
-    on 2 threads; a Lua script rotates the paths and prints wrk's histogram as JSON. Every page
-    must answer 200 first; each server gets an uncounted warm-up. Then `--rounds` rounds of
-    `--duration` s alternate the order, so a burst of other load hits both; the figures are the
-    medians. Each run also shows the CPU the server used (its processes, from /proc), wrk's
-    and the machine's; "rest" is neither (for gunicorn mostly dockerd carrying its access log).
-    When other processes kept over a quarter of a core busy during the development server's
-    runs, the report warns that the figures are disturbed. Only 127.0.0.1 is contacted.
+    Requests per second and latency (p50, p90, p99) of /, /about and /projects in turn, served by
+    (1) gunicorn in the site's image (built through `ImageBuilder` on flask-deployer/base:bookworm,
+    run as the task definition runs it: its CMD and gunicorn.conf.py, host networking, only PORT
+    set) and (2) Flask's development server (werkzeug, threaded) importing website/app.py. `wrk`
+    loads each on a free loopback port with 32 keep-alive connections on 2 threads (a Lua script
+    rotates the paths and prints wrk's histogram as JSON), after a 200 from every page and an
+    uncounted warm-up; `--rounds` rounds of `--duration` s alternate the order, so a burst of other
+    load hits both, and the figures are the medians. Each run also shows the CPU cores the server,
+    wrk and the whole machine used (from /proc); "rest" is neither (for gunicorn mostly dockerd
+    carrying its access log). Over a quarter of a core of "rest" during the development server's
+    runs means other processes competed: the report warns that the figures are disturbed.
 
 Targets
-    gunicorn requests/s >= 2 x the development server's; gunicorn p99 <= 50 ms; no failed
-    requests (socket errors, timeouts, non-2xx/3xx) on either. Skipped without the engine, the
-    base image (scripts/setup-docker.sh) or wrk (`apt-get install -y wrk`).
+    gunicorn requests/s >= 2 x the development server's; gunicorn p99 <= 50 ms; no failed requests
+    (socket errors, timeouts, non-2xx/3xx). Skipped without the engine or the base image
+    (scripts/setup-docker.sh) or wrk (`apt-get install -y wrk`). Only 127.0.0.1 is contacted.
 
-How to run it (from the repository root, in its virtualenv; about 40 s)
-    python bench/website.py [--json] [--quiet] [--rounds 5 --duration 10] [--connections 32]
+How to run it (from the repository root, in its virtualenv; about 40 s on a quiet machine)
+    python bench/website.py [--json] [--quiet] [--rounds 5] [--duration 10] [--connections 32]
     python bench/website.py --env WEB_CONCURRENCY=3 --env GUNICORN_THREADS=2   # other container settings
 """
 
@@ -146,18 +143,14 @@ def flask_dev(scratch: Path) -> Iterator[Server]:
         process.wait(timeout=10)
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User+system CPU time of these processes (fields 14 and 15 of /proc/PID/stat)."""
-    fields = [Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split() for pid in pids]
-    return sum(int(f[11]) + int(f[12]) for f in fields) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_now(pids: list[int]) -> tuple[float, float, float]:
-    """The server's, wrk's (this process's children) and the whole machine's busy CPU seconds so far."""
-    values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy = (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
-    return cpu_seconds(pids), children.ru_utime + children.ru_stime, busy
+    """CPU seconds so far: the server's processes (utime + stime), wrk's (our children), the machine's busy."""
+    server = [Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13] for pid in pids]
+    machine = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    wrk = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ticks = os.sysconf("SC_CLK_TCK")
+    busy = sum(machine) - machine[3] - machine[4]  # less idle and iowait
+    return sum(int(u) + int(s) for u, s in server) / ticks, wrk.ru_utime + wrk.ru_stime, busy / ticks
 
 
 def run_wrk(script: Path, server: Server, seconds: int, connections: int) -> dict[str, float]:
