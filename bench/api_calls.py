@@ -1,328 +1,141 @@
 """Count the AWS API calls of a provision, a no-op re-run and a teardown, against moto.
 
 What it measures
-    The number of AWS API calls the deployer makes (and how long each phase
-    takes) for the three things a user does with it:
+    The number of AWS API calls (and the wall time) of the three things a user does:
+    provision on an empty account; provision again with nothing changed; teardown.
+    Each phase runs in this process through the real library as deployer/cli.py runs
+    it (`bench.common.moto_context`: session, clients, STS identity -- counted, the
+    CLI makes that call too -- and a state.json), then `runner.provision(ctx, wait=True)`
+    or `runner.teardown(ctx)`. A botocore `before-call` handler on the session sees
+    every call once (waiters included, botocore's own retries not). A call is
+    "changing" unless its operation starts with Describe, List or Get; calls are
+    attributed to steps from the runner's progress lines.
 
-    1. provision   -- deploy the whole stack on an empty account;
-    2. no-op       -- run provision again with nothing changed (must change nothing);
-    3. teardown    -- delete everything the state file records.
+    AWS is a moto server on loopback with fake credentials (`bench.common.moto_server`).
+    A few uncounted reads first make moto build its backends (IAM's managed policies),
+    reported as "emulator warm-up". moto's rollout is completed by tests/rollouts.py and
+    every sleep is instant: the times are the tool's and the emulator's, not AWS's.
 
-    Each phase runs in this process through the real library, the way the CLI
-    (deployer/cli.py) runs it: a fresh boto3 session and clients
-    (`deployer.clients.build_clients`), the caller's account from STS
-    GetCallerIdentity (counted: the CLI makes that call too), the state loaded
-    from and saved to a temporary state.json, then `deployer.runner.provision(ctx,
-    wait=True)` or `deployer.runner.teardown(ctx)`. Calls are counted with a
-    botocore `before-call` handler registered on the session, so every call the
-    clients make -- waiters included -- is seen once (botocore's own retries of a
-    call are not counted again). A call is "changing" when its operation name does
-    not start with Describe, List or Get. Calls are also attributed to the step
-    that made them, from the runner's progress lines.
-
-    The AWS side is a moto `ThreadedMotoServer` on 127.0.0.1 (a free port), reached
-    through AWS_ENDPOINT_URL, with fake credentials and no access to the local AWS
-    configuration: nothing can reach a real account. Before the first phase a few
-    uncounted, read-only calls make moto build its per-service backends (EC2's
-    default resources, IAM's ~1,500 managed policies), so that one-off cost is
-    reported apart ("emulator warm-up") instead of inflating the provision time.
-    Wall times run from building the session to the runner's return; they show
-    the tool's overhead and the emulator's, not AWS's (an NLB takes minutes on
-    AWS; moto reports it active at once, so no wait ever sleeps here).
-
-Targets (exit code 0 when all are met, 1 otherwise)
-    provision <= 70 calls; no-op re-run <= 30 calls and 0 changing calls;
-    teardown <= 60 calls.
+Targets
+    provision <= 70 calls; no-op re-run <= 30 calls and 0 changing calls; teardown <= 60 calls.
 
 How to run it (from the repository root, in its virtualenv)
-    python bench/api_calls.py           # a readable report
-    python bench/api_calls.py --json    # the same figures as one JSON document
-    python bench/api_calls.py --quiet   # without the deployer's progress lines
-
-The deployer's progress lines go to stderr; the report (or JSON) to stdout.
+    python bench/api_calls.py [--json] [--quiet]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import os
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from botocore.model import OperationModel  # noqa: E402
-from moto.server import ThreadedMotoServer  # noqa: E402
+from botocore.model import OperationModel
 
-from bench.common import isolate_environment  # noqa: E402
-from deployer import runner  # noqa: E402
-from deployer.clients import account_id, build_clients, create_session  # noqa: E402
-from deployer.errors import DeployerError  # noqa: E402
-from deployer.settings import Settings, validate  # noqa: E402
-from deployer.stack import steps_by_name  # noqa: E402
-from deployer.state import State, StateFile, check_identity  # noqa: E402
-from deployer.steps.base import StepContext  # noqa: E402
-from tests.rollouts import Rollout  # noqa: E402
+from bench import common
+from deployer import runner
+from deployer.clients import build_clients, create_session
+from deployer.settings import Settings, validate
+from deployer.stack import steps_by_name
+from deployer.state import StateFile
 
-STACK = "bench-site"
-REGION = "us-east-1"
 IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
-READ_PREFIXES = ("Describe", "List", "Get")
-IDENTITY = "(sts identity)"
-OUTSIDE_STEPS = "(after the steps)"
-
-PROVISION_MAX_CALLS = 70
-NOOP_MAX_CALLS = 30
-NOOP_MAX_CHANGING = 0
-TEARDOWN_MAX_CALLS = 60
+PHASES = ("provision", "no-op re-run", "teardown")
 
 
-@dataclass
-class Recorder:
-    """The calls of one phase, in order, and how many each step made."""
+class Phase:
+    """The calls of one phase, in order, and how many each step made (a step's progress line ends it)."""
 
-    echo: bool = True
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    by_step: dict[str, int] = field(default_factory=dict)
-    _attributed: int = 0
-    _steps: frozenset[str] = field(default_factory=lambda: frozenset(steps_by_name()))
+    def __init__(self, name: str) -> None:
+        self.name, self.seconds, self.calls, self.by_step = name, 0.0, list[tuple[str, str]](), Counter[str]()
+        self.outcomes: dict[str, str] = {}
+        self._attributed, self._steps = 0, frozenset(steps_by_name())
 
     def before_call(self, model: OperationModel, **_: Any) -> None:
         self.calls.append((model.service_model.service_name, model.name))
 
     def close(self, label: str) -> None:
-        """Attribute the calls made since the last label to `label`."""
-        count = len(self.calls) - self._attributed
-        if count:
-            self.by_step[label] = self.by_step.get(label, 0) + count
+        self.by_step[label] += len(self.calls) - self._attributed
         self._attributed = len(self.calls)
 
-    def say(self, line: str) -> None:
-        """The runner's progress output: a line starting with a step name ends that step."""
-        if self.echo:
-            print(line, file=sys.stderr, flush=True)
-        words = line.split(maxsplit=1)
-        if words and not line[:1].isspace() and words[0] in self._steps:
-            self.close(words[0])
-
-
-@dataclass
-class PhaseResult:
-    name: str
-    calls: list[tuple[str, str]]
-    by_step: dict[str, int]
-    outcomes: dict[str, str]
-    seconds: float
+    def listen(self, line: str) -> None:
+        if line.split(" ", 1)[0] in self._steps:
+            self.close(line.split(" ", 1)[0])
 
     @property
-    def changing(self) -> list[tuple[str, str]]:
-        return [call for call in self.calls if not call[1].startswith(READ_PREFIXES)]
+    def changing(self) -> int:
+        return sum(1 for _, operation in self.calls if not operation.startswith(common.READ_PREFIXES))
 
-    def operations(self) -> dict[str, dict[str, int]]:
-        """{service: {operation: count}}, services and operations sorted by name."""
-        counts = Counter(self.calls)
-        grouped: dict[str, dict[str, int]] = {}
-        for (service, operation), count in sorted(counts.items()):
-            grouped.setdefault(service, {})[operation] = count
-        return grouped
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "calls": len(self.calls),
-            "changing_calls": len(self.changing),
-            "seconds": round(self.seconds, 3),
-            "operations": self.operations(),
-            "calls_by_step": self.by_step,
-            "step_outcomes": self.outcomes,
-        }
+    def rows(self) -> list[str]:
+        rows = [f"{self.name}: {len(self.calls)} calls, {self.changing} changing, {self.seconds:.2f} s"]
+        for service in sorted({service for service, _ in self.calls}):
+            ops = Counter(sorted(op for svc, op in self.calls if svc == service))
+            rows.append(
+                f"  {service:<6} {ops.total():>3}: " + ", ".join(f"{o} {n}" if n > 1 else o for o, n in ops.items())
+            )
+        rows.append("  by step: " + ", ".join(f"{step} {n}" for step, n in self.by_step.items() if n))
+        different = [f"{step} {outcome}" for step, outcome in self.outcomes.items() if outcome != "unchanged"]
+        if self.name == "no-op re-run" and different:
+            rows.append("  steps not unchanged: " + ", ".join(different))
+        return [*rows, ""]
 
 
-@dataclass(frozen=True)
-class Target:
-    phase: str
-    metric: str
-    limit: int
-    value: int
+def run_phase(name: str, settings: Settings, state_path: Path, echo: bool) -> Phase:
+    phase = Phase(name)
+    output = common.BenchOutput(echo, listen=phase.listen)
+    output.line(f"== {name}")
 
-    @property
-    def met(self) -> bool:
-        return self.value <= self.limit
+    def run() -> runner.RunReport:
+        ctx = common.moto_context(settings, state_path, output, hooks={"before-call": phase.before_call})
+        phase.close("(sts identity)")
+        return runner.teardown(ctx) if name == "teardown" else runner.provision(ctx, wait=True)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"phase": self.phase, "metric": self.metric, "limit": self.limit, "value": self.value, "met": self.met}
-
-
-def warm_up() -> float:
-    """One uncounted read-only call per service, so moto builds its backends before the timed phases."""
-    started = time.perf_counter()
-    clients = build_clients(create_session(REGION))
-    clients.sts.get_caller_identity()
-    clients.ec2.describe_vpcs()
-    clients.elbv2.describe_load_balancers()
-    clients.ecs.list_clusters()
-    clients.iam.list_roles()
-    clients.ecr.describe_repositories()
-    clients.logs.describe_log_groups()
-    return time.perf_counter() - started
+    phase.seconds, report = common.timed(run)
+    phase.close("(after the steps)")
+    phase.outcomes = {line.step: line.outcome for line in report.steps}
+    return phase
 
 
-def run_phase(
-    name: str,
-    settings: Settings,
-    state_path: Path,
-    action: Callable[[StepContext], runner.RunReport],
-    *,
-    echo: bool,
-) -> PhaseResult:
-    """One CLI-like run: session, clients, identity, state, context, then `action`; every call counted."""
-    recorder = Recorder(echo=echo)
-    if echo:
-        print(f"== {name}", file=sys.stderr, flush=True)
-    started = time.perf_counter()
-    session = create_session(settings.region)
-    session.events.register("before-call", recorder.before_call)
-    clients = build_clients(session)
-    account = account_id(clients)
-    recorder.close(IDENTITY)
-    state_file = StateFile(state_path)
-    state = state_file.load() or State(stack=settings.stack, region=clients.region, account_id=account)
-    check_identity(state, settings.stack, clients.region, account, state_file.path)
-    ctx = StepContext(
-        clients=clients,
-        settings=settings,
-        state=state,
-        account_id=account,
-        partition=session.get_partition_for_region(clients.region),
-        save=lambda: state_file.save(state),
-        say=recorder.say,
-    )
-    report = action(ctx)
-    recorder.close(OUTSIDE_STEPS)
-    seconds = time.perf_counter() - started
-    outcomes = {line.step: line.outcome for line in report.steps}
-    return PhaseResult(name, list(recorder.calls), dict(recorder.by_step), outcomes, seconds)
-
-
-def provision_and_wait(ctx: StepContext) -> runner.RunReport:
-    """With the wait, as a user runs it: moto's rollout is made to complete (tests/rollouts.py)."""
-    Rollout().install(ctx.clients.ecs, ctx.clients.elbv2)
-    ctx.probe = lambda _url: 200  # moto's NLB name is fake: never send traffic to it
-    return runner.provision(ctx, wait=True)
-
-
-@dataclass
-class Measurement:
-    warm_up_seconds: float
-    phases: list[PhaseResult]
-
-
-def measure(echo: bool) -> Measurement:
-    settings = Settings(stack=STACK, region=REGION, image=IMAGE)
+def measure(args: argparse.Namespace, output: common.BenchOutput) -> common.Result:
+    settings = Settings(stack="bench-site", region=common.REGION, image=IMAGE)
     validate(settings)
     with tempfile.TemporaryDirectory(prefix="bench-api-calls-") as folder:
-        scratch = Path(folder)
-        isolate_environment(scratch, REGION, MOTO_ECS_SERVICE_RUNNING="1")
-        # The emulator's werkzeug server logs every request to stderr; only its errors matter here.
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
-            warm_up_seconds = warm_up()
-            state_path = scratch / "state.json"
-            results = [
-                run_phase("provision", settings, state_path, provision_and_wait, echo=echo),
-                run_phase("no-op re-run", settings, state_path, provision_and_wait, echo=echo),
-                run_phase("teardown", settings, state_path, runner.teardown, echo=echo),
-            ]
-            leftover = StateFile(state_path).load()
-            if leftover is not None and leftover.resources:
-                raise RuntimeError(f"teardown left {len(leftover.resources)} resources in the state file")
-            StateFile(state_path).delete()  # as teardown.py does
-            return Measurement(warm_up_seconds, results)
-        finally:
-            server.stop()
-
-
-def targets(provision: PhaseResult, noop: PhaseResult, teardown: PhaseResult) -> list[Target]:
-    return [
-        Target(provision.name, "calls", PROVISION_MAX_CALLS, len(provision.calls)),
-        Target(noop.name, "calls", NOOP_MAX_CALLS, len(noop.calls)),
-        Target(noop.name, "changing calls", NOOP_MAX_CHANGING, len(noop.changing)),
-        Target(teardown.name, "calls", TEARDOWN_MAX_CALLS, len(teardown.calls)),
+        with common.moto_server(Path(folder), MOTO_ECS_SERVICE_RUNNING="1"):
+            clients = build_clients(create_session(common.REGION))
+            reads: list[Callable[[], object]] = [clients.sts.get_caller_identity, clients.ec2.describe_vpcs]
+            reads += [clients.elbv2.describe_load_balancers, clients.ecs.list_clusters, clients.iam.list_roles]
+            reads += [clients.ecr.describe_repositories, clients.logs.describe_log_groups]
+            warm_up, _ = common.timed(lambda: [read() for read in reads])  # moto builds its backends: not counted
+            phases = [run_phase(name, settings, Path(folder) / "state.json", not args.quiet) for name in PHASES]
+        leftover = StateFile(Path(folder) / "state.json").load()
+        if leftover is not None and leftover.resources:
+            raise common.BenchError(f"teardown left {len(leftover.resources)} resources in the state file")
+    provision, noop, teardown = phases
+    targets = [
+        common.Target("provision calls", len(provision.calls), 70),
+        common.Target("no-op re-run calls", len(noop.calls), 30),
+        common.Target("no-op re-run changing calls", noop.changing, 0),
+        common.Target("teardown calls", len(teardown.calls), 60),
     ]
-
-
-def totals(results: list[PhaseResult]) -> dict[str, Any]:
-    return {
-        "calls": sum(len(r.calls) for r in results),
-        "changing_calls": sum(len(r.changing) for r in results),
-        "seconds": round(sum(r.seconds for r in results), 3),
+    rows = [row for phase in phases for row in phase.rows()]
+    calls, changing, seconds = (
+        sum(len(p.calls) for p in phases),
+        sum(p.changing for p in phases),
+        sum(p.seconds for p in phases),
+    )
+    rows += [f"total: {calls} calls, {changing} changing, {seconds:.2f} s"]
+    rows += [f"(emulator warm-up before the phases, not counted: {warm_up:.2f} s)", ""]
+    figures = {
+        p.name: {"calls": len(p.calls), "changing": p.changing, "seconds": p.seconds, "by_step": p.by_step}
+        for p in phases
     }
-
-
-def print_report(measurement: Measurement, checks: list[Target]) -> None:
-    results = measurement.phases
-    for result in results:
-        print(f"{result.name}: {len(result.calls)} calls, {len(result.changing)} changing, {result.seconds:.2f} s")
-        for service, operations in result.operations().items():
-            listed = ", ".join(f"{op} {n}" if n > 1 else op for op, n in operations.items())
-            print(f"  {service:<6} {sum(operations.values()):>3}: {listed}")
-        print("  by step: " + ", ".join(f"{step} {n}" for step, n in result.by_step.items()))
-        different = {step: outcome for step, outcome in result.outcomes.items() if outcome != "unchanged"}
-        if result.name == "no-op re-run" and different:
-            print("  steps not unchanged: " + ", ".join(f"{step} {outcome}" for step, outcome in different.items()))
-        print()
-    summed = totals(results)
-    print(f"total: {summed['calls']} calls, {summed['changing_calls']} changing, {summed['seconds']:.2f} s")
-    print(f"(emulator warm-up before the phases, not counted: {measurement.warm_up_seconds:.2f} s)")
-    print()
-    print("targets:")
-    for check in checks:
-        verdict = "PASS" if check.met else "FAIL"
-        print(f"  {verdict}  {check.phase} {check.metric}: {check.value} (limit {check.limit})")
-    print("PASS: all targets met" if all(c.met for c in checks) else "FAIL: some targets are not met")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--json", action="store_true", help="print the figures as one JSON document")
-    parser.add_argument("--quiet", action="store_true", help="do not echo the deployer's progress lines to stderr")
-    args = parser.parse_args(argv)
-    try:
-        measurement = measure(echo=not args.quiet)
-    except DeployerError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    results = measurement.phases
-    checks = targets(*results)
-    met = all(check.met for check in checks)
-    if args.json:
-        document = {
-            "stack": STACK,
-            "region": REGION,
-            "phases": {result.name: result.to_json() for result in results},
-            "totals": totals(results),
-            "emulator_warm_up_seconds": round(measurement.warm_up_seconds, 3),
-            "targets": [check.to_json() for check in checks],
-            "pass": met,
-        }
-        print(json.dumps(document, indent=2))
-    else:
-        print_report(measurement, checks)
-    return 0 if met else 1
+    return common.Result(rows, {"phases": figures, "emulator_warm_up_seconds": warm_up}, targets)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main(__doc__, measure))

@@ -1,52 +1,26 @@
 """Throughput and latency of the site: gunicorn in the container against Flask's development server.
 
 What it measures
-    Requests per second and latency percentiles (p50, p90, p99) of the same three
-    pages -- /, /about and /projects, requested in turn -- served two ways:
+    Requests per second and latency (p50, p90, p99) of /, /about and /projects in turn, served by
+    (1) gunicorn in the site's image (built through `ImageBuilder` on flask-deployer/base:bookworm,
+    run as the task definition runs it: its CMD and gunicorn.conf.py, host networking, only PORT
+    set) and (2) Flask's development server (werkzeug, threaded) importing website/app.py. `wrk`
+    loads each on a free loopback port with 32 keep-alive connections on 2 threads (a Lua script
+    rotates the paths and prints wrk's histogram as JSON), after a 200 from every page and an
+    uncounted warm-up; `--rounds` rounds of `--duration` s alternate the order, so a burst of other
+    load hits both, and the figures are the medians. Each run also shows the CPU cores the server,
+    wrk and the whole machine used (from /proc); "rest" is neither (for gunicorn mostly dockerd
+    carrying its access log). Over a quarter of a core of "rest" during the development server's
+    runs means other processes competed: the report warns that the figures are disturbed.
 
-    1. gunicorn  -- the site's image (website/, built here through the deployer's
-       own `ImageBuilder` with BASE_IMAGE=flask-deployer/base:bookworm, so an
-       unchanged site reuses the build cache) run as the task definition would run
-       it: its own CMD and gunicorn.conf.py, host networking, only PORT set (so
-       WEB_CONCURRENCY, GUNICORN_THREADS and the rest keep their defaults);
-    2. flask-dev -- Flask's development server (werkzeug, `app.run(threaded=True)`)
-       in a subprocess of this virtualenv's Python, importing website/app.py.
+Targets
+    gunicorn requests/s >= 2 x the development server's; gunicorn p99 <= 50 ms; no failed requests
+    (socket errors, timeouts, non-2xx/3xx). Skipped without the engine or the base image
+    (scripts/setup-docker.sh) or wrk (`apt-get install -y wrk`). Only 127.0.0.1 is contacted.
 
-    Both listen on a free port of 127.0.0.1 and are loaded by `wrk` (Debian's
-    package) with 32 keep-alive connections on 2 wrk threads; a small Lua script
-    rotates the three paths and prints wrk's own latency histogram as JSON. Every
-    page is first checked to answer 200 on both servers, and both get a warm-up
-    run that is not counted. Then the two are measured in turns (the order
-    alternates each round), `--rounds` rounds of `--duration` seconds each, so a
-    burst of load from something else on the machine hits both alike; the figures
-    reported are the medians over the rounds.
-
-    For each run the report also shows the CPU the server used (its processes'
-    user+system time from /proc, in cores), the CPU wrk used (to show the load
-    generator is not the bottleneck) and the whole machine's busy CPU from
-    /proc/stat; "rest" is what neither used -- for gunicorn mostly dockerd and the
-    container shim carrying its access log (gunicorn.conf.py logs every request
-    to stdout), otherwise anything else competing for the cores. When other
-    processes kept more than a quarter of a core busy during the development
-    server's runs, the report warns that the figures are disturbed.
-
-    Nothing but loopback is ever contacted: the servers, wrk and the health
-    checks all use 127.0.0.1.
-
-Targets (exit code 0 when all are met, 1 otherwise)
-    gunicorn requests/s >= 2 x the development server's; gunicorn p99 <= 50 ms;
-    no failed requests (socket errors, timeouts, non-2xx/3xx answers) on either.
-
-Exit code 2 (skipped) when no Docker engine answers, the base image
-flask-deployer/base:bookworm is missing (scripts/setup-docker.sh makes both) or
-wrk is not installed (`apt-get install -y wrk`).
-
-How to run it (from the repository root, in its virtualenv)
-    python bench/website.py                 # a readable report (about 40 s)
-    python bench/website.py --json          # the same figures as one JSON document
-    python bench/website.py --rounds 5 --duration 10
-    python bench/website.py --env WEB_CONCURRENCY=3 --env GUNICORN_THREADS=2
-                                            # try other container settings
+How to run it (from the repository root, in its virtualenv; about 40 s on a quiet machine)
+    python bench/website.py [--json] [--quiet] [--rounds 5] [--duration 10] [--connections 32]
+    python bench/website.py --env WEB_CONCURRENCY=3 --env GUNICORN_THREADS=2   # other container settings
 """
 
 from __future__ import annotations
@@ -56,587 +30,209 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import docker  # noqa: E402
-import docker.errors  # noqa: E402
-from docker.models.containers import Container  # noqa: E402
+import docker
 
-from deployer.errors import DeployerError  # noqa: E402
-from deployer.images import BuildSpec, ImageBuilder  # noqa: E402
+from bench import common
+from deployer.images import BuildSpec, ImageBuilder
+from deployer.local import free_port
 
-WEBSITE = REPO_ROOT / "website"
-BASE_IMAGE = "flask-deployer/base:bookworm"
-BENCH_REPOSITORY = "flask-deployer/bench-website"
 PAGES = ("/", "/about", "/projects")
-HOST = "127.0.0.1"
-CONNECTIONS = 32
-WRK_THREADS = 2
-WRK_TIMEOUT_SECONDS = 2
-WARM_UP_SECONDS = 3
-DEFAULT_DURATION = 5
-DEFAULT_ROUNDS = 3
-START_TIMEOUT_SECONDS = 60
-
-MIN_RATIO = 2.0
-MAX_P99_MS = 50.0
-EXIT_SKIPPED = 2
-DISTURBED_CORES = 0.25  # other processes' CPU during the flask-dev runs above which a warning is printed
-
-GUNICORN = "gunicorn"
-FLASK_DEV = "flask-dev"
-
-# wrk's Lua hooks: each thread rotates the paths; at the end the summary goes to stdout as one JSON line.
+WRK = ["-t", "2", "--timeout", "2s"]
+MARKER = "WRK-JSON "
 WRK_SCRIPT = """
-local paths = {%(paths)s}
+local paths = {PATHS}
 local i = 0
-request = function()
-  i = i %% #paths + 1
-  return wrk.format("GET", paths[i])
+request = function() i = i % #paths + 1; return wrk.format("GET", paths[i]) end
+done = function(s, latency, requests)
+  local e = s.errors
+  io.write(string.format('MARKER{"requests":%d,"us":%d,"errors":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d}\\n',
+    s.requests, s.duration, e.connect + e.read + e.write + e.status + e.timeout, latency:percentile(50),
+    latency:percentile(90), latency:percentile(99), latency.max))
 end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '%(marker)s{"requests":%%d,"duration_us":%%d,"bytes":%%d,"connect":%%d,"read":%%d,"write":%%d,' ..
-    '"status":%%d,"timeout":%%d,"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"max_us":%%d}\\n',
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
-end
-"""
-WRK_MARKER = "WRK-JSON "
-
+""".replace("PATHS", ", ".join(f'"{page}"' for page in PAGES)).replace("MARKER", MARKER)
 # The development server, as `flask run` would start it but threaded and without the reloader or debugger.
-DEV_SERVER = """
-import sys
-sys.path.insert(0, sys.argv[1])
-from app import app
-app.run(host=sys.argv[2], port=int(sys.argv[3]), threaded=True, debug=False, use_reloader=False)
-"""
-
-
-class MissingPrerequisiteError(Exception):
-    """Something this benchmark needs is not on this machine."""
-
-
-class BenchError(Exception):
-    """A server did not start or answer as it should."""
-
-
-@dataclass
-class Run:
-    """One wrk run against one server."""
-
-    requests: int
-    seconds: float
-    rps: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_ms: float
-    errors: int
-    server_cores: float | None
-    wrk_cores: float
-    machine_cores: float
-
-
-@dataclass
-class ServerResult:
-    name: str
-    description: str
-    runs: list[Run] = field(default_factory=list)
-
-    @property
-    def rps(self) -> float:
-        return statistics.median(run.rps for run in self.runs)
-
-    @property
-    def p50_ms(self) -> float:
-        return statistics.median(run.p50_ms for run in self.runs)
-
-    @property
-    def p99_ms(self) -> float:
-        return statistics.median(run.p99_ms for run in self.runs)
-
-    @property
-    def errors(self) -> int:
-        return sum(run.errors for run in self.runs)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "description": self.description,
-            "rps": round(self.rps, 1),
-            "p50_ms": round(self.p50_ms, 2),
-            "p99_ms": round(self.p99_ms, 2),
-            "errors": self.errors,
-            "runs": [asdict(run) for run in self.runs],
-        }
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    value: float
-    limit: float
-    at_least: bool  # True: value >= limit; False: value <= limit
-    unit: str = ""
-    decimals: int = 2
-
-    @property
-    def met(self) -> bool:
-        return self.value >= self.limit if self.at_least else self.value <= self.limit
-
-    def describe(self) -> str:
-        sign = ">=" if self.at_least else "<="
-        return f"{self.name}: {self.value:.{self.decimals}f}{self.unit} (target {sign} {self.limit:g}{self.unit})"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "value": round(self.value, 3),
-            "limit": self.limit,
-            "at_least": self.at_least,
-            "met": self.met,
-        }
+DEV_SERVER = "import sys; sys.path.insert(0, sys.argv[1]); from app import app; "
+DEV_SERVER += "app.run(host='127.0.0.1', port=int(sys.argv[2]), threaded=True, debug=False, use_reloader=False)"
 
 
 @dataclass
 class Server:
-    """A started server: where it answers, and how to read the CPU time of its processes."""
-
     name: str
     description: str
     url: str
     pids: Callable[[], list[int]]
-    diagnostics: Callable[[], str]
+    runs: list[dict[str, float]]
+
+    def median(self, key: str) -> float:
+        return statistics.median(run[key] for run in self.runs)
 
 
-# --- preconditions ------------------------------------------------------------------------------
-
-
-def docker_client() -> docker.DockerClient:
-    """The engine with the base image, or MissingPrerequisiteError saying what is missing."""
-    try:
-        client = docker.from_env(timeout=600)
-        client.ping()  # type: ignore[no-untyped-call]
-    except docker.errors.DockerException as exc:
-        raise MissingPrerequisiteError(f"no Docker engine is reachable ({exc}); run scripts/setup-docker.sh") from exc
-    try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound as exc:
-        raise MissingPrerequisiteError(f"the base image {BASE_IMAGE} is missing; run scripts/setup-docker.sh") from exc
-    return client
-
-
-def wrk_path() -> str:
-    found = shutil.which("wrk")
-    if found is None:
-        raise MissingPrerequisiteError("wrk is not installed (Debian: apt-get install -y wrk)")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def status_of(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            answer.read()
-            return int(answer.status)
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
-def wait_until_up(server: Server, alive: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if not alive():
-            raise BenchError(f"{server.name} exited while starting:\n{server.diagnostics()}")
+def wait_until_up(server: Server, alive: Callable[[], bool], logs: Callable[[], str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and alive():
         try:
-            if status_of(f"{server.url}/healthz") == 200:
-                return
+            for page in ("/healthz", *PAGES):  # each must answer 200 (urlopen raises on an error status)
+                urllib.request.urlopen(f"{server.url}{page}", timeout=5).close()
+            return
         except OSError:
-            pass
-        time.sleep(0.2)
-    raise BenchError(
-        f"{server.name} did not answer {server.url}/healthz within {START_TIMEOUT_SECONDS}s:\n{server.diagnostics()}"
-    )
-
-
-def check_pages(server: Server) -> None:
-    for path in PAGES:
-        status = status_of(f"{server.url}{path}")
-        if status != 200:
-            raise BenchError(f"{server.name} answered {status} for {path}")
-
-
-# --- the two servers ----------------------------------------------------------------------------
-
-
-def build_image(client: docker.DockerClient, echo: bool) -> str:
-    """The site's image under a local tag named by its content; cached layers make an unchanged site instant."""
-    spec = BuildSpec(context=WEBSITE, dockerfile="Dockerfile", build_args={"BASE_IMAGE": BASE_IMAGE})
-    reference = f"{BENCH_REPOSITORY}:{spec.content_tag()}"
-    builder = ImageBuilder(connect=lambda: client, progress=lambda line: say(line, echo))
-    builder.build(spec, reference)
-    return reference
+            time.sleep(0.2)
+    raise common.BenchError(f"{server.name} did not answer {server.url} with 200 on every page:\n{logs()[-3000:]}")
 
 
 @contextmanager
-def gunicorn_server(client: docker.DockerClient, image: str, extra_env: dict[str, str]) -> Iterator[Server]:
+def gunicorn(client: docker.DockerClient, image: str, env: dict[str, str]) -> Iterator[Server]:
     port = free_port()
-    environment = {"PORT": str(port), **extra_env}
-    container: Container = client.containers.run(
+    environment = {"PORT": str(port), **env}
+    container = client.containers.run(
         image, environment=environment, network_mode="host", detach=True, name=f"bench-website-{uuid.uuid4().hex[:8]}"
     )
     try:
+
+        def pids() -> list[int]:
+            top = cast("dict[str, Any]", container.top())  # the stubs say str; the engine answers a JSON object
+            return [int(process[top["Titles"].index("PID")]) for process in top["Processes"]]
+
         settings = " ".join(f"{key}={value}" for key, value in environment.items())
-        server = Server(
-            GUNICORN,
-            f"gunicorn in the container ({settings}; everything else as gunicorn.conf.py says)",
-            f"http://{HOST}:{port}",
-            pids=lambda: container_pids(container),
-            diagnostics=lambda: container_logs(container),
-        )
-        wait_until_up(server, lambda: container_running(container))
+        description = f"gunicorn in the container ({settings}; the rest as gunicorn.conf.py says)"
+        server = Server("gunicorn", description, f"http://127.0.0.1:{port}", pids, [])
+
+        def running() -> bool:
+            container.reload()
+            return container.status in {"created", "running"}
+
+        wait_until_up(server, running, lambda: bytes(container.logs(tail=30)).decode(errors="replace"))
         yield server
     finally:
         container.remove(force=True)
 
 
-def container_running(container: Container) -> bool:
-    container.reload()
-    return container.status in {"created", "running"}
-
-
-def container_pids(container: Container) -> list[int]:
-    top = cast("dict[str, Any]", container.top())  # the stubs say str; the engine answers a JSON object
-    column = top["Titles"].index("PID")
-    return [int(process[column]) for process in top["Processes"]]
-
-
-def container_logs(container: Container) -> str:
-    return bytes(container.logs(tail=30)).decode(errors="replace")
-
-
 @contextmanager
-def flask_dev_server(scratch: Path) -> Iterator[Server]:
-    port = free_port()
-    log_path = scratch / "flask-dev.log"
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("FLASK_")}
-    environment["PYTHONDONTWRITEBYTECODE"] = "1"  # nothing written into website/
-    with log_path.open("wb") as log:
+def flask_dev(scratch: Path) -> Iterator[Server]:
+    port, log = free_port(), scratch / "flask-dev.log"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FLASK_")}
+    with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-c", DEV_SERVER, str(WEBSITE), HOST, str(port)],
+            [sys.executable, "-c", DEV_SERVER, str(common.WEBSITE), str(port)],
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=sink,
             stderr=subprocess.STDOUT,
-            env=environment,
+            env={**env, "PYTHONDONTWRITEBYTECODE": "1"},  # nothing written into website/
         )
     try:
-        server = Server(
-            FLASK_DEV,
-            f"Flask's development server (werkzeug, threaded) on Python {sys.version.split()[0]}",
-            f"http://{HOST}:{port}",
-            pids=lambda: [process.pid],
-            diagnostics=lambda: log_path.read_text(errors="replace")[-3000:],
-        )
-        wait_until_up(server, lambda: process.poll() is None)
+        description = f"Flask's development server (werkzeug, threaded) on Python {sys.version.split()[0]}"
+        server = Server("flask-dev", description, f"http://127.0.0.1:{port}", lambda: [process.pid], [])
+        wait_until_up(server, lambda: process.poll() is None, lambda: log.read_text(errors="replace"))
         yield server
     finally:
         process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.wait(timeout=10)
 
 
-# --- measuring ----------------------------------------------------------------------------------
-
-
-def cpu_seconds(pids: list[int]) -> float | None:
-    """User+system CPU time of these processes so far, from /proc/PID/stat; None where /proc cannot tell."""
+def cpu_now(pids: list[int]) -> tuple[float, float, float]:
+    """CPU seconds so far: the server's processes (utime + stime), wrk's (our children), the machine's busy."""
+    server = [Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13] for pid in pids]
+    machine = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    wrk = resource.getrusage(resource.RUSAGE_CHILDREN)
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
-    return total / ticks
+    busy = sum(machine) - machine[3] - machine[4]  # less idle and iowait
+    return sum(int(u) + int(s) for u, s in server) / ticks, wrk.ru_utime + wrk.ru_stime, busy / ticks
 
 
-def machine_busy_seconds() -> float:
-    """CPU time the whole machine spent busy (all cores), from /proc/stat."""
-    values = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_wrk(wrk: str, script: Path, server: Server, seconds: int, connections: int) -> Run:
-    pids = server.pids()
-    server_before = cpu_seconds(pids)
-    wrk_before = children_cpu_seconds()
-    machine_before = machine_busy_seconds()
-    started = time.monotonic()
-    done = subprocess.run(
-        [
-            wrk,
-            "-t",
-            str(WRK_THREADS),
-            "-c",
-            str(connections),
-            "-d",
-            f"{seconds}s",
-            "--timeout",
-            f"{WRK_TIMEOUT_SECONDS}s",
-            "-s",
-            str(script),
-            server.url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=False,
-    )
-    elapsed = time.monotonic() - started
-    machine = machine_busy_seconds() - machine_before
-    wrk_cpu = children_cpu_seconds() - wrk_before
-    server_after = cpu_seconds(pids)
-    lines = [line for line in done.stdout.splitlines() if line.startswith(WRK_MARKER)]
+def run_wrk(script: Path, server: Server, seconds: int, connections: int) -> dict[str, float]:
+    pids, started = server.pids(), time.monotonic()
+    before = cpu_now(pids)
+    command = ["wrk", *WRK, "-c", str(connections), "-d", f"{seconds}s", "-s", str(script), server.url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    cores = [(after - was) / (time.monotonic() - started) for was, after in zip(before, cpu_now(pids), strict=True)]
+    lines = [line for line in done.stdout.splitlines() if line.startswith(MARKER)]
     if done.returncode != 0 or not lines:
-        raise BenchError(f"wrk failed on {server.name} (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
-    data = json.loads(lines[-1][len(WRK_MARKER) :])
-    wall = data["duration_us"] / 1e6
-    server_cores = None
-    if server_before is not None and server_after is not None:
-        server_cores = round((server_after - server_before) / elapsed, 2)
-    return Run(
-        requests=data["requests"],
-        seconds=round(wall, 3),
-        rps=round(data["requests"] / wall, 1),
-        p50_ms=data["p50_us"] / 1000,
-        p90_ms=data["p90_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000,
-        max_ms=data["max_us"] / 1000,
-        errors=sum(data[key] for key in ("connect", "read", "write", "status", "timeout")),
-        server_cores=server_cores,
-        wrk_cores=round(wrk_cpu / elapsed, 2),
-        machine_cores=round(machine / elapsed, 2),
-    )
+        raise common.BenchError(f"wrk failed on {server.name} (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+    data = json.loads(lines[-1].removeprefix(MARKER))
+    figures = {key: data[key] / 1000 for key in ("p50", "p90", "p99", "max")}
+    rest = max(0.0, cores[2] - cores[0] - cores[1])
+    return {"rps": data["requests"] / data["us"] * 1e6, **figures, "errors": data["errors"], "server_cores": cores[0],
+            "wrk_cores": cores[1], "machine_cores": cores[2], "rest_cores": rest}  # fmt: skip
 
 
-@dataclass
-class Measurement:
-    image: str
-    connections: int
-    rounds: int
-    duration: int
-    results: dict[str, ServerResult]
-    load_average: tuple[float, float, float]
-
-
-def measure(duration: int, rounds: int, connections: int, extra_env: dict[str, str], echo: bool) -> Measurement:
-    client = docker_client()
-    wrk = wrk_path()
-    say(f"== building the site's image from {WEBSITE}", echo)
-    image = build_image(client, echo)
-    try:
-        return measure_image(
-            client,
-            wrk=wrk,
-            image=image,
-            duration=duration,
-            rounds=rounds,
-            connections=connections,
-            extra_env=extra_env,
-            echo=echo,
-        )
-    finally:
-        try:
-            client.images.remove(image, noprune=True)  # the layers stay as build cache
-        except docker.errors.APIError as exc:
-            say(f"   (could not remove {image}: {exc})", echo)
-
-
-def measure_image(
-    client: docker.DockerClient,
-    *,
-    wrk: str,
-    image: str,
-    duration: int,
-    rounds: int,
-    connections: int,
-    extra_env: dict[str, str],
-    echo: bool,
-) -> Measurement:
-    load_average = os.getloadavg()
+def measure(args: argparse.Namespace, output: common.BenchOutput) -> common.Result:
+    if shutil.which("wrk") is None:
+        raise common.MissingPrerequisiteError("wrk is not installed (Debian: apt-get install -y wrk)")
+    client = common.docker_engine(timeout=600)
+    spec = BuildSpec(common.WEBSITE, "Dockerfile", {"BASE_IMAGE": common.BASE_IMAGE})
+    image = f"flask-deployer/bench-website:{spec.content_tag()}"  # an unchanged site reuses the build cache
+    images = common.LocalImages(client, noprune=True, references=[image])
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="bench-website-") as folder, ExitStack() as stack:
-        scratch = Path(folder)
-        script = scratch / "pages.lua"
-        script.write_text(WRK_SCRIPT % {"paths": ", ".join(f'"{path}"' for path in PAGES), "marker": WRK_MARKER})
-        servers = [
-            stack.enter_context(flask_dev_server(scratch)),
-            stack.enter_context(gunicorn_server(client, image, extra_env)),
-        ]
-        results = {server.name: ServerResult(server.name, server.description) for server in servers}
+        stack.callback(images.remove_all)
+        ImageBuilder(output, connect=lambda: client).build(spec, image)
+        script = Path(folder) / "pages.lua"
+        script.write_text(WRK_SCRIPT)
+        env = dict(pair.split("=", 1) for pair in args.env)
+        servers = [stack.enter_context(flask_dev(Path(folder))), stack.enter_context(gunicorn(client, image, env))]
         for server in servers:
-            check_pages(server)
-            say(f"== {server.name}: {server.url}, warm-up {WARM_UP_SECONDS} s (not counted)", echo)
-            run_wrk(wrk, script, server, WARM_UP_SECONDS, connections)
-        for number in range(rounds):
-            order = servers if number % 2 == 0 else servers[::-1]
-            for server in order:
-                run = run_wrk(wrk, script, server, duration, connections)
-                results[server.name].runs.append(run)
-                say(f"   round {number + 1} {server.name}: {run.rps:.0f} req/s, p99 {run.p99_ms:.1f} ms", echo)
-        return Measurement(image, connections, rounds, duration, results, load_average)
-
-
-def targets(measurement: Measurement) -> list[Target]:
-    gunicorn = measurement.results[GUNICORN]
-    dev = measurement.results[FLASK_DEV]
-    return [
-        Target("gunicorn / flask-dev requests/s", gunicorn.rps / dev.rps, MIN_RATIO, at_least=True, unit="x"),
-        Target("gunicorn p99 latency", gunicorn.p99_ms, MAX_P99_MS, at_least=False, unit=" ms"),
-        Target("failed requests (both servers)", gunicorn.errors + dev.errors, 0, at_least=False, decimals=0),
+            output.line(f"== {server.name}: {server.url}, warm-up 3 s (not counted)")
+            run_wrk(script, server, 3, args.connections)
+        for number in range(args.rounds):
+            for server in servers if number % 2 == 0 else servers[::-1]:
+                server.runs.append(run := run_wrk(script, server, args.duration, args.connections))
+                output.line(f"   round {number + 1} {server.name}: {run['rps']:.0f} req/s, p99 {run['p99']:.1f} ms")
+    dev, gunicorn_server = servers
+    rows = [f"{args.connections} connections, pages {', '.join(PAGES)} in turn; {args.rounds} rounds of "]
+    rows[0] += f"{args.duration} s per server (medians below); wrk 2 threads; image {image}; load average {load}"
+    for server in servers:
+        errors = sum(run["errors"] for run in server.runs)
+        rows += [
+            "",
+            f"{server.name}: {server.description}",
+            f"  {server.median('rps'):8.0f} req/s   p50 {server.median('p50'):6.1f} ms   ",
+        ]
+        rows[-1] += f"p99 {server.median('p99'):6.1f} ms   failed {errors:.0f}"
+        rows += [
+            f"    round {n}: {r['rps']:7.0f} req/s  p50 {r['p50']:5.1f}  p90 {r['p90']:5.1f}  p99 {r['p99']:5.1f}  max "
+            f"{r['max']:6.1f} ms  CPU cores: server {r['server_cores']:.2f}, wrk {r['wrk_cores']:.2f}, machine "
+            f"{r['machine_cores']:.2f} (rest {r['rest_cores']:.2f})"
+            for n, r in enumerate(server.runs, 1)
+        ]
+    other = max(run["rest_cores"] for run in dev.runs)  # no container log traffic while flask-dev runs
+    if other > 0.25:
+        rows += ["", f"warning: up to {other:.2f} cores were busy with other processes; the figures are disturbed"]
+    ratio = gunicorn_server.median("rps") / dev.median("rps")
+    targets = [
+        common.Target("gunicorn / flask-dev requests/s", ratio, 2.0, ">=", "x", 2),
+        common.Target("gunicorn p99 latency", gunicorn_server.median("p99"), 50.0, unit=" ms", decimals=2),
+        common.Target("failed requests (both servers)", sum(run["errors"] for s in servers for run in s.runs), 0),
     ]
+    figures = {"image": image, "ratio": ratio, "other_load_cores": other, "disturbed": other > 0.25}
+    return common.Result([*rows, ""], {**figures, "servers": {s.name: s.runs for s in servers}}, targets)
 
 
-def say(line: str, echo: bool) -> None:
-    if echo:
-        print(line, file=sys.stderr, flush=True)
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration", type=int, default=5, choices=range(1, 601), metavar="S", help="s per run (5)")
+    parser.add_argument("--rounds", type=int, default=3, choices=range(1, 101), metavar="N", help="runs per server (3)")
+    parser.add_argument("--connections", type=int, default=32, choices=range(1, 10001), metavar="N", help="(32)")
+    parser.add_argument("--env", action="append", default=[], type=env_pair, metavar="KEY=VALUE", help="container env")
 
 
-def other_load(measurement: Measurement) -> float:
-    """Cores busy with neither the server nor wrk while the development server was measured (no container
-    log traffic then): about 0 on a quiet machine; more means something else competed and disturbed the runs."""
-    rests = [
-        run.machine_cores - run.server_cores - run.wrk_cores
-        for run in measurement.results[FLASK_DEV].runs
-        if run.server_cores is not None
-    ]
-    return max(rests, default=0.0)
-
-
-def print_report(measurement: Measurement, checks: list[Target]) -> None:
-    print(
-        f"{measurement.connections} connections, pages {', '.join(PAGES)} in turn; {measurement.rounds} rounds of "
-        f"{measurement.duration} s per server (medians below); wrk {WRK_THREADS} threads"
-    )
-    load = ", ".join(f"{value:.2f}" for value in measurement.load_average)
-    print(f"image {measurement.image}; load average before the runs: {load}")
-    print()
-    for result in measurement.results.values():
-        print(f"{result.name}: {result.description}")
-        print(
-            f"  {result.rps:8.0f} req/s   p50 {result.p50_ms:6.1f} ms   p99 {result.p99_ms:6.1f} ms"
-            f"   failed {result.errors}"
-        )
-        for number, run in enumerate(result.runs, 1):
-            cpu = f"wrk {run.wrk_cores:.2f}, machine {run.machine_cores:.2f}"
-            if run.server_cores is not None:
-                rest = max(0.0, run.machine_cores - run.server_cores - run.wrk_cores)
-                cpu = f"server {run.server_cores:.2f}, {cpu} (rest {rest:.2f})"
-            print(
-                f"    round {number}: {run.rps:7.0f} req/s  p50 {run.p50_ms:5.1f}  p90 {run.p90_ms:5.1f}  "
-                f"p99 {run.p99_ms:5.1f}  max {run.max_ms:6.1f} ms  CPU cores: {cpu}"
-            )
-        print()
-    other = other_load(measurement)
-    if other > DISTURBED_CORES:
-        print(f"warning: up to {other:.2f} cores were busy with other processes during the runs; the figures are")
-        print("         disturbed -- run again on a quiet machine")
-        print()
-    print("targets:")
-    for check in checks:
-        print(f"  {'PASS' if check.met else 'FAIL'}  {check.describe()}")
-    print("PASS: all targets met" if all(c.met for c in checks) else "FAIL: some targets are not met")
-
-
-def parse_env(pairs: list[str]) -> dict[str, str]:
-    parsed: dict[str, str] = {}
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        if not separator or not key:
-            raise SystemExit(f"--env {pair!r} is not KEY=VALUE")
-        parsed[key] = value
-    return parsed
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--json", action="store_true", help="print the figures as one JSON document")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    parser.add_argument("--duration", type=int, default=DEFAULT_DURATION, help="seconds per measured run")
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="measured runs per server")
-    parser.add_argument("--connections", type=int, default=CONNECTIONS, help="concurrent connections")
-    parser.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra environment for the container, e.g. WEB_CONCURRENCY=3 (repeatable)",
-    )
-    args = parser.parse_args(argv)
-    if args.duration < 1 or args.rounds < 1 or args.connections < 1:
-        parser.error("--duration, --rounds and --connections must be at least 1")
-    try:
-        measurement = measure(args.duration, args.rounds, args.connections, parse_env(args.env), not args.quiet)
-    except MissingPrerequisiteError as exc:
-        print(f"SKIP: {exc}", file=sys.stderr)
-        return EXIT_SKIPPED
-    except (BenchError, DeployerError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    checks = targets(measurement)
-    met = all(check.met for check in checks)
-    if args.json:
-        document = {
-            "image": measurement.image,
-            "pages": list(PAGES),
-            "connections": measurement.connections,
-            "rounds": measurement.rounds,
-            "seconds_per_round": measurement.duration,
-            "load_average_before": list(measurement.load_average),
-            "servers": {name: result.to_json() for name, result in measurement.results.items()},
-            "ratio": round(measurement.results[GUNICORN].rps / measurement.results[FLASK_DEV].rps, 3),
-            "targets": [check.to_json() for check in checks],
-            "other_load_cores": round(other_load(measurement), 2),
-            "disturbed": other_load(measurement) > DISTURBED_CORES,
-            "pass": met,
-        }
-        print(json.dumps(document, indent=2))
-    else:
-        print_report(measurement, checks)
-    return 0 if met else 1
+def env_pair(pair: str) -> str:
+    if "=" not in pair[1:]:
+        raise argparse.ArgumentTypeError(f"{pair!r} is not KEY=VALUE")
+    return pair
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main(__doc__, measure, options))
