@@ -36,7 +36,7 @@ import docker
 import docker.errors
 
 from bench import common
-from deployer import local
+from deployer import local, processes
 
 
 def run(folder: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
@@ -79,7 +79,7 @@ def measure(args: argparse.Namespace, output: common.BenchOutput) -> common.Resu
             output.line("== teardown --local")
             down_seconds, _ = run(folder, "teardown.py", "--local")
             left = client.containers.list(all=True, filters={"label": f"{local.STACK_LABEL}={stack}"})
-            gone = not left and not local.process_alive(int(emulator["pid"]))
+            gone = not left and not processes.process_alive(int(emulator["pid"]))
             gone = gone and local.port_free(port) and local.port_free(int(emulator["port"]))
         finally:
             local.remove_site(client, stack, output.line)
