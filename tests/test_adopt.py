@@ -34,7 +34,7 @@ from deployer.stack import build_steps
 from deployer.state import State
 from deployer.steps.base import REGION_TAG, STACK_TAG, Step, StepContext
 from deployer.steps.ecs import ClusterStep, ServiceStep
-from tests.conftest import ACCOUNT, IMAGE, REGION, TEST_CLIENT_CONFIG, CallLog, make_context
+from tests.conftest import ACCOUNT, IMAGE, REGION, TEST_CLIENT_CONFIG, CallLog, MotoServer, RunScript, make_context
 from tests.faults import inject_errors
 from tests.rollouts import Rollout
 from tests.steps_helpers import provision_through
@@ -416,3 +416,18 @@ def test_the_same_stop_long_after_the_role_was_made_is_a_failure(ctx: StepContex
 
 def _step(name: str) -> Step[Any]:
     return next(step for step in build_steps() if step.name == name)
+
+
+def test_from_the_command_line_a_hand_made_repository_is_refused_and_left_by_sweep(
+    server: MotoServer, run_script: RunScript, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+    ecr = build_clients(boto3.Session(region_name=REGION)).ecr
+    ecr.create_repository(repositoryName="handmade")  # a user's own repository, by chance the stack's name
+    refused = run_script("provision.py", "--stack", "handmade", "--image", IMAGE, "--no-wait", server=server)
+    assert refused.returncode == 2, refused.stderr
+    assert "ECR repository named handmade already exists" in refused.stderr and "Traceback" not in refused.stderr
+    swept = run_script("teardown.py", "--sweep", "--stack", "handmade", "--yes", server=server)
+    assert swept.returncode == 0, swept.stderr
+    assert "left alone: ECR repository handmade" in swept.stderr
+    assert ecr.describe_repositories(repositoryNames=["handmade"])["repositories"]
