@@ -62,5 +62,15 @@ class ResourceDriftError(DeployerError):
     """A found resource differs in a property AWS cannot change in place."""
 
 
+class ForeignResourceError(DeployerError):
+    """A resource has the name this stack would use but not this stack's tags: never adopted, changed or deleted."""
+
+    def __init__(self, step: str, resource: str, name: str, *, what: str, where: str, todo: str) -> None:
+        self.step = step
+        self.resource = resource
+        self.name = name
+        super().__init__(what, where, todo)
+
+
 class WaitTimeoutError(DeployerError):
     """A resource did not reach the wanted status in time."""

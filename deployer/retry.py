@@ -124,6 +124,50 @@ SERVICE_NOT_READY = Retry(
     ),
 )
 
+# CreateCluster in an account that has never used ECS: ECS makes its service-linked role
+# AWSServiceRoleForECS on the first call and answers InvalidParameterException "Unable to assume
+# the service linked role. Please verify that the ECS service linked role exists." until it can
+# use it. Terraform's retryClusterCreate retries exactly that phrase for propagationTimeout, 2 min
+# (https://github.com/hashicorp/terraform-provider-aws/blob/main/internal/service/ecs/cluster.go).
+# The role is made with the caller's permissions: without iam:CreateServiceLinkedRole it never
+# appears, which ClusterStep checks instead of waiting the budget out (ensure_ecs_service_linked_role).
+SERVICE_LINKED_ROLE_NOT_READY = Retry(
+    "the ECS service-linked role is being created",
+    frozenset(),
+    budget_seconds=120,
+    messages=(("InvalidParameterException", "Unable to assume the service linked role"),),
+)
+
+# A subnet or security group made a moment ago, named by CreateLoadBalancer: ELBv2 answers with
+# its own codes, SubnetNotFound and InvalidSecurityGroup (botocore's elbv2 model lists them as
+# CreateLoadBalancer's errors; it can return no EC2 "*.NotFound" code). A new VPC named by
+# CreateTargetGroup: ValidationError "The VPC ID 'vpc-…' is not found" (ansible/ansible#31919,
+# https://github.com/ansible/ansible/issues/31919). A wrong id answers the same, so these are retried
+# only right after this run created the resource (StepContext.fresh), within the EC2 budget.
+NEW_NETWORK_NOT_VISIBLE_TO_ELB = Retry(
+    "a new subnet, security group or VPC is not visible to the load balancer service yet",
+    frozenset({"SubnetNotFound", "InvalidSecurityGroup"}),
+    budget_seconds=300,
+    messages=(("ValidationError", "The VPC ID"),),
+)
+
+# The same for CreateService/UpdateService: ECS wraps EC2's answer in InvalidParameterException,
+# "Error retrieving subnet information for [subnet-…]: The subnet ID 'subnet-…' does not exist
+# (ErrorCode: InvalidSubnetID.NotFound)" (AWS's wording, which moto's ECS backend reproduces:
+# https://github.com/getmoto/moto/blob/master/moto/ecs/models.py) and "Error retrieving
+# security group information for [sg-…]: The security group 'sg-…' does not exist (ErrorCode:
+# InvalidGroup.NotFound)". Terraform's retryServiceCreate does not list them (its subnets are
+# usually old); here they are retried only right after this run created the subnet or group.
+NEW_NETWORK_NOT_VISIBLE_TO_ECS = Retry(
+    "a new subnet or security group is not visible to ECS yet",
+    frozenset(),
+    budget_seconds=300,
+    messages=(
+        ("InvalidParameterException", "Error retrieving subnet information for"),
+        ("InvalidParameterException", "Error retrieving security group information for"),
+    ),
+)
+
 # Teardown: a dependency (network interfaces of the NLB or of stopped tasks, a public
 # IP mapped through the gateway) lingers for minutes after its owner is deleted
 # (docs/aws-behaviour.md, "Teardown"; 20 minutes covers Terraform's subnet delete timeout).

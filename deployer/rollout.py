@@ -11,16 +11,27 @@ ECS's own threshold.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
 
 from deployer.errors import DeployerError
 from deployer.probe import probe
 
 if TYPE_CHECKING:
-    from mypy_boto3_ecs.type_defs import DeploymentTypeDef, ServiceTypeDef
+    from mypy_boto3_ecs.type_defs import DeploymentTypeDef, ServiceTypeDef, TaskTypeDef
 
     from deployer.steps.base import StepContext
+
+# A role made moments ago is not yet assumable by ECS: the launch fails with a stopped task whose
+# reason is "ECS was unable to assume the role '<arn>' that was provided for this task. ..."
+# (pulumi/pulumi-awsx#927: it cleared by itself ~30 s later). Such a task launched within 2 minutes
+# (Terraform's ECS propagationTimeout, see ROLE_NOT_ASSUMABLE in deployer/retry.py) of the role's
+# CreateDate is "not yet", not a failed launch; later, the same reason is a real failure.
+ROLE_PROPAGATION_SECONDS = 120.0
+_ROLE_NOT_ASSUMABLE = re.compile(r"ECS was unable to assume the role '?(arn:[^' ]+)")
 
 
 class DeploymentFailedError(DeployerError):
@@ -46,6 +57,7 @@ class RolloutWatch:
     events_seen: set[str] | None = None
     stopped_seen: set[str] = field(default_factory=set)
     reasons: list[str] = field(default_factory=list)
+    not_yet: int = 0  # stopped launches that failed only because IAM had not caught up
 
     def wait(self) -> None:
         if self.parked:
@@ -73,6 +85,7 @@ class RolloutWatch:
         if failed or any(d.get("rolloutState") == "FAILED" for d in service.get("deployments", [])):
             self._show_stopped_tasks()  # only failed launches leave stopped tasks worth explaining
         self._fail_if_rolled_back(service, primary)
+        failed -= min(failed, self.not_yet)
         if failed >= self.ctx.settings.max_failed_tasks:
             limit = self.ctx.settings.max_failed_tasks
             raise self._failure(f"{failed} task launches failed (max_failed_tasks is {limit})", service)
@@ -129,8 +142,24 @@ class RolloutWatch:
             )
             reason = f"{task.get('stoppedReason', 'stopped')}" + (f" ({containers})" if containers else "")
             revision = task.get("taskDefinitionArn", "").rsplit("/", 1)[-1]
+            if self._role_not_yet_assumable(task):
+                self.not_yet += 1
+                self.ctx.say(f"  task stopped ({revision}): {reason} (the new IAM role is not usable yet; waiting)")
+                continue
             self.reasons.append(f"{revision}: {reason}")
             self.ctx.say(f"  task stopped ({revision}): {reason}")
+
+    def _role_not_yet_assumable(self, task: TaskTypeDef) -> bool:
+        """ECS could not assume a role that was made less than ROLE_PROPAGATION_SECONDS before the launch."""
+        match = _ROLE_NOT_ASSUMABLE.search(task.get("stoppedReason", ""))
+        launched = task.get("createdAt") or task.get("stoppedAt")
+        if match is None or launched is None:
+            return False
+        try:
+            role = self.ctx.clients.iam.get_role(RoleName=match.group(1).rsplit("/", 1)[-1])["Role"]
+        except ClientError:
+            return False  # gone or not readable: a real failure
+        return (launched - role["CreateDate"]).total_seconds() < ROLE_PROPAGATION_SECONDS
 
     def _fail_if_rolled_back(self, service: ServiceTypeDef, primary: DeploymentTypeDef) -> None:
         ours = [d for d in service.get("deployments", []) if d.get("taskDefinition") == self.task_definition]

@@ -22,7 +22,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deployer.clients import error_code, error_message
-from deployer.errors import AwsCallError, AwsSetupError, DeployerError
+from deployer.errors import AwsCallError, AwsSetupError, DeployerError, ForeignResourceError
 from deployer.stack import build_steps, steps_by_name
 from deployer.state import Ids, State
 from deployer.steps.base import PLANNED, PlannedDependencyError, Step, StepContext
@@ -231,6 +231,7 @@ def provision_step(ctx: StepContext, step: Step[Any]) -> tuple[str, Ids, list[st
     existing = step.find(ctx, ctx.state.get(step.name))
     if existing is None:
         ids = step.create(ctx)
+        ctx.mark_created(step.name)
         ctx.remember(step.name, ids)
         return "created", ids, []
     ctx.remember(step.name, existing.ids)
@@ -248,20 +249,29 @@ def check_zones(ctx: StepContext) -> None:
             ctx.availability_zones()
 
 
-def discover(ctx: StepContext) -> None:
+def discover(ctx: StepContext) -> list[ForeignResourceError]:
     """Add to the state every resource of the stack found by name or tags (in memory; the caller saves).
 
     For a lost state file: the resources end up in creation order, as provision would have recorded them.
+    A resource with one of the stack's names but without its tags is not the stack's: it is skipped (never
+    recorded, so never deleted) and reported; the skipped ones are returned.
     """
     steps = build_steps()
+    skipped: list[ForeignResourceError] = []
     for step in steps:
         if ctx.state.get(step.name) is None:
-            with _explained(step, ctx.state):
-                found = step.find_unrecorded(ctx)
+            try:
+                with _explained(step, ctx.state):
+                    found = step.find_unrecorded(ctx)
+            except ForeignResourceError as foreign:
+                skipped.append(foreign)
+                ctx.output.warn(f"not this stack's, left alone: {foreign.resource} {foreign.name} ({foreign.what})")
+                continue
             if found is not None:
                 ctx.state.record(step.name, found.ids)
     order = {step.name: index for index, step in enumerate(steps)}
     ctx.state.resources.sort(key=lambda record: order.get(record.step, len(order)))
+    return skipped
 
 
 def plan(ctx: StepContext) -> RunReport:

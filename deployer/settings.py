@@ -59,6 +59,10 @@ LOG_RETENTION_DAYS = (
 # characters (load balancer and target group names).
 _LONGEST_ELB_SUFFIX = "-nlb"
 MAX_STACK_LENGTH = 32 - len(_LONGEST_ELB_SUFFIX)
+# IAM role names: at most 64 characters (IAM User Guide, "IAM object quotas"); see Names.
+MAX_ROLE_NAME_LENGTH = 64
+_ROLE_SUFFIXES = {"execution": "-exec", "task": "-task"}
+MAX_REGION_LENGTH = MAX_ROLE_NAME_LENGTH - MAX_STACK_LENGTH - 1 - max(len(s) for s in _ROLE_SUFFIXES.values())
 _STACK_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 _POLICY_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(aws|\d{12}):policy/[\w+=,.@/-]+$")
 _IMAGE_PATTERN = re.compile(r"^[a-z0-9][\w.:/@-]*$", re.IGNORECASE)
@@ -104,14 +108,20 @@ class Settings:
 
     @property
     def names(self) -> Names:
-        return Names(self.stack)
+        return Names(self.stack, self.region or "")
 
 
 @dataclass(frozen=True)
 class Names:
-    """Deterministic AWS names, all prefixed with the stack name."""
+    """Deterministic AWS names, all prefixed with the stack name.
+
+    IAM is global while everything else (and the state file) is per region, so the role names
+    also carry the region: the same stack name in two regions gets two pairs of roles. `region`
+    is the run's region (the steps pass the clients' region; empty only when it is not known yet).
+    """
 
     stack: str
+    region: str = ""
 
     @property
     def load_balancer(self) -> str:
@@ -121,13 +131,18 @@ class Names:
     def target_group(self) -> str:
         return f"{self.stack}-tg"
 
+    # Role names (at most 64 characters, IAM's RoleName limit): a 28-character stack, the region
+    # and a 5-character suffix leave MAX_REGION_LENGTH = 30 characters for the region, twice the
+    # longest region code today (14, e.g. ap-southeast-4).
+    # Roles of schema-1 states were named `<stack>-execution-role` / `<stack>-task-role`; a state
+    # recording those names keeps using them (found by the recorded name), see docs/design.md.
     @property
     def execution_role(self) -> str:
-        return f"{self.stack}-execution-role"
+        return f"{self.stack}-{self.region}{_ROLE_SUFFIXES['execution']}"
 
     @property
     def task_role(self) -> str:
-        return f"{self.stack}-task-role"
+        return f"{self.stack}-{self.region}{_ROLE_SUFFIXES['task']}"
 
     @property
     def repository(self) -> str:
@@ -289,6 +304,13 @@ def validate(settings: Settings) -> None:
     """Refuse anything AWS would refuse later, half-way through a deploy."""
     validate_stack(settings.stack)
     validate_names(settings.names)
+    if settings.region is not None and len(settings.region) > MAX_REGION_LENGTH:
+        _fail(
+            "region",
+            f"'{settings.region}' is longer than {MAX_REGION_LENGTH} characters, which the IAM role names "
+            f"(<stack>-<region>-exec, at most {MAX_ROLE_NAME_LENGTH} characters) cannot hold",
+            "Use an AWS region code such as eu-west-1",
+        )
     _validate_build(settings)
     _validate_network(settings)
     _validate_task(settings)

@@ -506,7 +506,7 @@ CATALOGUE: list[Case] = [
         (
             "AWS refused AttachRolePolicy (NoSuchEntity)",
             "arn:aws:iam::aws:policy/DoesNotExist does not exist",
-            "Where: step 'task-role', IAM role test-site-task-role",
+            "Where: step 'task-role', IAM role test-site-us-east-1-task",
             "run the same command again",
         ),
         toml='task_role_policy_arns = ["arn:aws:iam::aws:policy/DoesNotExist"]\n',

@@ -61,7 +61,9 @@ PROVISION_TRANSIENT = [
 
 PROVISION_PERMANENT = [
     ("ec2", "CreateSubnet", "InvalidParameterValue", "Value (us-east-1x) for parameter availabilityZone is invalid"),
-    ("ecs", "CreateService", "InvalidParameterException", "Error retrieving subnet information for [subnet-1]"),
+    # "Error retrieving subnet information" is "not yet" right after this run made the subnets
+    # (NEW_NETWORK_NOT_VISIBLE_TO_ECS); on an older network it fails at once (tests/test_adopt.py).
+    ("ecs", "CreateService", "InvalidParameterException", "subnets can not be empty."),
     ("iam", "AttachRolePolicy", "NoSuchEntity", "Policy arn:aws:iam::aws:policy/X does not exist"),
     ("ec2", "CreateVpc", "VpcLimitExceeded", "The maximum number of VPCs has been reached."),
     ("ecs", "RegisterTaskDefinition", "ClientException", "Invalid 'cpu' setting for task."),
@@ -187,6 +189,26 @@ RULE_TRANSIENT = [
     ),
     ("SERVICE_NOT_READY", "ClusterNotFoundException", "Cluster not found."),
     (
+        "SERVICE_LINKED_ROLE_NOT_READY",
+        "InvalidParameterException",
+        "Unable to assume the service linked role. Please verify that the ECS service linked role exists.",
+    ),
+    ("NEW_NETWORK_NOT_VISIBLE_TO_ELB", "SubnetNotFound", "The specified subnet does not exist."),
+    ("NEW_NETWORK_NOT_VISIBLE_TO_ELB", "InvalidSecurityGroup", "The security group 'sg-1' does not exist"),
+    ("NEW_NETWORK_NOT_VISIBLE_TO_ELB", "ValidationError", "The VPC ID 'vpc-1' is not found"),
+    (
+        "NEW_NETWORK_NOT_VISIBLE_TO_ECS",
+        "InvalidParameterException",
+        "Error retrieving subnet information for [subnet-1]: The subnet ID 'subnet-1' does not exist "
+        "(ErrorCode: InvalidSubnetID.NotFound)",
+    ),
+    (
+        "NEW_NETWORK_NOT_VISIBLE_TO_ECS",
+        "InvalidParameterException",
+        "Error retrieving security group information for [sg-1]: The security group 'sg-1' does not exist "
+        "(ErrorCode: InvalidGroup.NotFound)",
+    ),
+    (
         "SERVICE_STILL_DEPLOYING",
         "InvalidParameterException",
         "The service cannot be stopped while deployments are active.",
@@ -207,7 +229,7 @@ RULE_PERMANENT = [
         " on resource: arn:aws:iam::123456789012:role/test-site-execution-role",
     ),
     ("ROLE_NOT_ASSUMABLE", "AccessDeniedException", ROLE_NOT_ASSUMABLE_MESSAGE),
-    ("SERVICE_NOT_READY", "InvalidParameterException", "Error retrieving subnet information for [subnet-1]"),
+    ("SERVICE_NOT_READY", "InvalidParameterException", "subnets can not be empty."),
     ("SERVICE_NOT_READY", "InvalidParameterException", "The container web did not have a container port 8080 defined."),
     ("SERVICE_NOT_READY", "ServiceNotFoundException", "Service not found."),
     (
@@ -216,6 +238,12 @@ RULE_PERMANENT = [
         "The service cannot be stopped while it is scaled above 0.",
     ),
     ("SERVICE_STILL_DEPLOYING", "InvalidParameterException", "The service is draining."),
+    ("SERVICE_LINKED_ROLE_NOT_READY", "InvalidParameterException", "Cluster name is invalid"),
+    ("SERVICE_LINKED_ROLE_NOT_READY", "AccessDeniedException", "Unable to assume the service linked role."),
+    ("NEW_NETWORK_NOT_VISIBLE_TO_ELB", "ValidationError", "A port must be specified"),
+    ("NEW_NETWORK_NOT_VISIBLE_TO_ELB", "InvalidSubnet", "VPC vpc-1 has no internet gateway"),
+    ("NEW_NETWORK_NOT_VISIBLE_TO_ECS", "InvalidParameterException", "The container web did not have a container port"),
+    ("NEW_NETWORK_NOT_VISIBLE_TO_ECS", "ClientException", "Error retrieving subnet information for [subnet-1]"),
 ]
 
 

@@ -75,13 +75,15 @@ def assert_wiring(ctx: StepContext) -> None:  # noqa: PLR0915 - one assertion pe
     (log_group,) = ctx.clients.logs.describe_log_groups(logGroupNamePrefix="/ecs/test-site")["logGroups"]
     assert log_group["retentionInDays"] == 14
 
-    execution = iam.list_attached_role_policies(RoleName="test-site-execution-role")["AttachedPolicies"]
+    execution = iam.list_attached_role_policies(RoleName="test-site-us-east-1-exec")["AttachedPolicies"]
     assert [p["PolicyArn"] for p in execution] == [
         "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
     ]
-    assert iam.list_attached_role_policies(RoleName="test-site-task-role")["AttachedPolicies"] == []
+    assert iam.list_attached_role_policies(RoleName="test-site-us-east-1-task")["AttachedPolicies"] == []
     # Decoded by boto3; the stubs' statement type has no Principal or Condition, hence the plain dict.
-    trust = cast("dict[str, Any]", iam.get_role(RoleName="test-site-task-role")["Role"]["AssumeRolePolicyDocument"])
+    trust = cast(
+        "dict[str, Any]", iam.get_role(RoleName="test-site-us-east-1-task")["Role"]["AssumeRolePolicyDocument"]
+    )
     assert trust["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
     assert trust["Statement"][0]["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
 
@@ -141,8 +143,9 @@ def test_every_resource_is_tagged_with_stack_and_step(ctx: StepContext, serving:
     runner.provision(ctx)
     vpc = ctx.clients.ec2.describe_vpcs(VpcIds=[ctx.ids("vpc")["id"]])["Vpcs"][0]
     assert {"Key": "deployer:step", "Value": "vpc"} in vpc["Tags"]
-    role_tags = ctx.clients.iam.list_role_tags(RoleName="test-site-task-role")["Tags"]
+    role_tags = ctx.clients.iam.list_role_tags(RoleName="test-site-us-east-1-task")["Tags"]
     assert {"Key": "deployer:stack", "Value": "test-site"} in role_tags
+    assert {"Key": "deployer:region", "Value": "us-east-1"} in role_tags
     balancer_arn = ctx.ids("load-balancer")["arn"]
     (description,) = ctx.clients.elbv2.describe_tags(ResourceArns=[balancer_arn])["TagDescriptions"]
     assert {"Key": "deployer:step", "Value": "load-balancer"} in description["Tags"]

@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 from deployer import zones
 from deployer.clients import AwsClients, error_code
 from deployer.clock import SYSTEM_CLOCK, Clock
-from deployer.errors import DeployerError, ResourceDriftError, WaitTimeoutError
+from deployer.errors import DeployerError, ForeignResourceError, ResourceDriftError, WaitTimeoutError
 from deployer.images import ImageBuilder
 from deployer.ledger import Ledger
 from deployer.output import Output
@@ -47,6 +47,8 @@ PLANNED = "planned"  # in a dry run, the identifiers of a resource that would be
 # Every resource carries these two tags (see deployer/steps/tags.py); EC2 resources are found by them.
 STACK_TAG = "deployer:stack"
 STEP_TAG = "deployer:step"
+# IAM roles are global: they also carry the region whose stack made them (see Names in settings.py).
+REGION_TAG = "deployer:region"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ class StepContext:
     clock: Clock = SYSTEM_CLOCK
     poll_seconds: float = 10.0
     _zones: list[Zone] = field(default_factory=list, compare=False, repr=False)  # memo of the region's zones
+    # When (ctx.clock) this run created each step's resource: "not yet" answers about a resource
+    # are retried only right after it was made (see `fresh`).
+    _created: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def state(self) -> State:
@@ -109,6 +114,19 @@ class StepContext:
     def remember(self, step: str, ids: Ids) -> None:
         """Record identifiers and save at once, so a crash cannot lose a created resource."""
         self.ledger.record(step, ids)
+
+    def mark_created(self, step: str) -> None:
+        """The runner notes that this run created the step's resource just now."""
+        self._created[step] = self.clock.now()
+
+    def fresh(self, within: float, *steps: str) -> bool:
+        """Whether this run created one of these steps' resources less than `within` seconds ago.
+
+        AWS answers a new resource that is not visible yet with the same code as a wrong one
+        (e.g. SubnetNotFound): only a resource made a moment ago makes that answer "not yet".
+        """
+        now = self.clock.now()
+        return any(step in self._created and now - self._created[step] < within for step in steps)
 
     def client_token(self, step: str, *parts: str) -> str:
         """A deterministic idempotency token: the same request on a re-run sends the same token."""
@@ -233,6 +251,26 @@ class Step(ABC, Generic[LiveT]):
     def delete(self, ctx: StepContext, ids: Ids) -> str | None:
         """Delete the resource; a resource already gone counts as deleted. Returns the outcome to report
         when it is not "deleted" (a resource that is only forgotten)."""
+
+    def collision(self, name: str, tags: dict[str, str]) -> ForeignResourceError:
+        """The refusal for a resource that has our name but not our tags (see tags.adopt)."""
+        stack = tags.get(STACK_TAG)
+        whose = (
+            f"tagged {STACK_TAG}={stack}" + (f", {REGION_TAG}={tags[REGION_TAG]}" if REGION_TAG in tags else "")
+            if stack
+            else f"without the {STACK_TAG} tag"
+        )
+        return ForeignResourceError(
+            self.name,
+            self.resource,
+            name,
+            what=f"A {self.resource} named {name} already exists, {whose}: this stack did not make it, so it is "
+            "not adopted, changed or deleted",
+            where=f"step '{self.name}', {self.resource} {name}",
+            todo=f"If it is not needed, delete the {self.resource} {name} yourself and run again; otherwise deploy "
+            "under another stack name (--stack NAME). If this stack did make it, add the tags "
+            f"{STACK_TAG}=<stack> (and for IAM roles {REGION_TAG}=<region>) to it and run again",
+        )
 
     def drift(self, ids: Ids, what: str) -> ResourceDriftError:
         return ResourceDriftError(

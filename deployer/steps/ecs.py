@@ -11,7 +11,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from deployer.retry import ROLE_NOT_ASSUMABLE, SERVICE_NOT_READY, SERVICE_STILL_DEPLOYING
+from botocore.exceptions import ClientError
+
+from deployer.clients import error_code, error_message
+from deployer.errors import DeployerError
+from deployer.retry import (
+    NEW_NETWORK_NOT_VISIBLE_TO_ECS,
+    ROLE_NOT_ASSUMABLE,
+    SERVICE_LINKED_ROLE_NOT_READY,
+    SERVICE_NOT_READY,
+    SERVICE_STILL_DEPLOYING,
+    Retry,
+)
 from deployer.rollout import RolloutWatch
 from deployer.state import Ids
 from deployer.steps import tags
@@ -24,6 +35,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ecs.type_defs import (
         ClusterTypeDef,
         ContainerDefinitionTypeDef,
+        CreateClusterResponseTypeDef,
         CreateServiceResponseTypeDef,
         DeleteServiceResponseTypeDef,
         DeploymentConfigurationTypeDef,
@@ -56,24 +68,85 @@ class ClusterStep(Step["ClusterTypeDef"]):
         return self._describe(ctx, ids["name"])
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[ClusterTypeDef] | None:
-        return self._describe(ctx, ctx.settings.names.cluster)
+        name = ctx.settings.names.cluster
+        found = self._describe(ctx, name, with_tags=True)
+        if found is None:
+            return None
+        return tags.adopt(ctx, self, found, name, tags.tag_map(found.live.get("tags")), global_=False)
 
-    def _describe(self, ctx: StepContext, name: str) -> Existing[ClusterTypeDef] | None:
-        clusters = ctx.clients.ecs.describe_clusters(clusters=[name])["clusters"]
+    def _describe(self, ctx: StepContext, name: str, with_tags: bool = False) -> Existing[ClusterTypeDef] | None:
+        ecs = ctx.clients.ecs
+        clusters = (
+            ecs.describe_clusters(clusters=[name], include=["TAGS"])
+            if with_tags
+            else ecs.describe_clusters(clusters=[name])
+        )["clusters"]
         active = [c for c in clusters if c.get("status") == "ACTIVE"]
         if not active:
             return None
         return Existing({"name": active[0]["clusterName"], "arn": active[0]["clusterArn"]}, active[0])
 
     def create(self, ctx: StepContext) -> Ids:
-        cluster = ctx.clients.ecs.create_cluster(
-            clusterName=ctx.settings.names.cluster,
-            tags=tags.ecs_tags(ctx.settings, self.name),
-        )["cluster"]
+        def create() -> CreateClusterResponseTypeDef:
+            return ctx.clients.ecs.create_cluster(
+                clusterName=ctx.settings.names.cluster,
+                tags=tags.ecs_tags(ctx.settings, self.name),
+            )
+
+        try:
+            answer = create()
+        except ClientError as exc:
+            if not SERVICE_LINKED_ROLE_NOT_READY.matches(exc):
+                raise
+            # The account's first cluster: make sure the role ECS needs can come into being at all.
+            ensure_ecs_service_linked_role(ctx)
+            answer = ctx.retry(create, SERVICE_LINKED_ROLE_NOT_READY)
+        cluster = answer["cluster"]
         return {"name": cluster["clusterName"], "arn": cluster["clusterArn"]}
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         ctx.delete_when_free(lambda: ctx.clients.ecs.delete_cluster(cluster=ids["name"]), "ClusterNotFoundException")
+
+
+ECS_SERVICE_LINKED_ROLE = "AWSServiceRoleForECS"
+
+
+def ensure_ecs_service_linked_role(ctx: StepContext) -> None:
+    """After "Unable to assume the service linked role": create AWSServiceRoleForECS if it is missing.
+
+    ECS makes the role itself on an account's first CreateCluster, with the caller's permissions
+    (AWS ECS developer guide, "Using service-linked roles for Amazon ECS"); without
+    iam:CreateServiceLinkedRole it never appears and every retry would fail for the whole budget.
+    CreateServiceLinkedRole answers a role that exists with InvalidInput "Service role name … has been
+    taken in this account, please try a different suffix." (e.g. AWS's SDK examples,
+    https://github.com/awsdocs/aws-doc-sdk-examples, CreateServiceLinkedRole for Elastic Beanstalk),
+    and a missing permission with AccessDenied (IAM's code; ECS's is AccessDeniedException).
+    """
+    iam = ctx.clients.iam
+    try:
+        iam.get_role(RoleName=ECS_SERVICE_LINKED_ROLE)
+        return  # it exists: ECS only needs a moment to use it
+    except ClientError as exc:
+        if error_code(exc) not in ("NoSuchEntity", "AccessDenied"):
+            raise  # AccessDenied: no iam:GetRole; CreateServiceLinkedRole below says what it can
+    try:
+        iam.create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+        ctx.say(f"  created the ECS service-linked role {ECS_SERVICE_LINKED_ROLE} (first use of ECS in this account)")
+    except ClientError as exc:
+        code = error_code(exc)
+        if code == "EntityAlreadyExists" or (code == "InvalidInput" and "has been taken" in error_message(exc)):
+            return
+        if code in ("AccessDenied", "AccessDeniedException"):
+            raise DeployerError(
+                f"ECS cannot create its cluster because the ECS service-linked role {ECS_SERVICE_LINKED_ROLE} "
+                "does not exist, and these credentials may not create it: they lack "
+                "iam:CreateServiceLinkedRole for ecs.amazonaws.com (AWS: " + error_message(exc) + ")",
+                where="step 'cluster', the account's first ECS cluster",
+                todo="Grant iam:CreateServiceLinkedRole (condition iam:AWSServiceName = ecs.amazonaws.com), or have "
+                "an administrator run once: aws iam create-service-linked-role --aws-service-name "
+                "ecs.amazonaws.com; then run provision.py again",
+            ) from exc
+        raise
 
 
 class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
@@ -85,17 +158,32 @@ class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
         return self._latest(ctx, ids["family"])
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[TaskDefinitionTypeDef] | None:
-        return self._latest(ctx, ctx.settings.names.task_family)
+        family = ctx.settings.names.task_family
+        found_tags: dict[str, str] = {}
+        found = self._latest(ctx, family, found_tags)
+        if found is None:
+            return None
+        return tags.adopt(ctx, self, found, found.ids["arn"], found_tags, global_=False)
 
-    def _latest(self, ctx: StepContext, family: str) -> Existing[TaskDefinitionTypeDef] | None:
-        """The family's latest ACTIVE revision: what a new deployment would run."""
+    def _latest(
+        self, ctx: StepContext, family: str, found_tags: dict[str, str] | None = None
+    ) -> Existing[TaskDefinitionTypeDef] | None:
+        """The family's latest ACTIVE revision: what a new deployment would run (its tags into `found_tags`)."""
+        ecs = ctx.clients.ecs
         # ECS answers a family with no ACTIVE revision with the generic ClientException.
-        definition = absent_if(
-            lambda: ctx.clients.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"],
+        answer = absent_if(
+            lambda: (
+                ecs.describe_task_definition(taskDefinition=family, include=["TAGS"])
+                if found_tags is not None
+                else ecs.describe_task_definition(taskDefinition=family)
+            ),
             "ClientException",
         )
-        if definition is None or definition.get("status") != "ACTIVE":
+        definition = None if answer is None else answer["taskDefinition"]
+        if answer is None or definition is None or definition.get("status") != "ACTIVE":
             return None
+        if found_tags is not None:
+            found_tags.update(tags.tag_map(answer.get("tags")))
         return Existing({"family": family, "arn": definition["taskDefinitionArn"]}, definition)
 
     def registered(self, ctx: StepContext) -> TaskDefinitionTypeDef:
@@ -189,11 +277,23 @@ class ServiceStep(Step["ServiceTypeDef"]):
         cluster = ctx.recorded("cluster")
         if cluster is None:
             return None  # a service lives in our cluster: without it there is none
-        return self._describe(ctx, cluster["name"], ctx.settings.names.service)
+        name = ctx.settings.names.service
+        found = self._describe(ctx, cluster["name"], name, with_tags=True)
+        if found is None:
+            return None
+        return tags.adopt(ctx, self, found, name, tags.tag_map(found.live.get("tags")), global_=False)
 
-    def _describe(self, ctx: StepContext, cluster: str, name: str) -> Existing[ServiceTypeDef] | None:
+    def _describe(
+        self, ctx: StepContext, cluster: str, name: str, with_tags: bool = False
+    ) -> Existing[ServiceTypeDef] | None:
+        ecs = ctx.clients.ecs
         services = absent_if(
-            lambda: ctx.clients.ecs.describe_services(cluster=cluster, services=[name])["services"], *NOT_FOUND_CODES
+            lambda: (
+                ecs.describe_services(cluster=cluster, services=[name], include=["TAGS"])
+                if with_tags
+                else ecs.describe_services(cluster=cluster, services=[name])
+            )["services"],
+            *NOT_FOUND_CODES,
         )
         active = [s for s in services or [] if s.get("status") == "ACTIVE"]
         if not active:
@@ -205,7 +305,10 @@ class ServiceStep(Step["ServiceTypeDef"]):
         name = ctx.settings.names.service
         task_definition = ctx.ids("task-definition")["arn"]
         service = ctx.retry(
-            lambda: self._create(ctx, cluster, name, task_definition), SERVICE_NOT_READY, ROLE_NOT_ASSUMABLE
+            lambda: self._create(ctx, cluster, name, task_definition),
+            SERVICE_NOT_READY,
+            ROLE_NOT_ASSUMABLE,
+            *_network_not_yet_visible(ctx),
         )["service"]
         return {"cluster": cluster, "name": name, "arn": service["serviceArn"]}
 
@@ -249,7 +352,12 @@ class ServiceStep(Step["ServiceTypeDef"]):
             update["deploymentConfiguration"] = self._deployment()
             changes.append("circuit breaker with rollback on")
         if changes and not ctx.dry_run:  # one change per field set in `update`
-            ctx.retry(lambda: ctx.clients.ecs.update_service(**update), SERVICE_NOT_READY, ROLE_NOT_ASSUMABLE)
+            ctx.retry(
+                lambda: ctx.clients.ecs.update_service(**update),
+                SERVICE_NOT_READY,
+                ROLE_NOT_ASSUMABLE,
+                *_network_not_yet_visible(ctx),
+            )
         return Converged(existing.ids, changes)
 
     def wait(self, ctx: StepContext, ids: Ids) -> None:
@@ -352,6 +460,12 @@ def _differences(live: Any, wanted: RegisterTaskDefinitionRequestTypeDef) -> lis
     if ports != [(p["containerPort"], p["protocol"]) for p in want["portMappings"]]:
         differences.append("port")
     return differences
+
+
+def _network_not_yet_visible(ctx: StepContext) -> tuple[Retry, ...]:
+    """ "Error retrieving subnet information" means "not yet" only right after this run made the network."""
+    rule = NEW_NETWORK_NOT_VISIBLE_TO_ECS
+    return (rule,) if ctx.fresh(rule.budget_seconds, "subnet-1", "subnet-2", "task-security-group") else ()
 
 
 def _pairs(environment: Any) -> list[tuple[str, str]]:

@@ -3,13 +3,15 @@
 The task role has no permissions unless the settings list policy ARNs: the seed
 tutorial gave the website AmazonECS_FullAccess, administrative access to ECS, VPC
 and Auto Scaling, which a website that calls no AWS API must not have.
-Roles are found by their deterministic names.
+Roles are found by their deterministic names, which carry the region (IAM is global, the
+state is per region: see Names in deployer/settings.py), and adopted only with this stack's
+and this region's tags.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +42,8 @@ class RoleStep(Step[LiveRole]):
         self.name = f"{kind}-role"
 
     def role_name(self, ctx: StepContext) -> str:
-        names = ctx.settings.names
+        """`<stack>-<region>-exec` / `-task`, in the region the run is connected to."""
+        names = replace(ctx.settings.names, region=ctx.clients.region)
         return names.execution_role if self.kind == "execution" else names.task_role
 
     def policies(self, ctx: StepContext) -> frozenset[str]:
@@ -66,7 +69,12 @@ class RoleStep(Step[LiveRole]):
         return self._get(ctx, ids["name"])
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[LiveRole] | None:
-        return self._get(ctx, self.role_name(ctx))
+        name = self.role_name(ctx)
+        found = self._get(ctx, name)
+        if found is None:
+            return None
+        # GetRole returns the role's tags (IAM API reference, GetRole: Role.Tags).
+        return tags.adopt(ctx, self, found, name, tags.tag_map(found.live.role.get("Tags")), global_=True)
 
     def _get(self, ctx: StepContext, name: str) -> Existing[LiveRole] | None:
         role = absent_if(lambda: ctx.clients.iam.get_role(RoleName=name)["Role"], "NoSuchEntity")
@@ -81,7 +89,7 @@ class RoleStep(Step[LiveRole]):
             RoleName=name,
             AssumeRolePolicyDocument=json.dumps(self.trust_policy(ctx)),
             Description=f"{ctx.settings.stack}: ECS {self.kind} role (managed by provision.py)",
-            Tags=tags.iam_tags(ctx.settings, self.name),
+            Tags=tags.iam_tags(ctx.settings, self.name, ctx.clients.region),
         )["Role"]
         ids = {"name": name, "arn": role["Arn"]}
         ctx.remember(self.name, ids)

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from deployer.clients import error_code, error_message
 from deployer.errors import DeployerError
-from deployer.retry import NEW_RESOURCE_NOT_FOUND
+from deployer.retry import NEW_NETWORK_NOT_VISIBLE_TO_ELB, NEW_RESOURCE_NOT_FOUND, Retry
 from deployer.settings import Settings
 from deployer.state import Ids
 from deployer.steps import tags
@@ -87,7 +87,9 @@ class TargetGroupStep(Step[LiveTargetGroup]):
         return self._describe(ctx, arn=ids["arn"])
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[LiveTargetGroup] | None:
-        return self._describe(ctx, name=ctx.settings.names.target_group)
+        name = ctx.settings.names.target_group
+        found = self._describe(ctx, name=name)
+        return None if found is None else tags.adopt(ctx, self, found, name, _tags(ctx, found.ids), global_=False)
 
     def _describe(self, ctx: StepContext, arn: str = "", name: str = "") -> Existing[LiveTargetGroup] | None:
         elbv2 = ctx.clients.elbv2
@@ -102,7 +104,9 @@ class TargetGroupStep(Step[LiveTargetGroup]):
 
     def create(self, ctx: StepContext) -> Ids:
         settings = ctx.settings
-        group = ctx.retry(lambda: self._create(ctx), NEW_RESOURCE_NOT_FOUND)["TargetGroups"][0]
+        # CreateTargetGroup cannot answer TargetGroupNotFound or an EC2 code (botocore's elbv2 model);
+        # a VPC made a moment ago comes back as ValidationError (see NEW_NETWORK_NOT_VISIBLE_TO_ELB).
+        group = ctx.retry(lambda: self._create(ctx), *_not_yet_visible(ctx, "vpc"))["TargetGroups"][0]
         ids = {"name": group["TargetGroupName"], "arn": group["TargetGroupArn"]}
         ctx.remember(self.name, ids)
         ctx.retry(
@@ -178,7 +182,9 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
         return self._describe(ctx, arn=ids["arn"])
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[LoadBalancerTypeDef] | None:
-        return self._describe(ctx, name=ctx.settings.names.load_balancer)
+        name = ctx.settings.names.load_balancer
+        found = self._describe(ctx, name=name)
+        return None if found is None else tags.adopt(ctx, self, found, name, _tags(ctx, found.ids), global_=False)
 
     def _describe(self, ctx: StepContext, arn: str = "", name: str = "") -> Existing[LoadBalancerTypeDef] | None:
         elbv2 = ctx.clients.elbv2
@@ -198,7 +204,7 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
                     SecurityGroups=[ctx.ids("nlb-security-group")["id"]],
                     Tags=tags.elbv2_tags(ctx.settings, self.name),
                 ),
-                NEW_RESOURCE_NOT_FOUND,
+                *_not_yet_visible(ctx, "subnet-1", "subnet-2", "nlb-security-group"),
             )["LoadBalancers"][0]
         ids = _lb_ids(balancer)
         ctx.remember(self.name, ids)
@@ -403,6 +409,18 @@ def _zone_refusal(ctx: StepContext) -> Iterator[None]:
 def site_url(ctx: StepContext) -> str:
     url = f"http://{ctx.ids('load-balancer')['dns_name']}"
     return url if ctx.settings.listener_port == 80 else f"{url}:{ctx.settings.listener_port}"
+
+
+def _not_yet_visible(ctx: StepContext, *steps: str) -> tuple[Retry, ...]:
+    """SubnetNotFound and the like mean "not yet" only right after this run made the resource."""
+    rule = NEW_NETWORK_NOT_VISIBLE_TO_ELB
+    return (rule,) if ctx.fresh(rule.budget_seconds, *steps) else ()
+
+
+def _tags(ctx: StepContext, ids: Ids) -> dict[str, str]:
+    """A target group's or load balancer's tags (found by name, adopted only when ours)."""
+    descriptions = ctx.clients.elbv2.describe_tags(ResourceArns=[ids["arn"]])["TagDescriptions"]
+    return tags.tag_map(descriptions[0].get("Tags") if descriptions else None)
 
 
 def _lb_ids(balancer: LoadBalancerTypeDef) -> Ids:

@@ -27,7 +27,14 @@ class LogGroupStep(Step["LogGroupTypeDef"]):
         return self._describe(ctx, ids["name"])
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[LogGroupTypeDef] | None:
-        return self._describe(ctx, ctx.settings.names.log_group)
+        name = ctx.settings.names.log_group
+        found = self._describe(ctx, name)
+        if found is None:
+            return None
+        # DescribeLogGroups' `arn` ends in ":*"; ListTagsForResource takes the ARN without it.
+        arn = found.live.get("logGroupArn") or found.live.get("arn", "").removesuffix(":*")
+        found_tags = ctx.clients.logs.list_tags_for_resource(resourceArn=arn)["tags"]
+        return tags.adopt(ctx, self, found, name, found_tags, global_=False)
 
     def _describe(self, ctx: StepContext, name: str) -> Existing[LogGroupTypeDef] | None:
         # A prefix also matches other groups (/ecs/site-2 for /ecs/site): read pages until ours.

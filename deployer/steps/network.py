@@ -369,7 +369,11 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
         )
         groups = [group for page in pages for group in page["SecurityGroups"]]
         group = single(groups, self.resource, lambda g: g["GroupId"])
-        return Existing({"id": group["GroupId"]}, group) if group else None
+        if group is None:
+            return None
+        found = Existing({"id": group["GroupId"]}, group)
+        name = f"{group['GroupName']} ({group['GroupId']})"
+        return tags.adopt(ctx, self, found, name, tags.tag_map(group.get("Tags")), global_=False)
 
     def create(self, ctx: StepContext) -> Ids:
         group_id = ctx.retry(

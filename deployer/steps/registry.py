@@ -45,7 +45,13 @@ class RepositoryStep(Step[LiveRepository]):
         return self._describe(ctx, ids["name"])
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[LiveRepository] | None:
-        return self._describe(ctx, ctx.settings.names.repository)
+        """Only a repository with our tags: teardown deletes it with `force`, images included."""
+        name = ctx.settings.names.repository
+        found = self._describe(ctx, name)
+        if found is None:
+            return None
+        answer = ctx.clients.ecr.list_tags_for_resource(resourceArn=found.ids["arn"])
+        return tags.adopt(ctx, self, found, name, tags.tag_map(answer.get("tags")), global_=False)
 
     def _describe(self, ctx: StepContext, name: str) -> Existing[LiveRepository] | None:
         ecr = ctx.clients.ecr

@@ -9,10 +9,11 @@ returning its own TypedDict: mypy then checks the shape against the API.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from deployer.settings import Settings
-from deployer.steps.base import STACK_TAG, STEP_TAG
+from deployer.steps.base import REGION_TAG, STACK_TAG, STEP_TAG, Existing, Step, StepContext
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.literals import ResourceTypeType
@@ -37,8 +38,10 @@ def elbv2_tags(settings: Settings, step: str) -> list[Elbv2TagTypeDef]:
     return [{"Key": key, "Value": value} for key, value in stack_tags(settings, step).items()]
 
 
-def iam_tags(settings: Settings, step: str) -> list[IamTagTypeDef]:
-    return [{"Key": key, "Value": value} for key, value in stack_tags(settings, step).items()]
+def iam_tags(settings: Settings, step: str, region: str) -> list[IamTagTypeDef]:
+    """IAM is global: a role also carries the region of the stack that made it."""
+    tags = {**stack_tags(settings, step), REGION_TAG: region}
+    return [{"Key": key, "Value": value} for key, value in tags.items()]
 
 
 def ecr_tags(settings: Settings, step: str) -> list[EcrTagTypeDef]:
@@ -68,3 +71,33 @@ def ec2_tag_filters(settings: Settings, step: str) -> list[FilterTypeDef]:
         {"Name": f"tag:{STACK_TAG}", "Values": [settings.stack]},
         {"Name": f"tag:{STEP_TAG}", "Values": [step]},
     ]
+
+
+T = TypeVar("T")
+
+
+def tag_map(items: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
+    """A describe answer's tags as a plain map, whichever spelling (`Key`/`Value` or ECS's `key`/`value`)."""
+    found: dict[str, str] = {}
+    for item in items or ():
+        key, value = item.get("Key", item.get("key")), item.get("Value", item.get("value"))
+        if isinstance(key, str):
+            found[key] = value if isinstance(value, str) else ""
+    return found
+
+
+def ours(found: Mapping[str, str], stack: str, region: str | None = None) -> bool:
+    """The one adoption rule: the resource carries this stack's tag (and, for global IAM, this region's)."""
+    return found.get(STACK_TAG) == stack and (region is None or found.get(REGION_TAG) == region)
+
+
+def adopt(
+    ctx: StepContext, step: Step[Any], found: Existing[T], name: str, found_tags: Mapping[str, str], *, global_: bool
+) -> Existing[T]:
+    """A resource found by its name is ours only with our tags; anything else is refused, never touched.
+
+    `global_`: an IAM resource, which every region's stack of this name would see.
+    """
+    if ours(found_tags, ctx.settings.stack, ctx.clients.region if global_ else None):
+        return found
+    raise step.collision(name, dict(found_tags))
