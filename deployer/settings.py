@@ -172,8 +172,9 @@ class Names:
         return f"{self.stack}-{role}-sg"
 
 
-# The tags deployer/steps/tags.py adds to the user's on every resource.
-OWN_TAG_KEYS = ("Name", "deployer:stack", "deployer:step")
+# The tags deployer/steps/tags.py adds to the user's: these on every resource, and the region on the
+# IAM roles (global resources), so the roles are the resources with the most tags of ours.
+OWN_TAG_KEYS = ("Name", "deployer:stack", "deployer:step", "deployer:region")
 
 # The roles `security_group` is called with (deployer/stack.py's SecurityGroupStep roles).
 SECURITY_GROUP_ROLES = ("nlb", "task")

@@ -359,12 +359,13 @@ def test_each_refused_tag_is_refused_by_aws_too(aws: AwsClients) -> None:
 
 
 def test_too_many_tags_are_refused_before_any_aws_call(calls: CallLog) -> None:
-    """Each resource gets the user's tags and the deployer's own three: 47 user tags fit AWS's 50, 48 do not."""
-    assert set(tags.stack_tags(Settings(), "vpc")) == set(OWN_TAG_KEYS)
-    load_settings(None, {"image": IMAGE, "tags": {f"k{n}": "v" for n in range(47)}})
+    """The roles get the user's tags and the deployer's own four: 46 user tags fit AWS's 50, 47 do not."""
+    role_tags = tags.iam_tags(Settings(), "task-role", REGION)
+    assert {tag["Key"] for tag in role_tags} == set(OWN_TAG_KEYS)
+    load_settings(None, {"image": IMAGE, "tags": {f"k{n}": "v" for n in range(46)}})
     with pytest.raises(SettingsError) as refused:
-        load_settings(None, {"image": IMAGE, "tags": {f"k{n}": "v" for n in range(48)}})
-    for fragment in ("48 tags are given", "would get 51", "at most 50", "Give at most 47 tags"):
+        load_settings(None, {"image": IMAGE, "tags": {f"k{n}": "v" for n in range(47)}})
+    for fragment in ("47 tags are given", "would get 51", "at most 50", "Give at most 46 tags"):
         assert fragment in refused.value.message
     assert calls.calls == []
 
@@ -386,8 +387,8 @@ def test_48_tags_fail_on_aws(aws: AwsClients, state_path: Path) -> None:
 def test_accepted_tags_deploy_the_whole_stack(
     aws: AwsClients, served_tags: list[Refusal], state_path: Path, calls: CallLog
 ) -> None:
-    """Letters, digits and spaces of any script and the listed punctuation, 47 tags in all, pass every service."""
-    user_tags = {f"k{n}": "v" for n in range(44)} | {
+    """Letters, digits and spaces of any script and the listed punctuation, 46 tags in all, pass every service."""
+    user_tags = {f"k{n}": "v" for n in range(43)} | {
         "Équipe": "Données Ünïcode 名前 ١٢٣",
         "cost/centre": "a_b.c:d/e=f+g-h@i",
         "empty": "",
@@ -399,7 +400,7 @@ def test_accepted_tags_deploy_the_whole_stack(
     report = runner.provision(ctx, wait=False, parallel=False)
     assert [line.outcome for line in report.steps] == ["created"] * len(build_steps())
     assert served_tags == []
-    role_tags = {t["Key"]: t["Value"] for t in aws.iam.list_role_tags(RoleName="test-site-task-role")["Tags"]}
+    role_tags = {t["Key"]: t["Value"] for t in aws.iam.list_role_tags(RoleName=f"test-site-{REGION}-task")["Tags"]}
     assert role_tags["Équipe"] == "Données Ünïcode 名前 ١٢٣" and len(role_tags) == 50
 
 

@@ -313,13 +313,13 @@ CATALOGUE: list[Case] = [
         toml='tags = { team = "a,b#1" }\n',
     ),
     Case(
-        # At most 50 tags per resource, and the deployer adds 3 of its own: 48 user tags make 51.
+        # At most 50 tags per resource, and the deployer adds up to 4 of its own: 47 user tags make 51.
         "toml-too-many-tags",
         "deploy.toml",
         PROVISION,
         provision_args(),
-        ("'tags'", "48 tags are given", "would get 51", "at most 50 per resource", "Give at most 47 tags"),
-        toml="[tags]\n" + "".join(f'k{n} = "v"\n' for n in range(48)),
+        ("'tags'", "47 tags are given", "would get 51", "at most 50 per resource", "Give at most 46 tags"),
+        toml="[tags]\n" + "".join(f'k{n} = "v"\n' for n in range(47)),
     ),
     Case(
         "toml-build-context-without-dockerfile",
