@@ -150,9 +150,9 @@ def test_tags_charset_count_and_reserved_prefix() -> None:
     assert rule_says("logs", "CreateLogGroup", logGroupName="/g", tags={f"k{n}": "v" for n in range(50)}) == []
 
 
-def test_health_check_interval_must_exceed_timeout(aws: AwsClients) -> None:
-    same = {"HealthCheckIntervalSeconds": 10, "HealthCheckTimeoutSeconds": 10}
-    assert rule_says("elbv2", "CreateTargetGroup", Name="tg", **same)
+def test_health_check_timeout_must_not_exceed_interval(aws: AwsClients) -> None:
+    longer = {"HealthCheckIntervalSeconds": 10, "HealthCheckTimeoutSeconds": 11}
+    assert rule_says("elbv2", "CreateTargetGroup", Name="tg", **longer)
     assert (
         rule_says("elbv2", "CreateTargetGroup", Name="tg", HealthCheckIntervalSeconds=10, HealthCheckTimeoutSeconds=5)
         == []
@@ -160,11 +160,12 @@ def test_health_check_interval_must_exceed_timeout(aws: AwsClients) -> None:
     vpc = aws.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     arn = aws.elbv2.create_target_group(
         Name="tg", Protocol="TCP", Port=80, VpcId=vpc, TargetType="ip",
-        HealthCheckIntervalSeconds=10, HealthCheckTimeoutSeconds=5,
+        HealthCheckIntervalSeconds=30, HealthCheckTimeoutSeconds=10,
     )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
     reader = reader_of(aws.elbv2)
-    assert rule_says("elbv2", "ModifyTargetGroup", reader, TargetGroupArn=arn, HealthCheckTimeoutSeconds=10)
-    assert rule_says("elbv2", "ModifyTargetGroup", reader, TargetGroupArn=arn, HealthCheckTimeoutSeconds=6) == []
+    assert rule_says("elbv2", "ModifyTargetGroup", reader, TargetGroupArn=arn, HealthCheckTimeoutSeconds=31)
+    assert rule_says("elbv2", "ModifyTargetGroup", reader, TargetGroupArn=arn, HealthCheckTimeoutSeconds=30) == []
+    assert rule_says("elbv2", "ModifyTargetGroup", reader, TargetGroupArn=arn, HealthCheckIntervalSeconds=9)
 
 
 def reader_of(client: Any) -> Any:

@@ -16,6 +16,8 @@ import pytest
 
 from tests.contract.hook import EXEMPT_VARIABLE, ContractViolation, drain, enabled, patch_botocore
 
+pytest_plugins = ["pytester"]  # tests/test_contract.py runs a pytest session of its own
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "contract_exempt(reason): the test sends a request AWS would refuse on purpose")
