@@ -35,7 +35,12 @@ from deployer.output import Output
 from deployer.settings import Settings, validate
 from deployer.state import State, StateFile
 from deployer.steps.base import StepContext
+from tests.contract import install as contract_hook
+from tests.contract.hook import subprocess_pythonpath
 from tests.rollouts import Rollout
+
+# Every AWS request a test sends is checked against what AWS accepts (tests/contract/).
+pytest_plugins = ["tests.contract.plugin"]
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -97,6 +102,7 @@ def recorded_clients(log: CallLog) -> AwsClients:
     clients = build_clients(boto3.Session(botocore_session=_SHARED_BOTOCORE, region_name=REGION), TEST_CLIENT_CONFIG)
     for client in (clients.ec2, clients.elbv2, clients.ecs, clients.iam, clients.ecr, clients.logs, clients.sts):
         client.meta.events.register("before-call", log.record)
+        contract_hook(client)  # already there through the create_client patch; explicit here
     return clients
 
 
@@ -280,6 +286,7 @@ def script_env(server: MotoServer | None, tmp_path: Path) -> dict[str, str]:
         AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
         PYTHONDONTWRITEBYTECODE="1",
+        PYTHONPATH=subprocess_pythonpath(os.environ.get("PYTHONPATH")),  # the AWS contract's sitecustomize
     )
     if server is not None:
         env["AWS_ENDPOINT_URL"] = server.url
