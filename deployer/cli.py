@@ -12,6 +12,7 @@ show through deployer/views.py), never here.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -19,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from deployer import cost, local, observe, runner, views
+from deployer import cost, local, observe, policy, runner, views
 from deployer.clients import connect
 from deployer.errors import EXIT_INTERRUPTED, DeployerError, SettingsError
 from deployer.images import ImageBuilder
@@ -138,6 +139,12 @@ def provision_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--verbose", action="store_true", help="also show the Docker engine's raw build and push output"
+    )
+    parser.add_argument(
+        "--print-policy",
+        action="store_true",
+        help="print the IAM policy (JSON) this stack's provision, redeploy, rollback, status, logs and teardown "
+        "need, scoped to its names and tags; changes nothing (one read call: sts:GetCallerIdentity)",
     )
     _local_flag(parser)
     parser.add_argument(
@@ -265,10 +272,28 @@ def open_context(
 def _provision(args: argparse.Namespace, output: Output) -> int:
     _check_provision_flags(args)
     state_file = _state_file(args)
+    if args.print_policy:  # no lock, no emulator, no state written: it only reads who the credentials are
+        return _print_policy(args, state_file, output)
     if args.dry_run:  # no lock and no emulator start: a plan changes nothing
         return _plan(args, state_file, output)
     with state_file.locked("provision.py", output.line):
         return _provision_locked(args, state_file, output)
+
+
+def _print_policy(args: argparse.Namespace, state_file: StateFile, output: Output) -> int:
+    """The identity policy for these settings, as one JSON document on stdout (whatever --output says)."""
+    settings = _settings(args, state_file.load())
+    aws = connect(settings.region)
+    document = policy.document(settings, aws.partition, aws.clients.region, aws.account_id)
+    text = json.dumps(document, indent=2)
+    size = len(json.dumps(document, separators=(",", ":")))
+    if size > policy.MANAGED_POLICY_LIMIT:
+        output.warn(
+            f"the policy has {size} characters, more than a managed policy holds ({policy.MANAGED_POLICY_LIMIT}): "
+            "attach it as an inline policy of a role (up to 10,240), or split its statements"
+        )
+    output.result(document, [text], quiet=text)
+    return 0
 
 
 def _check_provision_flags(args: argparse.Namespace) -> None:

@@ -1,0 +1,316 @@
+"""The IAM policy the deploying identity needs: `python provision.py --print-policy`.
+
+One table, `TABLE`, says for each AWS call the tool makes (boto3 service name and
+operation, as botocore names them) which IAM actions AWS checks for it, and under
+which statement (`GROUPS`: resources and condition). Besides the action of the call
+itself, a call can need others that AWS checks alongside it: tags given in a create
+call (`ec2:CreateTags`, `elasticloadbalancing:AddTags`, `ecs:TagResource`, ...), the
+roles a task definition names (`iam:PassRole`), the service-linked role ECS creates on
+first use (`iam:CreateServiceLinkedRole`). The image push and the registry lookup go
+through the Docker engine, not boto3 (`ENGINE`): they need ECR's registry actions.
+
+`document(settings, partition, region, account)` groups the rows that apply (the
+registry rows only when the image is built, not given with `image`/`--image`) into one
+statement per group, with the stack's ARNs. Where AWS cannot scope an action to a
+resource (Describe*, List*, ecr:GetAuthorizationToken, ...) the statement's Resource is
+"*"; each group cites the Service Authorization Reference page that says so.
+`sts:GetCallerIdentity` needs no permission (AWS answers it for any valid credentials).
+
+tests/test_policy.py records every call of provision, redeploy, rollback, status,
+logs and teardown and checks both ways: every call is allowed, every action is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from deployer.settings import Settings
+from deployer.steps.base import STACK_TAG
+from deployer.steps.iam import EXECUTION_POLICY
+
+REFERENCE = "https://docs.aws.amazon.com/service-authorization/latest/reference/"
+EC2_PAGE = REFERENCE + "list_amazonec2.html"
+ELB_PAGE = REFERENCE + "list_awselasticloadbalancingv2.html"
+ECS_PAGE = REFERENCE + "list_amazonelasticcontainerservice.html"
+ECR_PAGE = REFERENCE + "list_amazonelasticcontainerregistry.html"
+LOGS_PAGE = REFERENCE + "list_amazoncloudwatchlogs.html"
+IAM_PAGE = REFERENCE + "list_awsidentityandaccessmanagementiam.html"
+ECR_PUSH_PAGE = "https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-push-iam.html"
+
+MANAGED_POLICY_LIMIT = 6144  # characters, white space not counted (IAM and STS quotas)
+ENGINE = "engine"  # the Docker engine's registry calls (deployer/images.py), not boto3
+ECS_SERVICE_LINKED_ROLE = "ecs.amazonaws.com"
+
+# IAM's prefix for each boto3 service name, where they differ.
+PREFIX = {"elbv2": "elasticloadbalancing"}
+
+EC2 = "arn:{partition}:ec2:{region}:{account}:"
+EC2_CREATES = ("CreateVpc", "CreateSubnet", "CreateInternetGateway", "CreateRouteTable", "CreateSecurityGroup")
+ELB = "arn:{partition}:elasticloadbalancing:{region}:{account}:"
+# loadbalancer/net/<name>/<id> and listener/net/<name>/<id>/<id>; targetgroup/<name>/<id>
+ELB_ARNS = (ELB + "*/net/{load_balancer}/*", ELB + "targetgroup/{target_group}/*")
+ECS = "arn:{partition}:ecs:{region}:{account}:"
+# cluster/<cluster>, and what lives in it: service/<cluster>/<service>, task/<cluster>/<id>
+ECS_ARNS = (ECS + "*/{cluster}", ECS + "*/{cluster}/*")
+REPOSITORY = "arn:{partition}:ecr:{region}:{account}:repository/{repository}"
+LOG_GROUP = "arn:{partition}:logs:{region}:{account}:log-group:{log_group}"
+ROLES = ("arn:{partition}:iam::{account}:role/{execution_role}", "arn:{partition}:iam::{account}:role/{task_role}")
+OURS = {f"aws:ResourceTag/{STACK_TAG}": "{stack}"}
+TAGGED = {f"aws:RequestTag/{STACK_TAG}": "{stack}"}
+
+
+@dataclass(frozen=True)
+class Group:
+    """One statement: where its actions apply, on what condition, and the pages that say AWS supports it."""
+
+    resources: tuple[str, ...]
+    references: tuple[str, ...]
+    condition: dict[str, dict[str, Any]] | None = None
+
+
+# Statements are kept few and their ARNs short: a managed policy holds at most 6,144 characters.
+GROUPS: dict[str, Group] = {
+    # Actions these pages list with no resource type, so Resource must be "*": EC2's and Elastic Load
+    # Balancing's Describe*; ECS's DescribeTaskDefinition, ListTaskDefinitions, ListTasks (by cluster, not
+    # resource) and DeregisterTaskDefinition, DeleteTaskDefinitions (see UNSCOPED_WRITES); ECR's
+    # GetAuthorizationToken (registry-wide); CloudWatch Logs' DescribeLogGroups (lists by prefix).
+    "Unscoped": Group(("*",), (EC2_PAGE, ELB_PAGE, ECS_PAGE, ECR_PAGE, LOGS_PAGE)),
+    # EC2 resources have no names: a new one is allowed only with the stack's tag in the request. The VPC
+    # that a subnet, route table or security group goes into is authorized by Ec2Tagged: it must be ours.
+    "Ec2CreateVpc": Group((EC2 + "vpc/*",), (EC2_PAGE,), {"StringEquals": TAGGED}),
+    "Ec2Create": Group(
+        tuple(EC2 + kind + "/*" for kind in ("subnet", "internet-gateway", "route-table", "security-group")),
+        (EC2_PAGE,),
+        {"StringEquals": TAGGED},
+    ),
+    # CreateTags only as part of a create call (its TagSpecifications); the creates allowed are the five above.
+    "Ec2TagOnCreate": Group((EC2 + "*/*",), (EC2_PAGE,), {"StringLike": {"ec2:CreateAction": "Create*"}}),
+    # Changes and deletes (and the VPC a create places a resource in): only what carries the stack's tag.
+    "Ec2Tagged": Group((EC2 + "*/*",), (EC2_PAGE,), {"StringEquals": OURS}),
+    # Teardown gives the main role back to the VPC's original main route table, which AWS created with the
+    # VPC, untagged: the association can only be scoped to route tables of the account and region.
+    "Ec2MainRouteTable": Group((EC2 + "route-table/*",), (EC2_PAGE,)),
+    "Elb": Group(ELB_ARNS, (ELB_PAGE,)),
+    # AddTags only as part of those create calls, as in ELB's "ELB API permissions to tag resources during creation".
+    "ElbTagOnCreate": Group(
+        ("*",),
+        (
+            ELB_PAGE,
+            "https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/tagging-resources-during-creation.html",
+        ),
+        {
+            "StringEquals": {
+                "elasticloadbalancing:CreateAction": ["CreateListener", "CreateLoadBalancer", "CreateTargetGroup"]
+            }
+        },
+    ),
+    # RegisterTaskDefinition takes no resource type: a new revision is held to the stack's tag in the request.
+    "EcsRegister": Group(("*",), (ECS_PAGE,), {"StringEquals": TAGGED}),
+    "Ecs": Group(ECS_ARNS, (ECS_PAGE,)),
+    # TagResource only as part of those create calls, as in ECS's "Grant permission to tag resources on creation".
+    "EcsTagOnCreate": Group(
+        ("*",),
+        (ECS_PAGE, "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/supported-iam-actions-tagging.html"),
+        {"StringEquals": {"ecs:CreateAction": ["CreateCluster", "CreateService", "RegisterTaskDefinition"]}},
+    ),
+    # The repository, and the image push and pull through the Docker engine (ECR's push permissions page).
+    "Ecr": Group((REPOSITORY,), (ECR_PAGE, ECR_PUSH_PAGE)),
+    "Logs": Group((LOG_GROUP, LOG_GROUP + ":*"), (LOGS_PAGE,)),
+    "IamRoles": Group(ROLES, (IAM_PAGE,)),
+    "IamAttach": Group(ROLES, (IAM_PAGE,), {"ArnEquals": {"iam:PolicyARN": "{policy_arns}"}}),
+    "IamPassRole": Group(ROLES, (IAM_PAGE,), {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
+    "IamEcsLinkedRole": Group(
+        ("arn:{partition}:iam::{account}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",),
+        (IAM_PAGE,),
+        {"StringEquals": {"iam:AWSServiceName": ECS_SERVICE_LINKED_ROLE}},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """`operations` of boto3 `service` need `actions` (default: the operation's own action) under `group`."""
+
+    service: str
+    operations: str
+    group: str
+    actions: str = ""
+    built_only: bool = False  # only when the image is built and pushed (not with `image`)
+
+
+TABLE: tuple[Row, ...] = (
+    Row(
+        "ec2",
+        "DescribeAvailabilityZones DescribeInternetGateways DescribeNetworkInterfaces DescribeRouteTables "
+        "DescribeSecurityGroups DescribeSubnets DescribeVpcAttribute DescribeVpcs",
+        "Unscoped",
+    ),
+    Row("ec2", "CreateVpc", "Ec2CreateVpc"),
+    Row("ec2", " ".join(EC2_CREATES[1:]), "Ec2Create"),
+    Row("ec2", " ".join(EC2_CREATES), "Ec2TagOnCreate", actions="ec2:CreateTags"),
+    Row(
+        "ec2",
+        "AttachInternetGateway AuthorizeSecurityGroupIngress CreateRoute CreateRouteTable CreateSecurityGroup "
+        "CreateSubnet DeleteInternetGateway DeleteRouteTable DeleteSecurityGroup DeleteSubnet DeleteVpc "
+        "DetachInternetGateway ModifyVpcAttribute ReplaceRoute RevokeSecurityGroupIngress",
+        "Ec2Tagged",
+    ),
+    Row("ec2", "ReplaceRouteTableAssociation", "Ec2MainRouteTable"),
+    Row(
+        "elbv2",
+        "DescribeListeners DescribeLoadBalancerAttributes DescribeLoadBalancers DescribeTags "
+        "DescribeTargetGroupAttributes DescribeTargetGroups DescribeTargetHealth",
+        "Unscoped",
+    ),
+    Row(
+        "elbv2",
+        "CreateListener CreateLoadBalancer CreateTargetGroup DeleteListener DeleteLoadBalancer DeleteTargetGroup "
+        "ModifyListener ModifyLoadBalancerAttributes ModifyTargetGroup ModifyTargetGroupAttributes "
+        "SetSecurityGroups SetSubnets",
+        "Elb",
+    ),
+    Row(
+        "elbv2",
+        "CreateListener CreateLoadBalancer CreateTargetGroup",
+        "ElbTagOnCreate",
+        actions="elasticloadbalancing:AddTags",
+    ),
+    Row("ecs", "DescribeTaskDefinition ListTaskDefinitions ListTasks", "Unscoped"),
+    Row("ecs", "RegisterTaskDefinition", "EcsRegister"),
+    Row("ecs", "DeregisterTaskDefinition DeleteTaskDefinitions", "Unscoped"),
+    Row(
+        "ecs",
+        "CreateCluster CreateService DeleteCluster DeleteService DescribeClusters "
+        "DescribeServices DescribeTasks ListTagsForResource UpdateService",
+        "Ecs",
+    ),
+    Row("ecs", "CreateCluster CreateService RegisterTaskDefinition", "EcsTagOnCreate", actions="ecs:TagResource"),
+    Row("ecs", "RegisterTaskDefinition CreateService UpdateService", "IamPassRole", actions="iam:PassRole"),
+    Row("ecs", "CreateCluster CreateService", "IamEcsLinkedRole", actions="iam:CreateServiceLinkedRole"),
+    Row("ecr", "GetAuthorizationToken", "Unscoped", built_only=True),
+    Row(
+        "ecr",
+        "CreateRepository DeleteRepository DescribeRepositories GetLifecyclePolicy ListTagsForResource "
+        "PutImageScanningConfiguration PutImageTagMutability PutLifecyclePolicy",
+        "Ecr",
+    ),
+    Row("ecr", "CreateRepository", "Ecr", actions="ecr:TagResource"),
+    Row(ENGINE, "lookup", "Ecr", actions="ecr:BatchGetImage", built_only=True),
+    Row(
+        ENGINE,
+        "push",
+        "Ecr",
+        actions="ecr:BatchCheckLayerAvailability ecr:BatchGetImage ecr:CompleteLayerUpload ecr:InitiateLayerUpload "
+        "ecr:PutImage ecr:UploadLayerPart",
+        built_only=True,
+    ),
+    Row(ENGINE, "pull", "Ecr", actions="ecr:BatchGetImage ecr:GetDownloadUrlForLayer", built_only=True),
+    Row("logs", "DescribeLogGroups", "Unscoped"),
+    Row(
+        "logs",
+        "CreateLogGroup DeleteLogGroup FilterLogEvents ListTagsForResource ListTagsLogGroup PutRetentionPolicy",
+        "Logs",
+    ),
+    # CreateLogGroup's `tags`: "you must have the logs:TagResource and logs:TagLogGroup permissions".
+    Row("logs", "CreateLogGroup", "Logs", actions="logs:TagResource logs:TagLogGroup"),
+    Row(
+        "iam",
+        "CreateRole DeleteRole DeleteRolePolicy DetachRolePolicy GetRole ListAttachedRolePolicies ListRolePolicies "
+        "ListRoleTags UpdateAssumeRolePolicy",
+        "IamRoles",
+    ),
+    Row("iam", "CreateRole", "IamRoles", actions="iam:TagRole"),
+    Row("iam", "AttachRolePolicy", "IamAttach"),
+)
+
+# Changing actions left on every resource: the revisions of the stack's family could be named by ARN
+# (task-definition/<family>:*), but whether DeregisterTaskDefinition and DeleteTaskDefinitions accept a
+# resource could not be confirmed from the reference here, and a wrong resource would refuse teardown.
+UNSCOPED_WRITES = frozenset({"ecs:DeregisterTaskDefinition", "ecs:DeleteTaskDefinitions"})
+
+# Calls every valid identity may make: AWS checks no permission for them.
+NO_PERMISSION = {("sts", "GetCallerIdentity")}
+
+
+def grants(service: str, operation: str, settings: Settings) -> list[tuple[str, str]]:
+    """(action, group) pairs the call `service`/`operation` needs; empty for a call the table does not know."""
+    found: list[tuple[str, str]] = []
+    for row in TABLE:
+        if row.service != service or operation not in row.operations.split():
+            continue
+        if row.built_only and settings.image is not None:
+            continue
+        actions = row.actions.split() or [f"{PREFIX.get(service, service)}:{operation}"]
+        found.extend((action, row.group) for action in actions)
+    return found
+
+
+def statements(settings: Settings, partition: str, region: str, account: str) -> list[dict[str, Any]]:
+    """One Allow statement per group that has actions under these settings, in `GROUPS` order."""
+    actions: dict[str, set[str]] = {}
+    for row in TABLE:
+        for operation in row.operations.split():
+            for action, sid in grants(row.service, operation, settings):
+                actions.setdefault(sid, set()).add(action)
+    values = _values(settings, partition, region, account)
+    found: list[dict[str, Any]] = []
+    for sid, group in GROUPS.items():
+        if sid not in actions:
+            continue
+        statement: dict[str, Any] = {
+            "Sid": sid,
+            "Effect": "Allow",
+            "Action": sorted(actions[sid]),
+            "Resource": [_fill(resource, values) for resource in group.resources],
+        }
+        if group.condition:
+            statement["Condition"] = _fill(group.condition, values)
+        found.append(statement)
+    return found
+
+
+def document(settings: Settings, partition: str, region: str, account: str) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": statements(settings, partition, region, account)}
+
+
+def actions_by_service(settings: Settings) -> dict[str, list[str]]:
+    """Every action the policy allows, by IAM service prefix (the README's list)."""
+    found: dict[str, set[str]] = {}
+    for statement in statements(settings, "aws", "us-east-1", "123456789012"):
+        for action in statement["Action"]:
+            prefix, name = action.split(":", 1)
+            found.setdefault(prefix, set()).add(name)
+    return {prefix: sorted(names) for prefix, names in sorted(found.items())}
+
+
+def _values(settings: Settings, partition: str, region: str, account: str) -> dict[str, Any]:
+    names = settings.names
+    attached = [f"arn:{partition}:iam::aws:{EXECUTION_POLICY}", *settings.task_role_policy_arns]
+    return {
+        "partition": partition,
+        "region": region,
+        "account": account,
+        "stack": settings.stack,
+        "load_balancer": names.load_balancer,
+        "target_group": names.target_group,
+        "cluster": names.cluster,
+        "service": names.service,
+        "task_family": names.task_family,
+        "repository": names.repository,
+        "log_group": names.log_group,
+        "execution_role": names.execution_role,
+        "task_role": names.task_role,
+        "policy_arns": sorted(set(attached)),
+    }
+
+
+def _fill(template: Any, values: dict[str, Any]) -> Any:
+    """Templates filled in: strings with `values`; "{policy_arns}" alone becomes the list itself."""
+    if isinstance(template, dict):
+        return {key: _fill(value, values) for key, value in template.items()}
+    if isinstance(template, list):
+        return [_fill(item, values) for item in template]
+    if template == "{policy_arns}":
+        return values["policy_arns"]
+    return template.format(**values) if isinstance(template, str) and template != "*" else template

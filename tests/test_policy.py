@@ -1,0 +1,270 @@
+"""`provision.py --print-policy`: the IAM policy the tool needs, all of it and nothing more.
+
+* Coverage (in-process moto): every call of provision (building the image, through a fake
+  builder), a repair of hand-made changes, a failed and a good redeploy, rollback, status,
+  logs and teardown is recorded; each must map to an action the generated policy allows,
+  and each action of the policy must be needed by a recorded call (or be the Docker
+  engine's registry push, which is not boto3).
+* Scoping (unit): changing actions are held to the stack's ARNs or tags; PassRole and the
+  service-linked role are conditioned; ARNs carry the partition, region and account given.
+* README: the "Permissions needed" list is the policy's, for the default settings.
+
+The enforced test (moto's IAM authorization, a separate server process) is in
+tests/test_policy_enforced.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from deployer import observe, policy, runner
+from deployer.images import BuildSpec, ImageBuilder, RegistryAuth
+from deployer.probe import UrlAnswer
+from deployer.rollout import DeploymentFailedError
+from deployer.settings import Settings
+from deployer.steps.base import StepContext
+from tests.conftest import ACCOUNT, REGION, CallLog, RecordingOutput, recorded_clients
+from tests.rollouts import Rollout
+from tests.test_readme import readme_text, section
+
+DIGEST = "sha256:" + "cd" * 32
+READS = ("Describe", "List", "Get", "FilterLogEvents", "BatchGetImage", "GetDownloadUrlForLayer")
+# Calls other branches are adding (tag reads, load-balancer attributes): in the table ahead of them. Remove an
+# entry once its call lands; the coverage test then holds it to being used.
+ANTICIPATED = {
+    ("elbv2", "DescribeLoadBalancerAttributes"),
+    ("elbv2", "ModifyLoadBalancerAttributes"),
+    ("elbv2", "DescribeTags"),
+    ("ecs", "ListTagsForResource"),
+    ("ecr", "ListTagsForResource"),
+    ("logs", "ListTagsForResource"),
+    ("logs", "ListTagsLogGroup"),
+    ("iam", "ListRoleTags"),
+}
+# Reads made only to explain a failure: teardown names the network interfaces that still hold a subnet,
+# VPC or security group AWS kept refusing to delete (deployer/steps/network.py, `blocked`).
+ERROR_PATHS = {("ec2", "DescribeNetworkInterfaces")}
+
+
+def _no_engine() -> Any:
+    raise AssertionError("the fake builder never talks to a Docker engine")
+
+
+class PushedBuilder(ImageBuilder):
+    """Build and push without Docker: the registry never has the tag, the push returns a digest."""
+
+    def __init__(self) -> None:
+        super().__init__(RecordingOutput(), connect=_no_engine)
+
+    def registry_digest(self, reference: str, auth: RegistryAuth) -> str | None:
+        return None
+
+    def build(self, spec: BuildSpec, reference: str) -> None:
+        self.builds += 1
+
+    def push(self, repository: str, tag: str, auth: RegistryAuth) -> str:
+        self.pushes += 1
+        return DIGEST
+
+
+def allowed(document: dict[str, Any]) -> set[str]:
+    return {action for statement in document["Statement"] for action in statement["Action"]}
+
+
+def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, set[tuple[str, str]]]:
+    """Every (service, operation) each phase sends, with the image built and pushed (a fake engine)."""
+    settings = replace(ctx.settings, image=None, build_args={"BASE_IMAGE": "fake/base:1"})
+    ctx = replace(ctx, settings=settings, images=PushedBuilder())
+    hand = recorded_clients(CallLog())  # changes made by hand in the console: not the tool's calls
+    phases: dict[str, set[tuple[str, str]]] = {}
+
+    def phase(name: str, run: Any) -> None:
+        calls.clear()
+        run()
+        phases[name] = set(calls.calls)
+
+    phase("provision", lambda: runner.provision(ctx))
+
+    # Hand-made changes that provision puts back (each converge call is in tests/test_converge.py too).
+    nlb_group, vpc = ctx.ids("nlb-security-group")["id"], ctx.ids("vpc")["id"]
+    hand.ec2.authorize_security_group_ingress(
+        GroupId=nlb_group,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+    )
+    interface = hand.ec2.create_network_interface(SubnetId=ctx.ids("subnet-1")["id"])["NetworkInterface"]
+    hand.ec2.replace_route(
+        RouteTableId=ctx.ids("route-table")["id"],
+        DestinationCidrBlock="0.0.0.0/0",
+        NetworkInterfaceId=interface["NetworkInterfaceId"],
+    )
+    loose = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+    hand.iam.update_assume_role_policy(RoleName=ctx.ids("execution-role")["name"], PolicyDocument=json.dumps(loose))
+    hand.iam.put_role_policy(
+        RoleName=ctx.ids("task-role")["name"],
+        PolicyName="by-hand",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        ),
+    )
+    repository = ctx.ids("repository")["name"]
+    hand.ecr.put_image_tag_mutability(repositoryName=repository, imageTagMutability="MUTABLE")
+    hand.ecr.put_image_scanning_configuration(
+        repositoryName=repository, imageScanningConfiguration={"scanOnPush": False}
+    )
+    hand.elbv2.modify_target_group(TargetGroupArn=ctx.ids("target-group")["arn"], HealthCheckIntervalSeconds=30)
+    hand.elbv2.modify_listener(ListenerArn=ctx.ids("listener")["arn"], Port=8081)
+    intruder = hand.ec2.create_security_group(GroupName="by-hand", Description="by hand", VpcId=vpc)["GroupId"]
+    balancer = ctx.ids("load-balancer")["arn"]
+    hand.elbv2.set_security_groups(LoadBalancerArn=balancer, SecurityGroups=[intruder])
+    elsewhere = hand.ec2.create_subnet(
+        VpcId=vpc, CidrBlock="172.31.96.0/20", AvailabilityZone=ctx.ids("subnet-2")["availability_zone"]
+    )["Subnet"]["SubnetId"]
+    hand.elbv2.set_subnets(LoadBalancerArn=balancer, Subnets=[ctx.ids("subnet-1")["id"], elsewhere])
+    phase("repair", lambda: runner.provision(ctx))
+    hand.ec2.delete_network_interface(NetworkInterfaceId=interface["NetworkInterfaceId"])
+    hand.ec2.delete_security_group(GroupId=intruder)
+    hand.ec2.delete_subnet(SubnetId=elsewhere)
+
+    failing = replace(ctx, settings=replace(settings, cpu=512, memory=1024))
+    serving.failed_tasks, serving.stopped_reason = 3, "Essential container in task exited"
+
+    def failed_redeploy() -> None:
+        with pytest.raises(DeploymentFailedError):
+            runner.provision(failing)
+
+    phase("failed redeploy", failed_redeploy)
+    serving.failed_tasks, serving.stopped_reason = 0, None
+    redeployed = replace(ctx, settings=replace(settings, cpu=1024, memory=2048))
+    phase("redeploy", lambda: runner.provision(redeployed))
+    phase("rollback", lambda: runner.rollback(redeployed))
+    phase("status", lambda: observe.collect_status(ctx.clients, ctx.state, lambda url: UrlAnswer(url, 200)))
+    group = ctx.ids("log-group")["name"]
+    phase("logs", lambda: observe.tail(ctx.clients.logs, group, 0, follow=False, write=lambda _event: None))
+    phase("teardown", lambda: runner.teardown(redeployed))
+    return phases
+
+
+def test_every_call_is_allowed_and_every_action_is_needed(ctx: StepContext, calls: CallLog, serving: Rollout) -> None:
+    phases = run_phases(ctx, calls, serving)
+    settings = replace(ctx.settings, image=None)
+    document = policy.document(settings, "aws", REGION, ACCOUNT)
+    granted = allowed(document)
+
+    made: set[tuple[str, str]] = set().union(*phases.values()) - policy.NO_PERMISSION
+    unknown = sorted(call for call in made if not policy.grants(call[0], call[1], settings))
+    assert not unknown, f"calls the policy table does not know: {unknown}"
+    for name, recorded in phases.items():
+        for call in sorted(recorded - policy.NO_PERMISSION):
+            missing = {action for action, _group in policy.grants(call[0], call[1], settings)} - granted
+            assert not missing, f"{name}: {call} needs {missing}, which the policy does not allow"
+
+    needed = {
+        action for call in made | ANTICIPATED | ERROR_PATHS for action, _ in policy.grants(call[0], call[1], settings)
+    }
+    engine = {action for row in policy.TABLE if row.service == policy.ENGINE for action in row.actions.split()}
+    unused = sorted(granted - needed - engine)
+    assert not unused, f"the policy allows actions no phase needs: {unused}"
+    assert not (ANTICIPATED | ERROR_PATHS) & made, "a call listed as anticipated or error-only is made: unlist it"
+    for phase in ("provision", "repair", "failed redeploy", "redeploy", "rollback", "status", "logs", "teardown"):
+        assert phases[phase], f"the {phase} phase made no call"
+
+
+def test_every_table_row_names_a_group_and_every_group_is_used() -> None:
+    used = {row.group for row in policy.TABLE}
+    assert used <= set(policy.GROUPS), sorted(used - set(policy.GROUPS))
+    assert set(policy.GROUPS) == used, sorted(set(policy.GROUPS) - used)
+    for group in policy.GROUPS.values():
+        assert group.references and all(page.startswith("https://docs.aws.amazon.com/") for page in group.references)
+
+
+def statements_of(settings: Settings, partition: str = "aws-cn", region: str = "cn-north-1") -> list[dict[str, Any]]:
+    return policy.statements(settings, partition, region, "210987654321")
+
+
+def test_changing_actions_are_scoped_to_the_stack() -> None:
+    for statement in statements_of(Settings(stack="my-site")):
+        writes = [a for a in statement["Action"] if not a.split(":", 1)[1].startswith(READS)]
+        unscopable = set(writes) - policy.UNSCOPED_WRITES
+        if unscopable and statement["Resource"] == ["*"]:
+            assert "Condition" in statement, f"{statement['Sid']} allows {sorted(unscopable)} on every resource"
+
+
+def test_arns_carry_the_partition_region_account_and_names() -> None:
+    for statement in statements_of(Settings(stack="my-site")):
+        for arn in statement["Resource"]:
+            if arn == "*":
+                continue
+            parts = arn.split(":")
+            assert parts[1] == "aws-cn", arn
+            assert parts[3] in ("cn-north-1", ""), arn  # IAM is global: no region
+            assert parts[4] == "210987654321", arn
+    text = json.dumps(statements_of(Settings(stack="my-site")))
+    for name in ("my-site-nlb", "my-site-tg", "my-site-cluster", "/ecs/my-site", "my-site-execution-role"):
+        assert name in text
+    assert "flask-site" not in text
+
+
+def test_pass_role_and_the_service_linked_role_are_conditioned() -> None:
+    by_action = {a: s for s in statements_of(Settings(stack="my-site")) for a in s["Action"]}
+    passing = by_action["iam:PassRole"]
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    assert sorted(passing["Resource"]) == [
+        "arn:aws-cn:iam::210987654321:role/my-site-execution-role",
+        "arn:aws-cn:iam::210987654321:role/my-site-task-role",
+    ]
+    linked = by_action["iam:CreateServiceLinkedRole"]
+    assert linked["Condition"] == {"StringEquals": {"iam:AWSServiceName": "ecs.amazonaws.com"}}
+    assert linked["Resource"] == [
+        "arn:aws-cn:iam::210987654321:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS"
+    ]
+    assert by_action["ec2:CreateVpc"]["Condition"] == {"StringEquals": {"aws:RequestTag/deployer:stack": "my-site"}}
+    assert by_action["ec2:DeleteVpc"]["Condition"] == {"StringEquals": {"aws:ResourceTag/deployer:stack": "my-site"}}
+    assert "ec2:CreateAction" in by_action["ec2:CreateTags"]["Condition"]["StringLike"]
+
+
+def test_attach_is_held_to_the_policies_the_settings_name() -> None:
+    extra = "arn:aws-cn:iam::aws:policy/AmazonS3ReadOnlyAccess"
+    by_action = {a: s for s in statements_of(Settings(task_role_policy_arns=(extra,))) for a in s["Action"]}
+    assert by_action["iam:AttachRolePolicy"]["Condition"] == {
+        "ArnEquals": {
+            "iam:PolicyARN": [
+                "arn:aws-cn:iam::aws:policy/AmazonS3ReadOnlyAccess",
+                "arn:aws-cn:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
+            ]
+        }
+    }
+
+
+def test_the_registry_push_is_only_there_when_the_image_is_built() -> None:
+    built = allowed(policy.document(Settings(), "aws", REGION, ACCOUNT))
+    given = allowed(policy.document(Settings(image="example.com/site:1"), "aws", REGION, ACCOUNT))
+    push = {"ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload"}
+    assert push | {"ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability"} <= built
+    assert not (push | {"ecr:GetAuthorizationToken"}) & given
+
+
+def test_the_default_policy_fits_a_managed_policy() -> None:
+    document = policy.document(Settings(), "aws", REGION, ACCOUNT)
+    assert len(json.dumps(document, separators=(",", ":"))) <= policy.MANAGED_POLICY_LIMIT
+
+
+SERVICE_LINE = re.compile(r"^\* `([a-z0-9-]+)`: (.+)$")
+
+
+def test_the_readme_lists_exactly_the_policy_of_the_default_settings() -> None:
+    body = section(readme_text(), "Permissions needed")
+    listed = {
+        match.group(1): [name.strip("` ") for name in match.group(2).split(",")]
+        for match in map(SERVICE_LINE.match, body.splitlines())
+        if match
+    }
+    assert listed == policy.actions_by_service(Settings())
+    assert "python provision.py --print-policy" in body
