@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from deployer.settings import Settings
+from deployer.settings import Names, Settings
 from deployer.steps.base import STACK_TAG
 from deployer.steps.iam import EXECUTION_POLICY
 
@@ -182,7 +182,7 @@ TABLE: tuple[Row, ...] = (
     Row(
         "ecs",
         "CreateCluster CreateService DeleteCluster DeleteService DescribeClusters "
-        "DescribeServices DescribeTasks ListTagsForResource UpdateService",
+        "DescribeServices DescribeTasks UpdateService",
         "Ecs",
     ),
     Row("ecs", "CreateCluster CreateService RegisterTaskDefinition", "EcsTagOnCreate", actions="ecs:TagResource"),
@@ -209,7 +209,7 @@ TABLE: tuple[Row, ...] = (
     Row("logs", "DescribeLogGroups", "Unscoped"),
     Row(
         "logs",
-        "CreateLogGroup DeleteLogGroup FilterLogEvents ListTagsForResource ListTagsLogGroup PutRetentionPolicy",
+        "CreateLogGroup DeleteLogGroup FilterLogEvents ListTagsForResource PutRetentionPolicy",
         "Logs",
     ),
     # CreateLogGroup's `tags`: "you must have the logs:TagResource and logs:TagLogGroup permissions".
@@ -217,7 +217,7 @@ TABLE: tuple[Row, ...] = (
     Row(
         "iam",
         "CreateRole DeleteRole DeleteRolePolicy DetachRolePolicy GetRole ListAttachedRolePolicies ListRolePolicies "
-        "ListRoleTags UpdateAssumeRolePolicy",
+        "UpdateAssumeRolePolicy",
         "IamRoles",
     ),
     Row("iam", "CreateRole", "IamRoles", actions="iam:TagRole"),
@@ -285,7 +285,7 @@ def actions_by_service(settings: Settings) -> dict[str, list[str]]:
 
 
 def _values(settings: Settings, partition: str, region: str, account: str) -> dict[str, Any]:
-    names = settings.names
+    names = Names(settings.stack, region)  # the role names carry the region the policy is for
     attached = [f"arn:{partition}:iam::aws:{EXECUTION_POLICY}", *settings.task_role_policy_arns]
     return {
         "partition": partition,

@@ -28,7 +28,7 @@ from deployer.probe import UrlAnswer
 from deployer.rollout import DeploymentFailedError
 from deployer.settings import Settings
 from deployer.steps.base import StepContext
-from tests.conftest import ACCOUNT, REGION, CallLog, RecordingOutput, recorded_clients
+from tests.conftest import ACCOUNT, REGION, CallLog, RecordingOutput, lost_state, recorded_clients
 from tests.rollouts import Rollout
 from tests.test_readme import readme_text, section
 
@@ -36,16 +36,7 @@ DIGEST = "sha256:" + "cd" * 32
 READS = ("Describe", "List", "Get", "FilterLogEvents", "BatchGetImage", "GetDownloadUrlForLayer")
 # Calls other branches are adding (tag reads, load-balancer attributes): in the table ahead of them. Remove an
 # entry once its call lands; the coverage test then holds it to being used.
-ANTICIPATED = {
-    ("elbv2", "DescribeLoadBalancerAttributes"),
-    ("elbv2", "ModifyLoadBalancerAttributes"),
-    ("elbv2", "DescribeTags"),
-    ("ecs", "ListTagsForResource"),
-    ("ecr", "ListTagsForResource"),
-    ("logs", "ListTagsForResource"),
-    ("logs", "ListTagsLogGroup"),
-    ("iam", "ListRoleTags"),
-}
+ANTICIPATED: set[tuple[str, str]] = set()
 # Reads made only to explain a failure: teardown names the network interfaces that still hold a subnet,
 # VPC or security group AWS kept refusing to delete (deployer/steps/network.py, `blocked`).
 ERROR_PATHS = {("ec2", "DescribeNetworkInterfaces")}
@@ -148,6 +139,8 @@ def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, 
     phase("status", lambda: observe.collect_status(ctx.clients, ctx.state, lambda url: UrlAnswer(url, 200)))
     group = ctx.ids("log-group")["name"]
     phase("logs", lambda: observe.tail(ctx.clients.logs, group, 0, follow=False, write=lambda _event: None))
+    # A lost state file: every named resource is found again by name and adopted only with our tags (read).
+    phase("lost state", lambda: runner.discover(lost_state(redeployed)))
     phase("teardown", lambda: runner.teardown(redeployed))
     return phases
 
@@ -173,7 +166,8 @@ def test_every_call_is_allowed_and_every_action_is_needed(ctx: StepContext, call
     unused = sorted(granted - needed - engine)
     assert not unused, f"the policy allows actions no phase needs: {unused}"
     assert not (ANTICIPATED | ERROR_PATHS) & made, "a call listed as anticipated or error-only is made: unlist it"
-    for phase in ("provision", "repair", "failed redeploy", "redeploy", "rollback", "status", "logs", "teardown"):
+    phases_run = ("provision", "repair", "failed redeploy", "redeploy", "rollback", "status", "logs", "lost state")
+    for phase in (*phases_run, "teardown"):
         assert phases[phase], f"the {phase} phase made no call"
 
 
@@ -207,7 +201,7 @@ def test_arns_carry_the_partition_region_account_and_names() -> None:
             assert parts[3] in ("cn-north-1", ""), arn  # IAM is global: no region
             assert parts[4] == "210987654321", arn
     text = json.dumps(statements_of(Settings(stack="my-site")))
-    for name in ("my-site-nlb", "my-site-tg", "my-site-cluster", "/ecs/my-site", "my-site-execution-role"):
+    for name in ("my-site-nlb", "my-site-tg", "my-site-cluster", "/ecs/my-site", "my-site-cn-north-1-exec"):
         assert name in text
     assert "flask-site" not in text
 
@@ -217,8 +211,8 @@ def test_pass_role_and_the_service_linked_role_are_conditioned() -> None:
     passing = by_action["iam:PassRole"]
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
     assert sorted(passing["Resource"]) == [
-        "arn:aws-cn:iam::210987654321:role/my-site-execution-role",
-        "arn:aws-cn:iam::210987654321:role/my-site-task-role",
+        "arn:aws-cn:iam::210987654321:role/my-site-cn-north-1-exec",
+        "arn:aws-cn:iam::210987654321:role/my-site-cn-north-1-task",
     ]
     linked = by_action["iam:CreateServiceLinkedRole"]
     assert linked["Condition"] == {"StringEquals": {"iam:AWSServiceName": "ecs.amazonaws.com"}}
