@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import regex  # the pattern syntax of AWS's models (\p{L} …), which Python's `re` lacks
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from deployer import awsrules, runner
 from deployer.clients import AwsClients
@@ -68,7 +68,7 @@ def refuse_like_aws(client: Any, operation: str, rule: Rule, served: list[Refusa
         served.append(refusal)
         code, message = refusal
         return (
-            AWSResponse("https://refused", 400, {}, None),  # type: ignore[arg-type]
+            AWSResponse("https://refused", 400, HTTPHeaders(), None),
             {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}},
         )
 

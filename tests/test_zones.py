@@ -258,7 +258,7 @@ def pages(client: Any, operation: str, token: str, key: str, items: list[list[An
         parsed: dict[str, Any] = {key: items[index], "ResponseMetadata": {"HTTPStatusCode": 200}}
         if index + 1 < len(items):
             parsed[token] = str(index + 1)
-        return AWSResponse("https://injected", 200, {}, None), parsed  # type: ignore[arg-type]
+        return AWSResponse("https://injected", 200, HTTPHeaders(), None), parsed
 
     client.meta.events.register(f"before-parameter-build.{service}.{operation}", keep)
     client.meta.events.register(f"before-call.{service}.{operation}", answer)
