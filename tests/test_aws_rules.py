@@ -269,6 +269,9 @@ def test_name_rules_refuse_what_aws_refuses(kind: str, name: str, fragment: str)
     assert problem is not None and fragment in problem
 
 
+@pytest.mark.contract_exempt(
+    "sends the sg- name AWS refuses, to show where a deploy would die without the settings check"
+)
 def test_security_group_prefix_fails_mid_deploy_on_aws(aws: AwsClients, state_path: Path) -> None:
     """Without the check, AWS refuses `sg-web`'s first security group, after the VPC, subnets and gateway exist."""
     served = refuse_like_aws(aws.ec2, "CreateSecurityGroup", security_group_name_rule)
@@ -314,6 +317,7 @@ def test_a_new_or_changed_derived_name_is_checked(monkeypatch: pytest.MonkeyPatc
 # --------------------------------------------------------------------------- tags
 
 
+@pytest.mark.contract_exempt("sends the tag AWS refuses, to show where a deploy would die without the settings check")
 def test_bad_tag_fails_mid_deploy_on_aws(aws: AwsClients, served_tags: list[Refusal], state_path: Path) -> None:
     """Without the check, `a,b#1` passes ECR and EC2 and is refused by CloudWatch Logs, the first strict service."""
     settings = Settings(stack="test-site", region=REGION, image=IMAGE, tags={"team": "a,b#1"})
@@ -407,6 +411,7 @@ def test_accepted_tags_deploy_the_whole_stack(
 # --------------------------------------------------------------------------- health check timeout
 
 
+@pytest.mark.contract_exempt("sends the health check AWS refuses, to reproduce its answer")
 def test_default_timeout_above_a_short_interval_is_refused_by_aws(aws: AwsClients) -> None:
     """The hooks reproduce AWS: interval 5 with the TCP default timeout (10), or lowered below a group's timeout."""
     served = install_health_check_rules(aws.elbv2)
