@@ -293,7 +293,7 @@ def test_every_entry_script_calls_the_bootstrap_before_importing_the_tool() -> N
         text = (PROJECT_DIR / script).read_text()
         assert f'ensure_ready("{script.removesuffix(".py")}")' in text
         assert text.index("ensure_ready(") < text.index(f"from {module} import"), script
-        assert imported_modules(PROJECT_DIR / script) == {"sys", "deployer.bootstrap", module}
+        assert imported_modules(PROJECT_DIR / script) == {"deployer.bootstrap", module}
 
 
 def test_requirements_local_pins_are_requirements_dev_pins() -> None:
