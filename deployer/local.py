@@ -14,8 +14,9 @@ The flow of `provision.py --local`:
    (`local_image`): the emulator has no registry, so nothing is pushed; the state records
    the local tag and image id.
 4. The registered task definition's container is run the way Fargate would run it
-   (`container_settings`): same image, command, environment, user, CPU and memory limits
-   and health check, under a fixed name (`<stack>-local-web`) and labels. It is replaced
+   (`container_settings`): same image, command, environment, user, CPU and memory limits,
+   health check, read-only root filesystem with a tmpfs where the task mounts its scratch
+   volume, and dropped capabilities, under a fixed name (`<stack>-local-web`) and labels. It is replaced
    only when those settings or the image differ, so a re-run changes nothing. Then
    /healthz is awaited and `http://127.0.0.1:<port>` printed.
 
@@ -315,8 +316,36 @@ def container_settings(
     elif ports:
         settings["ports"] = {f"{ports[0]}/tcp": (LOOPBACK, host_port)}
     settings["environment"] = environment
+    settings.update(hardening(task_definition))
     if "healthCheck" in container:
         settings["healthcheck"] = docker_healthcheck(container["healthCheck"])
+    return {key: value for key, value in settings.items() if value is not None}
+
+
+def hardening(task_definition: Mapping[str, Any]) -> dict[str, Any]:
+    """The container's confinement as `containers.run` arguments: what Fargate enforces, enforced here too.
+
+    readonlyRootFilesystem -> read_only (`--read-only`); each mount of a task volume that is a plain
+    bind mount (a name only: scratch space on the task's ephemeral storage, empty at start) -> a tmpfs
+    at the same path (`--tmpfs`, mode 1777 by default); linuxParameters.capabilities -> cap_drop and
+    cap_add (`--cap-drop ALL`). The user is passed by `container_settings` (`--user`).
+    """
+    container = task_definition["containerDefinitions"][0]
+    scratch = {
+        volume["name"]
+        for volume in task_definition.get("volumes") or []
+        if not any(volume.get(kind) for kind in ("host", "dockerVolumeConfiguration", "efsVolumeConfiguration"))
+    }
+    tmpfs = {
+        mount["containerPath"]: "" for mount in container.get("mountPoints") or [] if mount["sourceVolume"] in scratch
+    }
+    capabilities = (container.get("linuxParameters") or {}).get("capabilities") or {}
+    settings: dict[str, Any] = {
+        "read_only": True if container.get("readonlyRootFilesystem") else None,
+        "tmpfs": tmpfs or None,
+        "cap_drop": list(capabilities.get("drop") or []) or None,
+        "cap_add": list(capabilities.get("add") or []) or None,
+    }
     return {key: value for key, value in settings.items() if value is not None}
 
 

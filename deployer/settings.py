@@ -66,6 +66,10 @@ MAX_REGION_LENGTH = MAX_ROLE_NAME_LENGTH - MAX_STACK_LENGTH - 1 - max(len(s) for
 _STACK_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 _POLICY_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(aws|\d{12}):policy/[\w+=,.@/-]+$")
 _IMAGE_PATTERN = re.compile(r"^[a-z0-9][\w.:/@-]*$", re.IGNORECASE)
+# The container definition's `user`: user, user:group, uid, uid:gid, user:gid or uid:group
+# (ECS API reference, ContainerDefinition "user":
+# https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html).
+_USER_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
 # A build argument is only of use under a name a Dockerfile can refer to ($NAME, ${NAME}):
 # BuildKit's Dockerfile lexer reads a variable name as letters, digits and '_', and a '$'
 # followed by a digit as a positional parameter (processName in
@@ -103,6 +107,7 @@ class Settings:
     build_context: str = "website"
     dockerfile: str = "Dockerfile"
     build_args: dict[str, str] = field(default_factory=dict)
+    container_user: str | None = None
     service_wait_timeout: int = 1200
     max_failed_tasks: int = 3
 
@@ -328,6 +333,12 @@ def validate(settings: Settings) -> None:
             "image",
             f"'{settings.image}' is not an image reference",
             "Pass a reference like 123456789012.dkr.ecr.us-east-1.amazonaws.com/site:tag",
+        )
+    if settings.container_user is not None and not _USER_PATTERN.match(settings.container_user):
+        _fail(
+            "container_user",
+            f"'{settings.container_user}' is not a user for the container",
+            "Use a user or UID, optionally with a group or GID: 10001:10001, app, app:app",
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -19,6 +19,7 @@ from deployer.runner import provision_step
 from deployer.stack import build_steps
 from deployer.state import Ids
 from deployer.steps.base import Step, StepContext
+from deployer.steps.ecs import TaskDefinitionStep, _differences
 from deployer.steps.registry import LIFECYCLE_POLICY
 from tests.conftest import CallLog
 from tests.steps_helpers import provision_through
@@ -811,6 +812,78 @@ def test_task_definition_follows_an_image_change(ctx: StepContext, calls: CallLo
     live = ctx.clients.ecs.describe_task_definition(taskDefinition=ids["arn"])["taskDefinition"]
     assert live["containerDefinitions"][0]["image"] == newer
     assert_settled(ctx, calls, step)
+
+
+HARDENING = ("readonlyRootFilesystem", "mountPoints", "linuxParameters")
+
+
+def test_a_revision_without_the_hardening_gets_a_new_one_once(ctx: StepContext, calls: CallLog) -> None:
+    """A revision registered before issue 11 (or by hand): writable root, capabilities kept, blocking logs."""
+    step = provision_through(ctx, "task-definition")
+    wanted: Any = cast(TaskDefinitionStep, step).definition(ctx)
+    container = {k: v for k, v in wanted["containerDefinitions"][0].items() if k not in HARDENING}
+    options = dict(container["logConfiguration"].get("options", {}))
+    del options["mode"], options["max-buffer-size"]
+    container["logConfiguration"] = {**container["logConfiguration"], "options": options}
+    old = {k: v for k, v in wanted.items() if k != "volumes"}
+    arn = ctx.clients.ecs.register_task_definition(**{**old, "containerDefinitions": [container]})
+    before = arn["taskDefinition"]["taskDefinitionArn"]
+
+    ids, changes = reconverge(ctx, calls, step, "new revision")
+
+    for field in ("volumes", "logConfiguration", *HARDENING):
+        assert field in changes[0], changes
+    assert calls.changing().count(("ecs", "RegisterTaskDefinition")) == 1
+    assert revision(ids["arn"]) == revision(before) + 1
+    live = ctx.clients.ecs.describe_task_definition(taskDefinition=ids["arn"])["taskDefinition"]
+    (hardened,) = live["containerDefinitions"]
+    assert hardened["readonlyRootFilesystem"] is True
+    assert hardened["linuxParameters"]["capabilities"]["drop"] == ["ALL"]
+    assert live["volumes"] == [{"name": "tmp"}]
+    assert_settled(ctx, calls, step)
+
+
+def test_container_user_setting_is_the_task_user(ctx: StepContext, calls: CallLog) -> None:
+    step = provision_through(ctx, "task-definition")
+    before = ctx.clients.ecs.describe_task_definition(taskDefinition=ctx.ids("task-definition")["arn"])
+    assert "user" not in before["taskDefinition"]["containerDefinitions"][0]  # --image: its own user by default
+    ctx = change_settings(ctx, container_user="1000:1000")
+
+    ids, changes = reconverge(ctx, calls, step, "user")
+
+    assert changes == ["new revision (user changed)"]
+    live = ctx.clients.ecs.describe_task_definition(taskDefinition=ids["arn"])["taskDefinition"]
+    assert live["containerDefinitions"][0]["user"] == "1000:1000"
+    assert_settled(ctx, calls, step)
+
+
+def test_differences_ignore_the_empty_values_ecs_may_add() -> None:
+    wanted: Any = {
+        "volumes": [{"name": "tmp"}],
+        "containerDefinitions": [
+            {
+                "linuxParameters": {"capabilities": {"drop": ["ALL"]}},
+                "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}],
+                "readonlyRootFilesystem": True,
+                "environment": [],
+                "portMappings": [],
+            }
+        ],
+    }
+    live: Any = {
+        "volumes": [{"name": "tmp", "host": {}}],
+        "containerDefinitions": [
+            {
+                "linuxParameters": {"capabilities": {"add": [], "drop": ["ALL"]}, "devices": [], "tmpfs": []},
+                "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp"}],
+                "readonlyRootFilesystem": True,
+            }
+        ],
+    }
+    assert _differences(live, wanted) == []
+    live["containerDefinitions"][0]["linuxParameters"]["capabilities"]["drop"] = []
+    live["volumes"] = [{"name": "tmp", "host": {"sourcePath": "/var/tmp"}}]
+    assert _differences(live, wanted) == ["volumes", "linuxParameters"]
 
 
 # --- service ------------------------------------------------------------------------------------

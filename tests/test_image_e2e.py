@@ -30,10 +30,11 @@ import docker.errors
 import pytest
 from docker.models.containers import Container
 
+from deployer.steps.ecs import SITE_USER
 from tests.conftest import BASE_IMAGE, PROJECT_DIR, REGION, MotoServer, RunScript
 
 if TYPE_CHECKING:
-    from mypy_boto3_ecs.type_defs import ContainerDefinitionOutputTypeDef
+    from mypy_boto3_ecs.type_defs import TaskDefinitionTypeDef
 
 PAGES = {"/": "Your Name", "/about": "About", "/projects": "Projects"}
 ARTIFACTS = PROJECT_DIR / "test-artifacts"
@@ -110,11 +111,12 @@ def test_build_push_run_rebuild_teardown(
     definition = ecs.describe_task_definition(taskDefinition=f"{stack}-web")["taskDefinition"]
     container_definition = definition["containerDefinitions"][0]
     assert container_definition["image"] == image["uri"]
-    container = run_as_task_definition(docker_client, container_definition)
+    assert_hardened(definition, pulled.attrs["Config"]["User"])
+    container = run_as_task_definition(docker_client, definition)
     containers.append(container)
     base = f"http://127.0.0.1:{port}"
     wait_for(f"{base}/healthz", container)
-    assert user_of(container) != "0", "the site must not run as root"
+    assert_confined(container)
     for path in [*PAGES, "/healthz", "/static/css/site.css"]:
         assert fetch(f"{base}{path}")[0] == 200, path
     assert fetch(f"{base}/no-such-page")[0] == 404
@@ -157,13 +159,47 @@ def aws_session(server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> boto3.Se
     return boto3.Session(region_name=REGION)
 
 
-def run_as_task_definition(client: docker.DockerClient, definition: ContainerDefinitionOutputTypeDef) -> Container:
-    """What Fargate would run: the image by digest, its command, environment and ports; host network here."""
+def assert_hardened(task: TaskDefinitionTypeDef, image_user: str) -> None:
+    """Read-only root, one scratch volume at /tmp, no capabilities, the image's non-root user, non-blocking logs."""
+    container = task["containerDefinitions"][0]
+    assert container.get("readonlyRootFilesystem") is True
+    assert container.get("linuxParameters", {}).get("capabilities", {}).get("drop") == ["ALL"]
+    assert container.get("user") == image_user == SITE_USER
+    assert task.get("volumes") == [{"name": "tmp"}]
+    assert container.get("mountPoints") == [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}]
+    assert container.get("logConfiguration", {}).get("options", {}).get("mode") == "non-blocking"
+
+
+def assert_confined(container: Container) -> None:
+    """The running container as Fargate confines it, and the site serving regardless (checked by the caller)."""
+    container.reload()
+    host = container.attrs["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert set(host["Tmpfs"]) == {"/tmp"}
+    assert user_of(container) == SITE_USER.split(":")[0], "the site must run as the image's non-root user"
+    assert container.exec_run(["touch", "/app/written"]).exit_code != 0, "the root filesystem must be read-only"
+    assert container.exec_run(["touch", "/tmp/written"]).exit_code == 0, "/tmp must be writable"
+
+
+def run_as_task_definition(client: docker.DockerClient, task: TaskDefinitionTypeDef) -> Container:
+    """What Fargate would run: the image by digest, its command, environment and ports; host network here.
+
+    Confined the same way: `--read-only` for readonlyRootFilesystem, a tmpfs wherever the container
+    mounts a task volume that is a plain bind mount (a name only), `--cap-drop` for the dropped
+    capabilities, and `--user`.
+    """
+    definition = task["containerDefinitions"][0]
+    scratch = {volume["name"] for volume in task.get("volumes", []) if set(volume) == {"name"}}
+    capabilities = definition.get("linuxParameters", {}).get("capabilities", {})
     return client.containers.run(
         definition["image"],
         command=definition.get("command"),
         environment={item["name"]: item["value"] for item in definition.get("environment", [])},
         user=definition.get("user"),
+        read_only=definition.get("readonlyRootFilesystem", False),
+        tmpfs={m["containerPath"]: "" for m in definition.get("mountPoints", []) if m["sourceVolume"] in scratch},
+        cap_drop=capabilities.get("drop"),
         network_mode="host",
         detach=True,
     )

@@ -10,6 +10,7 @@ open port.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import docker.errors
 import pytest
 
 from deployer import local, processes
+from deployer.steps.ecs import SITE_USER
 from tests.conftest import BASE_IMAGE, PROJECT_DIR, RunScript
 
 PAGES = ("/", "/about", "/projects", "/healthz")
@@ -103,6 +105,28 @@ def test_command_user_and_container_limits_are_carried_over() -> None:
     assert settings["nano_cpus"] == 500_000_000  # the container's own 512 units: half a CPU
     assert settings["mem_limit"] == "1024m"
     assert "healthcheck" not in settings
+
+
+def test_read_only_root_scratch_tmpfs_and_dropped_capabilities_are_carried_over() -> None:
+    definition = copy.deepcopy(TASK_DEFINITION)
+    definition["volumes"] = [{"name": "tmp"}, {"name": "data", "host": {"sourcePath": "/srv/data"}}]
+    definition["containerDefinitions"][0].update(
+        readonlyRootFilesystem=True,
+        user="10001:10001",
+        mountPoints=[
+            {"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False},
+            {"sourceVolume": "data", "containerPath": "/data"},
+        ],
+        linuxParameters={"capabilities": {"drop": ["ALL"]}},
+    )
+    settings = local.container_settings(definition, stack="site", host_port=8080, host_network=True)
+    assert settings["read_only"] is True
+    assert settings["tmpfs"] == {"/tmp": ""}  # a host path is never mounted from this machine
+    assert settings["cap_drop"] == ["ALL"] and "cap_add" not in settings
+    assert settings["user"] == "10001:10001"
+    plain = local.container_settings(TASK_DEFINITION, stack="site", host_port=8080, host_network=True)
+    assert not {"read_only", "tmpfs", "cap_drop", "cap_add"} & set(plain)
+    assert local.settings_hash(settings, "sha256:1") != local.settings_hash(plain, "sha256:1")
 
 
 def test_task_limits_apply_when_the_container_has_none() -> None:
@@ -191,6 +215,15 @@ def test_provision_serve_rerun_change_teardown(
     emulator = json.loads(local.sidecar_path(tmp_path / local.LOCAL_STATE_FILE).read_text())
     container = docker_client.containers.get(local.container_name(stack))
     assert container.labels[local.STACK_LABEL] == stack
+    # Confined as on Fargate: read-only root, /tmp a tmpfs, no capabilities, the image's non-root user.
+    host = container.attrs["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert set(host["Tmpfs"]) == {"/tmp"}
+    assert container.attrs["Config"]["User"] == SITE_USER
+    assert container.exec_run(["id", "-u"]).output.decode().strip() == SITE_USER.split(":")[0]
+    assert container.exec_run(["touch", "/app/written"]).exit_code != 0, "the root filesystem must be read-only"
+    assert container.exec_run(["touch", "/tmp/written"]).exit_code == 0, "/tmp must be writable"
 
     for path in PAGES:
         assert fetch(f"http://127.0.0.1:{port}{path}") == 200, path

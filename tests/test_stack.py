@@ -127,6 +127,13 @@ def assert_wiring(ctx: StepContext) -> None:  # noqa: PLR0915 - one assertion pe
     assert [p["containerPort"] for p in container["portMappings"]] == [8080]
     assert container["logConfiguration"]["logDriver"] == "awslogs"
     assert container["logConfiguration"]["options"]["awslogs-group"] == "/ecs/test-site"
+    assert container["logConfiguration"]["options"]["mode"] == "non-blocking"
+    assert container["logConfiguration"]["options"]["max-buffer-size"] == "25m"
+    assert container["readonlyRootFilesystem"] is True
+    assert container["linuxParameters"] == {"capabilities": {"drop": ["ALL"]}}
+    assert definition["volumes"] == [{"name": "tmp"}]
+    assert container["mountPoints"] == [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}]
+    assert "user" not in container  # an `image` runs as its own user unless container_user says otherwise
 
     service = ecs.describe_services(cluster="test-site-cluster", services=["test-site-web"])["services"][0]
     assert service["launchType"] == "FARGATE"

@@ -32,6 +32,8 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from deployer.steps.ecs import SCRATCH_PATH, SITE_USER
+
 WEBSITE_DIR = Path(__file__).resolve().parent.parent / "website"
 SITE_FILE = WEBSITE_DIR / "site.toml"
 HEALTHCHECK = WEBSITE_DIR / "healthcheck.py"
@@ -260,6 +262,11 @@ def test_responses_carry_security_headers(client: FlaskClient, path: str) -> Non
     assert "default-src 'self'" in headers["Content-Security-Policy"]
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert headers["Cross-Origin-Resource-Policy"] == "same-origin"
+    policy = dict(item.strip().split("=", 1) for item in headers["Permissions-Policy"].split(","))
+    for feature in ("camera", "microphone", "geolocation", "payment", "usb", "interest-cohort"):
+        assert policy[feature] == "()", feature
 
 
 def test_contact_links_are_on_the_about_page(client: FlaskClient) -> None:
@@ -518,8 +525,15 @@ def test_gunicorn_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings["errorlog"] == "-"
     assert 0 < settings["graceful_timeout"] < 30  # ECS sends SIGKILL 30 s after SIGTERM by default
     assert settings["preload_app"] is False
-    if Path("/dev/shm").is_dir():
+    if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK):
         assert settings["worker_tmp_dir"] == "/dev/shm"
+    else:
+        assert settings["worker_tmp_dir"] == "/tmp"  # the task definition's one writable mount
+
+
+def test_gunicorn_heartbeat_never_goes_to_the_read_only_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert gunicorn_settings(monkeypatch)["worker_tmp_dir"] == "/tmp"
 
 
 def test_gunicorn_reads_port_and_web_concurrency(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -617,6 +631,9 @@ def test_dockerfile_follows_the_rules() -> None:
     assert requirements_copy < text.index("pip install") < text.index("COPY . /app")
     users = [line for line in lines if line.startswith("USER ")]
     assert len(users) == 1 and re.fullmatch(r"USER [1-9][0-9]*:[1-9][0-9]*", users[0])
+    # The task definition runs the built site as this same user, with /tmp its one writable volume.
+    assert users[0] == f"USER {SITE_USER}"
+    assert 'VOLUME ["/tmp"]' in lines and SCRATCH_PATH == "/tmp"
     assert "EXPOSE 8080" in lines
     assert "WORKDIR /app" in lines
     assert lines[-1] == 'CMD ["gunicorn", "--config", "gunicorn.conf.py", "app:app"]'

@@ -27,11 +27,22 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; "
     "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
+    "payment=(), usb=(), interest-cohort=()"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "strict-origin-when-cross-origin",
+    # No powerful browser feature for this page or anything it embeds (W3C Permissions Policy,
+    # https://www.w3.org/TR/permissions-policy/; the empty list `()` disables a feature everywhere).
+    "Permissions-Policy": PERMISSIONS_POLICY,
+    # A window opened from elsewhere gets no handle on ours, and our responses are not loadable by
+    # other sites' pages (MDN: Cross-Origin-Opener-Policy, Cross-Origin-Resource-Policy).
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
 }
 
 

@@ -48,8 +48,11 @@ graceful_timeout = 20
 # Seconds an idle keep-alive connection stays open.
 keepalive = 5
 
-# Worker heartbeat files in memory rather than on the container's disk layer (when /dev/shm exists).
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# Worker heartbeat files in memory (/dev/shm, a tmpfs in Docker) when it is writable, else in /tmp,
+# the one writable place the task definition gives the read-only container (a bind mount on Fargate,
+# a tmpfs in local mode). Never the read-only image layer. gunicorn's docs on worker_tmp_dir:
+# https://docs.gunicorn.org/en/stable/settings.html#worker-tmp-dir
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else "/tmp"
 
 # Logs go to stdout/stderr, where the awslogs driver collects them for CloudWatch.
 accesslog = "-"

@@ -57,6 +57,26 @@ SITE_HEALTH_CHECK: HealthCheckTypeDef = {
     "startPeriod": 15,
 }
 
+# The user website/Dockerfile's `USER` line runs the site as (tests/test_website.py holds them equal).
+# Set in the container definition too, so the task runs as it even if the image's default changes.
+SITE_USER = "10001:10001"
+
+# The only writable place in the container: the root filesystem is read-only
+# (ContainerDefinition readonlyRootFilesystem, AWS Security Hub control ECS.5). A task volume with a
+# name only is a bind mount on the task's ephemeral storage, empty at start and gone with the task,
+# supported on Fargate (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/bind-mounts.html).
+# ECS creates it 0755 root-owned unless the image declares the path as a VOLUME, whose mode it keeps:
+# website/Dockerfile declares VOLUME /tmp (mode 1777). Local mode and the e2e mount a tmpfs here.
+SCRATCH_VOLUME = "tmp"
+SCRATCH_PATH = "/tmp"
+
+# awslogs: never block the site's stdout when CloudWatch Logs is slow; buffer up to 25 MiB, then drop
+# (LogConfiguration options `mode` and `max-buffer-size`, API reference
+# https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_LogConfiguration.html; AWS blog
+# "Preventing log loss with non-blocking mode in the AWSLogs container log driver").
+LOG_MODE = "non-blocking"
+LOG_MAX_BUFFER_SIZE = "25m"
+
 NOT_FOUND_CODES = ("ClusterNotFoundException", "ServiceNotFoundException", "ServiceNotActiveException")
 
 
@@ -228,10 +248,16 @@ class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
             "executionRoleArn": ctx.ids("execution-role")["arn"],
             "taskRoleArn": ctx.ids("task-role")["arn"],
             "containerDefinitions": [self._container(ctx)],
+            "volumes": [{"name": SCRATCH_VOLUME}],
         }
 
     def _container(self, ctx: StepContext) -> ContainerDefinitionTypeDef:
-        """The one container: the image, its port, and logs to the stack's log group."""
+        """The one container: the image, its port, logs to the stack's log group, and its hardening.
+
+        Read-only root filesystem with one scratch bind mount at /tmp, every Linux capability dropped
+        (linuxParameters.capabilities.drop; Fargate allows adding only SYS_PTRACE, dropping any), and a
+        non-root `user`: `container_user`, else SITE_USER for the site built here, else the image's own.
+        """
         settings = ctx.settings
         names = settings.names
         image = ctx.ids("image")
@@ -247,11 +273,20 @@ class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
                     "awslogs-group": ctx.ids("log-group")["name"],
                     "awslogs-region": ctx.clients.region,
                     "awslogs-stream-prefix": names.container,
+                    "mode": LOG_MODE,
+                    "max-buffer-size": LOG_MAX_BUFFER_SIZE,
                 },
             },
+            "readonlyRootFilesystem": True,
+            "mountPoints": [{"sourceVolume": SCRATCH_VOLUME, "containerPath": SCRATCH_PATH, "readOnly": False}],
+            "linuxParameters": {"capabilities": {"drop": ["ALL"]}},
         }
-        if "tag" in image:  # built from our site: its health check is known to work inside it
+        built = "tag" in image  # built from our site: its health check and user are known
+        if built:
             container["healthCheck"] = SITE_HEALTH_CHECK
+        user = settings.container_user or (SITE_USER if built else None)
+        if user is not None:
+            container["user"] = user
         return container
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
@@ -447,13 +482,21 @@ def _differences(live: Any, wanted: RegisterTaskDefinitionRequestTypeDef) -> lis
         )
         if live.get(key) != wanted.get(key)
     ]
+    if _volumes_key(live.get("volumes")) != _volumes_key(wanted.get("volumes")):
+        differences.append("volumes")
     live_containers = live.get("containerDefinitions", [])
     if len(live_containers) != 1:
         return [*differences, "containers"]
     container, want = live_containers[0], wanted["containerDefinitions"][0]
-    for key in ("name", "image", "essential", "logConfiguration", "healthCheck"):
+    for key in ("name", "image", "essential", "logConfiguration", "healthCheck", "user"):
         if container.get(key) != want.get(key):
             differences.append(key)
+    if bool(container.get("readonlyRootFilesystem")) != bool(want.get("readonlyRootFilesystem")):
+        differences.append("readonlyRootFilesystem")
+    if _mounts_key(container.get("mountPoints")) != _mounts_key(want.get("mountPoints")):
+        differences.append("mountPoints")
+    if _linux_key(container.get("linuxParameters")) != _linux_key(want.get("linuxParameters")):
+        differences.append("linuxParameters")
     if _pairs(container.get("environment", [])) != _pairs(want["environment"]):
         differences.append("environment")
     ports = [(p.get("containerPort"), p.get("protocol", "tcp")) for p in container.get("portMappings", [])]
@@ -466,6 +509,31 @@ def _network_not_yet_visible(ctx: StepContext) -> tuple[Retry, ...]:
     """ "Error retrieving subnet information" means "not yet" only right after this run made the network."""
     rule = NEW_NETWORK_NOT_VISIBLE_TO_ECS
     return (rule,) if ctx.fresh(rule.budget_seconds, "subnet-1", "subnet-2", "task-security-group") else ()
+
+
+def _volumes_key(volumes: Any) -> list[tuple[str, str]]:
+    """Task volumes by name and configuration; ECS may answer a bind mount with an empty `host: {}`."""
+    keys = []
+    for volume in volumes or []:
+        config = {k: v for k, v in volume.items() if k != "name" and v not in (None, {}, [])}
+        keys.append((volume.get("name", ""), repr(sorted(config.items()))))
+    return sorted(keys)
+
+
+def _mounts_key(mounts: Any) -> list[tuple[str, str, bool]]:
+    return sorted(
+        (m.get("sourceVolume", ""), m.get("containerPath", ""), bool(m.get("readOnly"))) for m in mounts or []
+    )
+
+
+def _linux_key(parameters: Any) -> list[tuple[str, str]]:
+    """linuxParameters without the empty values ECS may add; capability lists in sorted order."""
+    keys = []
+    for name, given in (parameters or {}).items():
+        value = {k: sorted(v) for k, v in (given or {}).items() if v} if name == "capabilities" else given
+        if value not in (None, {}, []):
+            keys.append((name, repr(value)))
+    return sorted(keys)
 
 
 def _pairs(environment: Any) -> list[tuple[str, str]]:
