@@ -21,6 +21,32 @@ class Injection:
     served: int = 0
 
 
+Refusal = tuple[str, str]  # AWS's error code and message
+Rule = Callable[[dict[str, Any]], Refusal | None]
+
+
+def answer_errors(client: Any, operation: str, rule: Rule) -> None:
+    """Every call of `operation` for which `rule` (given the call's parameters) returns a refusal is
+    answered with that error code and message instead of reaching moto."""
+    service = client.meta.service_model.service_id.hyphenize()
+
+    def keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["api_params"] = dict(params)
+
+    def answer(context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        refusal = rule(context.get("api_params", {}))
+        if refusal is None:
+            return None
+        code, message = refusal
+        return (
+            AWSResponse("https://injected", 400, HTTPHeaders(), None),
+            {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}},
+        )
+
+    client.meta.events.register(f"before-parameter-build.{service}.{operation}", keep)
+    client.meta.events.register(f"before-call.{service}.{operation}", answer)
+
+
 def inject_errors(
     client: Any,
     operation: str,
@@ -31,21 +57,13 @@ def inject_errors(
 ) -> Injection:
     """The next `times` calls of `operation` (matching `when`, on their parameters) fail with `code`."""
     injection = Injection(times)
-    service = client.meta.service_model.service_id.hyphenize()
 
-    def keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        context["api_params"] = dict(params)
-
-    def fail(context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        if injection.remaining <= 0 or (when is not None and not when(context.get("api_params", {}))):
+    def rule(params: dict[str, Any]) -> Refusal | None:
+        if injection.remaining <= 0 or (when is not None and not when(params)):
             return None
         injection.remaining -= 1
         injection.served += 1
-        return (
-            AWSResponse("https://injected", 400, HTTPHeaders(), None),
-            {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}},
-        )
+        return code, message
 
-    client.meta.events.register(f"before-parameter-build.{service}.{operation}", keep)
-    client.meta.events.register(f"before-call.{service}.{operation}", fail)
+    answer_errors(client, operation, rule)
     return injection

@@ -12,14 +12,12 @@ accept deploys.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import regex  # the pattern syntax of AWS's models (\p{L} …), which Python's `re` lacks
-from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from deployer import awsrules, runner
 from deployer.clients import AwsClients
@@ -42,38 +40,23 @@ from deployer.steps import tags
 from deployer.steps.base import StepContext
 from deployer.steps.network import SecurityGroupStep
 from tests.conftest import ACCOUNT, IMAGE, REGION, CallLog, FakeClock, FakeSite, RecordingOutput
+from tests.faults import Refusal, Rule, answer_errors
 from tests.rollouts import Rollout
 from tests.steps_helpers import provision_through
 
-Refusal = tuple[str, str]  # AWS's error code and message
-Rule = Callable[[dict[str, Any]], Refusal | None]
-
 
 def refuse_like_aws(client: Any, operation: str, rule: Rule, served: list[Refusal] | None = None) -> list[Refusal]:
-    """AWS's answer to `operation` where moto accepts: `rule` returns the refusal for a request's parameters.
-
-    As in tests/faults.py: a `before-call` handler's answer replaces the request, and reaches the
-    caller as an ordinary ClientError. Returns the refusals served (appended to `served` if given).
-    """
+    """AWS's answer to `operation` where moto accepts: `rule` returns the refusal for a request's parameters
+    (tests/faults.py answers it). Returns the refusals served (appended to `served` if given)."""
     served = [] if served is None else served
-    service = client.meta.service_model.service_id.hyphenize()
 
-    def keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        context["api_params"] = dict(params)
+    def recorded(params: dict[str, Any]) -> Refusal | None:
+        refusal = rule(params)
+        if refusal is not None:
+            served.append(refusal)
+        return refusal
 
-    def answer(context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        refusal = rule(context.get("api_params", {}))
-        if refusal is None:
-            return None
-        served.append(refusal)
-        code, message = refusal
-        return (
-            AWSResponse("https://refused", 400, HTTPHeaders(), None),
-            {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}},
-        )
-
-    client.meta.events.register(f"before-parameter-build.{service}.{operation}", keep)
-    client.meta.events.register(f"before-call.{service}.{operation}", answer)
+    answer_errors(client, operation, recorded)
     return served
 
 
