@@ -30,6 +30,18 @@ die() {
 }
 now() { date +%s.%N; }
 seconds_since() { awk -v s="$1" -v e="$(now)" 'BEGIN { printf "%.1f", e - s }'; }
+# run NAME WHAT SCRIPT: `python SCRIPT --local` as a user types it, output in $work/NAME.{out,err};
+# on failure, its stderr and exit; on success, the seconds it took in $elapsed.
+run() {
+    local name=$1 what=$2 script=$3 started
+    log "\$ python $script --local    ($what)"
+    started=$(now)
+    python "$script" --local >"$work/$name.out" 2>"$work/$name.err" || {
+        show "$work/$name.err"
+        die "python $script --local failed ($what)"
+    }
+    elapsed=$(seconds_since "$started")
+}
 port_listening() { ss -Htln "sport = :$1" | grep -q .; }
 show() { sed 's/^/ci-first-command:   | /' "$@" >&2; }
 
@@ -71,13 +83,8 @@ log "python is $(command -v python) ($(python -V 2>&1)), without boto3, docker o
 cd "$site"
 
 # --- 2. the README's first command, cold -----------------------------------------------------------
-log "\$ python provision.py --local    (fresh clone, no .venv)"
-started=$(now)
-python provision.py --local >"$work/first.out" 2>"$work/first.err" || {
-    show "$work/first.err"
-    die "the first run failed"
-}
-cold=$(seconds_since "$started")
+run first "fresh clone, no .venv" provision.py
+cold=$elapsed
 built_image=$(awk '$1 == "image" && $2 == "created" { print $3 }' "$work/first.out")
 show "$work/first.err"
 grep -E '^  (base image:|building )' "$work/first.out" | show || true
@@ -105,13 +112,8 @@ EOF
 # --- 4. the same command again: nothing installed, nothing built -----------------------------------
 touch "$work/before-second-run"
 sleep 1 # coarse file times: anything pip writes from now on is newer than the marker
-log "\$ python provision.py --local    (again)"
-started=$(now)
-python provision.py --local >"$work/second.out" 2>"$work/second.err" || {
-    show "$work/second.err"
-    die "the second run failed"
-}
-warm=$(seconds_since "$started")
+run second again provision.py
+warm=$elapsed
 if grep -q '^setup: ' "$work/second.err"; then die "the second run installed something: $(grep '^setup: ' "$work/second.err")"; fi
 changed=$(find .venv -newer "$work/before-second-run" -print -quit)
 [ -z "$changed" ] || die "the second run changed .venv ($changed)"
@@ -122,13 +124,8 @@ log "second run: no set-up line, .venv untouched, no build, container unchanged"
 # --- 5. teardown leaves nothing --------------------------------------------------------------------
 emulator_pid=$(python -c 'import json; print(json.load(open("state.local.json.emulator.json"))["pid"])')
 emulator_port=$(python -c 'import json; print(json.load(open("state.local.json.emulator.json"))["port"])')
-log "\$ python teardown.py --local"
-started=$(now)
-python teardown.py --local >"$work/down.out" 2>"$work/down.err" || {
-    show "$work/down.err"
-    die "teardown failed"
-}
-down=$(seconds_since "$started")
+run down "leaves nothing" teardown.py
+down=$elapsed
 [ -z "$(docker ps -aq --filter "name=^/$CONTAINER\$")" ] || die "container $CONTAINER is still there"
 if [ -d "/proc/$emulator_pid" ] && ! grep -q '^State:.*Z' "/proc/$emulator_pid/status" 2>/dev/null; then
     die "the emulator (pid $emulator_pid) still runs"
