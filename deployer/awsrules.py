@@ -118,6 +118,17 @@ NAME_RULES: dict[str, NameRule] = {
         "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateSecurityGroup.html",
         forbidden_prefixes=("sg-",),
     ),
+    # kms CreateAlias `AliasName` (botocore kms 2014-11-01, AliasNameType: min 1, max 256,
+    # pattern ^[a-zA-Z0-9:/_-]+$; "must begin with alias/ ... cannot begin with alias/aws/"):
+    # https://docs.aws.amazon.com/kms/latest/APIReference/API_CreateAlias.html
+    "kms-alias": NameRule(
+        "KMS alias name",
+        256,
+        re.compile(r"alias/[A-Za-z0-9:/_-]+"),
+        "alias/ followed by letters, digits and :/_-",
+        "https://docs.aws.amazon.com/kms/latest/APIReference/API_CreateAlias.html",
+        forbidden_prefixes=("alias/aws/",),
+    ),
 }
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
     from mypy_boto3_elbv2 import ElasticLoadBalancingv2Client
     from mypy_boto3_iam import IAMClient
+    from mypy_boto3_kms import KMSClient
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_sts import STSClient
 
@@ -54,6 +55,7 @@ class AwsClients:
     ecr: ECRClient
     logs: CloudWatchLogsClient
     sts: STSClient
+    kms: KMSClient
 
 
 def create_session(region: str | None) -> boto3.Session:
@@ -115,6 +117,7 @@ def build_clients(session: boto3.Session, config: Config | None = None) -> AwsCl
         ecr=session.client("ecr", config=config),
         logs=session.client("logs", config=config),
         sts=session.client("sts", config=config),
+        kms=session.client("kms", config=config),
     )
 
 

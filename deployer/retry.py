@@ -105,6 +105,19 @@ ROLE_NOT_ASSUMABLE = Retry(
     ),
 )
 
+# CreateFlowLogs naming a role made seconds ago: EC2 answers InvalidParameter "Unable to assume given
+# IAM role" until IAM has propagated the role to the flow logs service. A wrong role (another trust
+# policy) answers the same, so the rule is used only right after this run created the role
+# (StepContext.fresh). The code, phrase and budget (iamPropagationTimeout, 2 minutes) are Terraform's
+# resourceLogFlowCreate:
+# https://github.com/hashicorp/terraform-provider-aws/blob/main/internal/service/ec2/vpc_flow_log.go
+FLOW_LOGS_ROLE_NOT_ASSUMABLE = Retry(
+    "a new IAM role is not assumable by the flow logs service yet",
+    frozenset(),
+    budget_seconds=120,
+    messages=(("InvalidParameter", "Unable to assume given IAM role"),),
+)
+
 # CreateService before the listener's link to the target group, the cluster, or the
 # ECS service-linked role have propagated. The codes and phrases are exactly those of
 # Terraform's retryServiceCreate, with its budget: propagationTimeout + serviceCreateTimeout

@@ -61,10 +61,19 @@ _LONGEST_ELB_SUFFIX = "-nlb"
 MAX_STACK_LENGTH = 32 - len(_LONGEST_ELB_SUFFIX)
 # IAM role names: at most 64 characters (IAM User Guide, "IAM object quotas"); see Names.
 MAX_ROLE_NAME_LENGTH = 64
-_ROLE_SUFFIXES = {"execution": "-exec", "task": "-task"}
+_ROLE_SUFFIXES = {"execution": "-exec", "task": "-task", "flow-logs": "-flow"}
 MAX_REGION_LENGTH = MAX_ROLE_NAME_LENGTH - MAX_STACK_LENGTH - 1 - max(len(s) for s in _ROLE_SUFFIXES.values())
 _STACK_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 _POLICY_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(aws|\d{12}):policy/[\w+=,.@/-]+$")
+# A KMS key ARN (KMS API reference, "Key ARN": arn:<partition>:kms:<region>:<account>:key/<key id>;
+# https://docs.aws.amazon.com/kms/latest/developerguide/concepts.html#key-id-key-ARN). CloudWatch Logs takes
+# only a key ARN in kmsKeyId, not an alias or a bare id (Logs API reference, AssociateKmsKey:
+# https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_AssociateKmsKey.html).
+_KMS_KEY_ARN_PATTERN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):key/(?P<key>[A-Za-z0-9-]{1,128})$"
+)
+# `log_kms_key = "create"`: the stack makes its own key (deployer/steps/keys.py).
+CREATE_LOG_KEY = "create"
 _IMAGE_PATTERN = re.compile(r"^[a-z0-9][\w.:/@-]*$", re.IGNORECASE)
 # The container definition's `user`: user, user:group, uid, uid:gid, user:gid or uid:group
 # (ECS API reference, ContainerDefinition "user":
@@ -110,6 +119,8 @@ class Settings:
     container_user: str | None = None
     service_wait_timeout: int = 1200
     max_failed_tasks: int = 3
+    flow_logs: bool = True
+    log_kms_key: str | None = None
 
     @property
     def names(self) -> Names:
@@ -148,6 +159,20 @@ class Names:
     @property
     def task_role(self) -> str:
         return f"{self.stack}-{self.region}{_ROLE_SUFFIXES['task']}"
+
+    @property
+    def flow_logs_role(self) -> str:
+        return f"{self.stack}-{self.region}{_ROLE_SUFFIXES['flow-logs']}"
+
+    @property
+    def flow_log_group(self) -> str:
+        """The VPC's rejected traffic (deployer/steps/flowlogs.py)."""
+        return f"/vpc/{self.stack}/rejected"
+
+    @property
+    def log_key_alias(self) -> str:
+        """The alias of the key `log_kms_key = "create"` makes: how a lost state finds the key again."""
+        return f"alias/{self.stack}-logs"
 
     @property
     def repository(self) -> str:
@@ -193,6 +218,9 @@ NAME_KINDS: dict[str, str] = {
     "task_role": "iam-role",
     "repository": "ecr-repository",
     "log_group": "log-group",
+    "flow_log_group": "log-group",
+    "flow_logs_role": "iam-role",
+    "log_key_alias": "kms-alias",
     "cluster": "ecs-name",
     "task_family": "ecs-name",
     "service": "ecs-name",
@@ -283,6 +311,8 @@ def _coerce(values: dict[str, Any], source: str) -> Settings:
 
 def _coerce_value(key: str, value: Any, annotation: Any, source: str) -> Any:
     expected = str(annotation)
+    if expected == "bool" and isinstance(value, bool):
+        return value
     if expected == "int" and isinstance(value, int) and not isinstance(value, bool):
         return value
     if expected in ("str", "str | None") and isinstance(value, str):
@@ -334,11 +364,51 @@ def validate(settings: Settings) -> None:
             f"'{settings.image}' is not an image reference",
             "Pass a reference like 123456789012.dkr.ecr.us-east-1.amazonaws.com/site:tag",
         )
+    validate_log_kms_key(settings.log_kms_key, settings.region)
     if settings.container_user is not None and not _USER_PATTERN.match(settings.container_user):
         _fail(
             "container_user",
             f"'{settings.container_user}' is not a user for the container",
             "Use a user or UID, optionally with a group or GID: 10001:10001, app, app:app",
+        )
+
+
+def validate_log_kms_key(value: str | None, region: str | None) -> None:
+    """`log_kms_key`: unset, "create", or the ARN of a KMS key in the stack's region.
+
+    CloudWatch Logs uses a key only in the log group's own region ("the KMS key must be in the same
+    Region as the log group", https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html);
+    the partition is checked against the connected one before the first change (`check_log_kms_key`).
+    """
+    if value is None or value == CREATE_LOG_KEY:
+        return
+    match = _KMS_KEY_ARN_PATTERN.match(value)
+    if match is None:
+        _fail(
+            "log_kms_key",
+            f"'{value}' is neither \"create\" nor the ARN of a KMS key (CloudWatch Logs takes a key ARN, not an "
+            "alias or a key id)",
+            "Give a key ARN such as arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab, "
+            'log_kms_key = "create" to let the stack make one, or leave it out for AWS-managed encryption',
+        )
+    elif region is not None and match["region"] != region:
+        _fail(
+            "log_kms_key",
+            f"the key {value} is in region {match['region']}, the stack in {region}: CloudWatch Logs can only use "
+            "a key of the log group's own region",
+            f'Give a key of {region}, or log_kms_key = "create"',
+        )
+
+
+def check_log_kms_key(value: str | None, partition: str, region: str) -> None:
+    """The same check once the connection's partition and region are known (before any change)."""
+    validate_log_kms_key(value, region)
+    match = _KMS_KEY_ARN_PATTERN.match(value or "")
+    if match is not None and match["partition"] != partition:
+        _fail(
+            "log_kms_key",
+            f"the key {value} is in partition {match['partition']}, the credentials in {partition}",
+            f"Give a key ARN starting arn:{partition}:kms:{region}:",
         )
 
 

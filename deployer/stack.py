@@ -10,8 +10,10 @@ from typing import Any
 
 from deployer.steps.base import Step
 from deployer.steps.ecs import ClusterStep, ServiceStep, TaskDefinitionStep
+from deployer.steps.flowlogs import FlowLogStep
 from deployer.steps.iam import RoleStep
 from deployer.steps.image import ImageStep
+from deployer.steps.keys import KeyStep
 from deployer.steps.loadbalancer import ListenerStep, LoadBalancerStep, TargetGroupStep
 from deployer.steps.logs import LogGroupStep
 from deployer.steps.network import InternetGatewayStep, RouteTableStep, SecurityGroupStep, SubnetStep, VpcStep
@@ -31,7 +33,13 @@ def build_steps() -> list[Step[Any]]:
         RouteTableStep(),
         SecurityGroupStep("nlb"),
         SecurityGroupStep("task"),
+        # The key (log_kms_key = "create") before the groups it encrypts; the flow log after its
+        # VPC, group and role, so teardown deletes it before them.
+        KeyStep(),
         LogGroupStep(),
+        LogGroupStep("flow-logs"),
+        RoleStep("flow-logs"),
+        FlowLogStep(),
         RoleStep("execution"),
         RoleStep("task"),
         TargetGroupStep(),

@@ -6,6 +6,10 @@ and Auto Scaling, which a website that calls no AWS API must not have.
 Roles are found by their deterministic names, which carry the region (IAM is global, the
 state is per region: see Names in deployer/settings.py), and adopted only with this stack's
 and this region's tags.
+
+A third kind, `RoleStep("flow-logs")`, is the role the VPC flow logs service assumes to write
+the stack's rejected traffic to its log group (deployer/steps/flowlogs.py): no managed
+policy, one inline policy scoped to that group.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from deployer.retry import ROLE_NOT_VISIBLE
+from deployer.settings import Settings
 from deployer.state import Ids
 from deployer.steps import tags
 from deployer.steps.aws import absent_if
@@ -25,6 +30,11 @@ if TYPE_CHECKING:
     from mypy_boto3_iam.type_defs import RoleTypeDef
 
 EXECUTION_POLICY = "policy/service-role/AmazonECSTaskExecutionRolePolicy"
+# The service that assumes each kind of role.
+TRUSTED_SERVICE = {"execution": "ecs-tasks.amazonaws.com", "task": "ecs-tasks.amazonaws.com"}
+FLOW_LOGS = "flow-logs"
+TRUSTED_SERVICE[FLOW_LOGS] = "vpc-flow-logs.amazonaws.com"
+FLOW_LOGS_POLICY = "deliver-rejected-traffic"  # the flow-logs role's inline policy
 
 
 @dataclass(frozen=True)
@@ -41,24 +51,39 @@ class RoleStep(Step[LiveRole]):
         self.kind = kind
         self.name = f"{kind}-role"
 
+    def wanted(self, settings: Settings) -> bool:
+        """The flow-logs role only with `flow_logs`."""
+        return self.kind != FLOW_LOGS or settings.flow_logs
+
     def role_name(self, ctx: StepContext) -> str:
-        """`<stack>-<region>-exec` / `-task`, in the region the run is connected to."""
+        """`<stack>-<region>-exec` / `-task` / `-flow`, in the region the run is connected to."""
         names = replace(ctx.settings.names, region=ctx.clients.region)
+        if self.kind == FLOW_LOGS:
+            return names.flow_logs_role
         return names.execution_role if self.kind == "execution" else names.task_role
 
     def policies(self, ctx: StepContext) -> frozenset[str]:
         if self.kind == "execution":
             return frozenset({f"arn:{ctx.partition}:iam::aws:{EXECUTION_POLICY}"})
+        if self.kind == FLOW_LOGS:
+            return frozenset()
         return frozenset(ctx.settings.task_role_policy_arns)
 
+    def inline_policies(self, ctx: StepContext) -> dict[str, dict[str, Any]]:
+        """Inline policies by name: only the flow-logs role has one (flowlogs.delivery_policy)."""
+        if self.kind == FLOW_LOGS:
+            return {FLOW_LOGS_POLICY: flow_logs_delivery_policy(ctx)}
+        return {}
+
     def trust_policy(self, ctx: StepContext) -> dict[str, Any]:
-        """Only ECS tasks of this account may assume the role (confused-deputy guard)."""
+        """Only ECS tasks (or, for flow-logs, the flow logs service) of this account may assume the role
+        (confused-deputy guard; for flow logs: https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html)."""
         return {
             "Version": "2012-10-17",
             "Statement": [
                 {
                     "Effect": "Allow",
-                    "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                    "Principal": {"Service": TRUSTED_SERVICE[self.kind]},
                     "Action": "sts:AssumeRole",
                     "Condition": {"StringEquals": {"aws:SourceAccount": ctx.account_id}},
                 }
@@ -88,13 +113,16 @@ class RoleStep(Step[LiveRole]):
         role = ctx.clients.iam.create_role(
             RoleName=name,
             AssumeRolePolicyDocument=json.dumps(self.trust_policy(ctx)),
-            Description=f"{ctx.settings.stack}: ECS {self.kind} role (managed by provision.py)",
+            Description=f"{ctx.settings.stack}: {_DESCRIPTION.get(self.kind, f'ECS {self.kind}')} role "
+            "(managed by provision.py)",
             Tags=tags.iam_tags(ctx.settings, self.name, ctx.clients.region),
         )["Role"]
         ids = {"name": name, "arn": role["Arn"]}
         ctx.remember(self.name, ids)
         for arn in sorted(self.policies(ctx)):
             _attach(ctx, name, arn)
+        for policy, document in sorted(self.inline_policies(ctx).items()):
+            _put_inline(ctx, name, policy, document)
         return ids
 
     def converge(self, ctx: StepContext, existing: Existing[LiveRole]) -> Converged:
@@ -114,12 +142,14 @@ class RoleStep(Step[LiveRole]):
         for arn in sorted(existing.live.attached - wanted):
             ctx.change(changes, f"detached {arn}", partial(iam.detach_role_policy, RoleName=name, PolicyArn=arn))
         # The role is the tool's: permissions come only from the settings, never from inline policies.
-        for policy in sorted(existing.live.inline):
+        inline = self.inline_policies(ctx)
+        for policy in sorted(existing.live.inline - set(inline)):
             ctx.change(
                 changes,
                 f"deleted inline policy {policy}",
                 partial(iam.delete_role_policy, RoleName=name, PolicyName=policy),
             )
+        changes += _converge_inline(ctx, name, inline, existing.live.inline)
         return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
@@ -134,6 +164,57 @@ def _delete_role(ctx: StepContext, name: str) -> None:
     for policy in sorted(_inline(ctx, name)):
         iam.delete_role_policy(RoleName=name, PolicyName=policy)
     iam.delete_role(RoleName=name)
+
+
+_DESCRIPTION = {FLOW_LOGS: "VPC flow logs delivery"}
+
+
+def flow_logs_delivery_policy(ctx: StepContext) -> dict[str, Any]:
+    """What the flow logs service needs to write to the stack's group, and nothing else.
+
+    AWS's list ("IAM role for publishing flow logs to CloudWatch Logs",
+    https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html) is logs:CreateLogGroup,
+    CreateLogStream, PutLogEvents, DescribeLogGroups and DescribeLogStreams on "*"; here the group
+    exists (the stack made it), so CreateLogGroup is left out and the rest is scoped to that group.
+    """
+    group = f"arn:{ctx.partition}:logs:{ctx.clients.region}:{ctx.account_id}:log-group:"
+    name = ctx.settings.names.flow_log_group
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogGroups",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                ],
+                "Resource": [f"{group}{name}", f"{group}{name}:*"],
+            }
+        ],
+    }
+
+
+def _put_inline(ctx: StepContext, role: str, policy: str, document: dict[str, Any]) -> None:
+    """Put an inline policy on a role made a moment ago (IAM may not show it yet)."""
+    text = json.dumps(document)
+    ctx.retry(
+        lambda: ctx.clients.iam.put_role_policy(RoleName=role, PolicyName=policy, PolicyDocument=text),
+        ROLE_NOT_VISIBLE,
+    )
+
+
+def _converge_inline(ctx: StepContext, role: str, wanted: dict[str, dict[str, Any]], live: frozenset[str]) -> list[str]:
+    """Put each wanted inline policy that is missing or differs (GetRolePolicy returns it decoded)."""
+    changes: list[str] = []
+    for policy, document in sorted(wanted.items()):
+        if policy in live:
+            current = ctx.clients.iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+            if _as_dict(current) == document:
+                continue
+        ctx.change(changes, f"inline policy {policy} reset", partial(_put_inline, ctx, role, policy, document))
+    return changes
 
 
 def _attach(ctx: StepContext, role: str, arn: str) -> None:

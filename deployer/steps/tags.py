@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ecs.type_defs import TagTypeDef as EcsTagTypeDef
     from mypy_boto3_elbv2.type_defs import TagTypeDef as Elbv2TagTypeDef
     from mypy_boto3_iam.type_defs import TagTypeDef as IamTagTypeDef
+    from mypy_boto3_kms.type_defs import TagTypeDef as KmsTagTypeDef
 
 
 def stack_tags(settings: Settings, step: str) -> dict[str, str]:
@@ -46,6 +47,12 @@ def iam_tags(settings: Settings, step: str, region: str) -> list[IamTagTypeDef]:
 
 def ecr_tags(settings: Settings, step: str) -> list[EcrTagTypeDef]:
     return [{"Key": key, "Value": value} for key, value in stack_tags(settings, step).items()]
+
+
+def kms_tags(settings: Settings, step: str) -> list[KmsTagTypeDef]:
+    """KMS spells them TagKey/TagValue (KMS API reference, Tag:
+    https://docs.aws.amazon.com/kms/latest/APIReference/API_Tag.html)."""
+    return [{"TagKey": key, "TagValue": value} for key, value in stack_tags(settings, step).items()]
 
 
 def ecs_tags(settings: Settings, step: str) -> list[EcsTagTypeDef]:
@@ -77,10 +84,12 @@ T = TypeVar("T")
 
 
 def tag_map(items: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
-    """A describe answer's tags as a plain map, whichever spelling (`Key`/`Value` or ECS's `key`/`value`)."""
+    """A describe answer's tags as a plain map, whichever spelling: `Key`/`Value`, ECS's `key`/`value`,
+    KMS's `TagKey`/`TagValue`."""
     found: dict[str, str] = {}
     for item in items or ():
-        key, value = item.get("Key", item.get("key")), item.get("Value", item.get("value"))
+        key = item.get("Key", item.get("key", item.get("TagKey")))
+        value = item.get("Value", item.get("value", item.get("TagValue")))
         if isinstance(key, str):
             found[key] = value if isinstance(value, str) else ""
     return found
