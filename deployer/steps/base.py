@@ -222,10 +222,6 @@ class Step(ABC, Generic[LiveT]):
     # Its wait matters only for serving, not for the steps after it: done at the end.
     wait_deferred: bool = False
 
-    def wanted(self, settings: Settings) -> bool:
-        """Whether these settings want the resource at all (a setting can turn a step off)."""
-        return True
-
     def find(self, ctx: StepContext, recorded: Ids | None) -> Existing[LiveT] | None:
         if recorded is not None:
             found = self.find_recorded(ctx, recorded)
