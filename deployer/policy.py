@@ -36,6 +36,7 @@ ECS_PAGE = REFERENCE + "list_amazonelasticcontainerservice.html"
 ECR_PAGE = REFERENCE + "list_amazonelasticcontainerregistry.html"
 LOGS_PAGE = REFERENCE + "list_amazoncloudwatchlogs.html"
 IAM_PAGE = REFERENCE + "list_awsidentityandaccessmanagementiam.html"
+KMS_PAGE = REFERENCE + "list_awskeymanagementservice.html"
 ECR_PUSH_PAGE = "https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-push-iam.html"
 
 MANAGED_POLICY_LIMIT = 6144  # characters, white space not counted (IAM and STS quotas)
@@ -46,7 +47,14 @@ ECS_SERVICE_LINKED_ROLE = "ecs.amazonaws.com"
 PREFIX = {"elbv2": "elasticloadbalancing"}
 
 EC2 = "arn:{partition}:ec2:{region}:{account}:"
-EC2_CREATES = ("CreateVpc", "CreateSubnet", "CreateInternetGateway", "CreateRouteTable", "CreateSecurityGroup")
+EC2_CREATES = (
+    "CreateVpc",
+    "CreateSubnet",
+    "CreateInternetGateway",
+    "CreateRouteTable",
+    "CreateSecurityGroup",
+    "CreateFlowLogs",
+)
 ELB = "arn:{partition}:elasticloadbalancing:{region}:{account}:"
 # loadbalancer/net/<name>/<id> and listener/net/<name>/<id>/<id>; targetgroup/<name>/<id>
 ELB_ARNS = (ELB + "*/net/{load_balancer}/*", ELB + "targetgroup/{target_group}/*")
@@ -55,7 +63,12 @@ ECS = "arn:{partition}:ecs:{region}:{account}:"
 ECS_ARNS = (ECS + "*/{cluster}", ECS + "*/{cluster}/*")
 REPOSITORY = "arn:{partition}:ecr:{region}:{account}:repository/{repository}"
 LOG_GROUP = "arn:{partition}:logs:{region}:{account}:log-group:{log_group}"
-ROLES = ("arn:{partition}:iam::{account}:role/{execution_role}", "arn:{partition}:iam::{account}:role/{task_role}")
+FLOW_LOG_GROUP = "arn:{partition}:logs:{region}:{account}:log-group:{flow_log_group}"
+FLOW_LOGS_ROLE = "arn:{partition}:iam::{account}:role/{flow_logs_role}"
+ECS_ROLES = ("arn:{partition}:iam::{account}:role/{execution_role}", "arn:{partition}:iam::{account}:role/{task_role}")
+ROLES = (*ECS_ROLES, FLOW_LOGS_ROLE)
+KMS_KEYS = "arn:{partition}:kms:{region}:{account}:key/*"
+KMS_ALIAS = "arn:{partition}:kms:{region}:{account}:{log_key_alias}"
 OURS = {f"aws:ResourceTag/{STACK_TAG}": "{stack}"}
 TAGGED = {f"aws:RequestTag/{STACK_TAG}": "{stack}"}
 
@@ -75,12 +88,16 @@ GROUPS: dict[str, Group] = {
     # Balancing's Describe*; ECS's DescribeTaskDefinition, ListTaskDefinitions, ListTasks (by cluster, not
     # resource) and DeregisterTaskDefinition, DeleteTaskDefinitions (see UNSCOPED_WRITES); ECR's
     # GetAuthorizationToken (registry-wide); CloudWatch Logs' DescribeLogGroups (lists by prefix).
-    "Unscoped": Group(("*",), (EC2_PAGE, ELB_PAGE, ECS_PAGE, ECR_PAGE, LOGS_PAGE)),
+    # KMS's ListKeys and ListAliases (account-wide lists).
+    "Unscoped": Group(("*",), (EC2_PAGE, ELB_PAGE, ECS_PAGE, ECR_PAGE, LOGS_PAGE, KMS_PAGE)),
     # EC2 resources have no names: a new one is allowed only with the stack's tag in the request. The VPC
     # that a subnet, route table or security group goes into is authorized by Ec2Tagged: it must be ours.
     "Ec2CreateVpc": Group((EC2 + "vpc/*",), (EC2_PAGE,), {"StringEquals": TAGGED}),
     "Ec2Create": Group(
-        tuple(EC2 + kind + "/*" for kind in ("subnet", "internet-gateway", "route-table", "security-group")),
+        tuple(
+            EC2 + kind + "/*"
+            for kind in ("subnet", "internet-gateway", "route-table", "security-group", "vpc-flow-log")
+        ),
         (EC2_PAGE,),
         {"StringEquals": TAGGED},
     ),
@@ -116,10 +133,25 @@ GROUPS: dict[str, Group] = {
     ),
     # The repository, and the image push and pull through the Docker engine (ECR's push permissions page).
     "Ecr": Group((REPOSITORY,), (ECR_PAGE, ECR_PUSH_PAGE)),
-    "Logs": Group((LOG_GROUP, LOG_GROUP + ":*"), (LOGS_PAGE,)),
+    "Logs": Group((LOG_GROUP, LOG_GROUP + ":*", FLOW_LOG_GROUP, FLOW_LOG_GROUP + ":*"), (LOGS_PAGE,)),
     "IamRoles": Group(ROLES, (IAM_PAGE,)),
-    "IamAttach": Group(ROLES, (IAM_PAGE,), {"ArnEquals": {"iam:PolicyARN": "{policy_arns}"}}),
-    "IamPassRole": Group(ROLES, (IAM_PAGE,), {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
+    "IamAttach": Group(ECS_ROLES, (IAM_PAGE,), {"ArnEquals": {"iam:PolicyARN": "{policy_arns}"}}),
+    "IamPassRole": Group(ECS_ROLES, (IAM_PAGE,), {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
+    # CreateFlowLogs passes the flow-logs role to the flow logs service (VPC user guide, "IAM role for
+    # publishing flow logs": https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html).
+    "IamPassFlowLogsRole": Group(
+        (FLOW_LOGS_ROLE,), (IAM_PAGE,), {"StringEquals": {"iam:PassedToService": "vpc-flow-logs.amazonaws.com"}}
+    ),
+    # log_kms_key = "create": a new key only with the stack's tag in the request (CreateKey has no
+    # resource: the key does not exist yet).
+    "KmsCreate": Group(("*",), (KMS_PAGE,), {"StringEquals": TAGGED}),
+    # Reads of keys in the region: the stack's key is found through its alias, or by its tags among them.
+    "KmsRead": Group((KMS_KEYS,), (KMS_PAGE,)),
+    # Changes: only a key that carries the stack's tag.
+    "KmsTagged": Group((KMS_KEYS,), (KMS_PAGE,), {"StringEquals": OURS}),
+    # Alias calls are authorized on the alias and on its key (KMS developer guide, "Controlling access to
+    # aliases": https://docs.aws.amazon.com/kms/latest/developerguide/alias-access.html); aliases carry no tags.
+    "KmsAlias": Group((KMS_ALIAS, KMS_KEYS), (KMS_PAGE,)),
     "IamEcsLinkedRole": Group(
         ("arn:{partition}:iam::{account}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",),
         (IAM_PAGE,),
@@ -142,8 +174,8 @@ class Row:
 TABLE: tuple[Row, ...] = (
     Row(
         "ec2",
-        "DescribeAvailabilityZones DescribeInternetGateways DescribeNetworkInterfaces DescribeRouteTables "
-        "DescribeSecurityGroups DescribeSubnets DescribeVpcAttribute DescribeVpcs",
+        "DescribeAvailabilityZones DescribeFlowLogs DescribeInternetGateways DescribeNetworkInterfaces "
+        "DescribeRouteTables DescribeSecurityGroups DescribeSubnets DescribeVpcAttribute DescribeVpcs",
         "Unscoped",
     ),
     Row("ec2", "CreateVpc", "Ec2CreateVpc"),
@@ -153,6 +185,7 @@ TABLE: tuple[Row, ...] = (
         "ec2",
         "AttachInternetGateway AuthorizeSecurityGroupIngress CreateRoute CreateRouteTable CreateSecurityGroup "
         "CreateSubnet DeleteInternetGateway DeleteRouteTable DeleteSecurityGroup DeleteSubnet DeleteVpc "
+        "CreateFlowLogs DeleteFlowLogs "
         "DetachInternetGateway ModifyVpcAttribute ReplaceRoute RevokeSecurityGroupIngress",
         "Ec2Tagged",
     ),
@@ -209,19 +242,31 @@ TABLE: tuple[Row, ...] = (
     Row("logs", "DescribeLogGroups", "Unscoped"),
     Row(
         "logs",
-        "CreateLogGroup DeleteLogGroup FilterLogEvents ListTagsForResource PutRetentionPolicy",
+        "AssociateKmsKey CreateLogGroup DeleteLogGroup DisassociateKmsKey FilterLogEvents ListTagsForResource "
+        "PutRetentionPolicy",
         "Logs",
     ),
     # CreateLogGroup's `tags`: "you must have the logs:TagResource and logs:TagLogGroup permissions".
     Row("logs", "CreateLogGroup", "Logs", actions="logs:TagResource logs:TagLogGroup"),
     Row(
         "iam",
-        "CreateRole DeleteRole DeleteRolePolicy DetachRolePolicy GetRole ListAttachedRolePolicies ListRolePolicies "
-        "UpdateAssumeRolePolicy",
+        "CreateRole DeleteRole DeleteRolePolicy DetachRolePolicy GetRole GetRolePolicy ListAttachedRolePolicies "
+        "ListRolePolicies PutRolePolicy UpdateAssumeRolePolicy",
         "IamRoles",
     ),
     Row("iam", "CreateRole", "IamRoles", actions="iam:TagRole"),
     Row("iam", "AttachRolePolicy", "IamAttach"),
+    Row("ec2", "CreateFlowLogs", "IamPassFlowLogsRole", actions="iam:PassRole"),
+    Row("kms", "ListAliases ListKeys", "Unscoped"),
+    # CreateKey's Tags need kms:TagResource (KMS API reference, CreateKey: "Tags").
+    Row("kms", "CreateKey", "KmsCreate", actions="kms:CreateKey kms:TagResource"),
+    Row("kms", "DescribeKey ListResourceTags", "KmsRead"),
+    Row(
+        "kms",
+        "EnableKey EnableKeyRotation GetKeyPolicy GetKeyRotationStatus PutKeyPolicy ScheduleKeyDeletion",
+        "KmsTagged",
+    ),
+    Row("kms", "CreateAlias DeleteAlias UpdateAlias", "KmsAlias"),
 )
 
 # Changing actions left on every resource: the revisions of the stack's family could be named by ARN
@@ -301,6 +346,9 @@ def _values(settings: Settings, partition: str, region: str, account: str) -> di
         "log_group": names.log_group,
         "execution_role": names.execution_role,
         "task_role": names.task_role,
+        "flow_log_group": names.flow_log_group,
+        "flow_logs_role": names.flow_logs_role,
+        "log_key_alias": names.log_key_alias,
         "policy_arns": sorted(set(attached)),
     }
 

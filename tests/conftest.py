@@ -37,6 +37,7 @@ from deployer.state import State, StateFile
 from deployer.steps.base import StepContext
 from tests.contract import install as contract_hook
 from tests.contract.hook import subprocess_pythonpath
+from tests.faults import emulate_log_group_keys
 from tests.rollouts import Rollout
 
 # Every AWS request a test sends is checked against what AWS accepts (tests/contract/).
@@ -100,9 +101,19 @@ _SHARED_BOTOCORE = botocore.session.get_session()
 def recorded_clients(log: CallLog) -> AwsClients:
     """Clients as the CLI builds them, each recording its calls into `log`."""
     clients = build_clients(boto3.Session(botocore_session=_SHARED_BOTOCORE, region_name=REGION), TEST_CLIENT_CONFIG)
-    for client in (clients.ec2, clients.elbv2, clients.ecs, clients.iam, clients.ecr, clients.logs, clients.sts, clients.kms):
+    for client in (
+        clients.ec2,
+        clients.elbv2,
+        clients.ecs,
+        clients.iam,
+        clients.ecr,
+        clients.logs,
+        clients.sts,
+        clients.kms,
+    ):
         client.meta.events.register("before-call", log.record)
         contract_hook(client)  # already there through the create_client patch; explicit here
+    emulate_log_group_keys(clients.logs, ACCOUNT)
     return clients
 
 

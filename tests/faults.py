@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
+from moto.logs.models import logs_backends
 
 
 @dataclass
@@ -67,3 +68,39 @@ def inject_errors(
 
     answer_errors(client, operation, rule)
     return injection
+
+
+def emulate_log_group_keys(client: Any, account: str) -> None:
+    """AssociateKmsKey / DisassociateKmsKey for in-process moto, which (5.2) does not implement them.
+
+    AWS sets or clears the group's `kmsKeyId` (what DescribeLogGroups then shows) and answers an empty
+    200, or ResourceNotFoundException for a missing group (CloudWatch Logs API reference, AssociateKmsKey:
+    https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_AssociateKmsKey.html);
+    this hook does the same on moto's own record of the group, so DescribeLogGroups agrees.
+    """
+    keys: dict[str, Callable[[dict[str, Any]], str | None]] = {
+        "AssociateKmsKey": lambda params: params.get("kmsKeyId"),
+        "DisassociateKmsKey": lambda _params: None,
+    }
+
+    def handle(model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if model.name not in keys:
+            return None
+        params = context.get("api_params", {})
+        group = logs_backends[account][client.meta.region_name].groups.get(params.get("logGroupName", ""))
+        if group is None:
+            error = {"Code": "ResourceNotFoundException", "Message": "The specified log group does not exist."}
+            return AWSResponse("https://emulated", 400, HTTPHeaders(), None), {
+                "Error": error,
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            }
+        group.kms_key_id = keys[model.name](params)
+        return AWSResponse("https://emulated", 200, HTTPHeaders(), None), {"ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    def keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["api_params"] = dict(params)
+
+    for operation in keys:
+        client.meta.events.register(f"before-parameter-build.cloudwatch-logs.{operation}", keep)
+    # On the generic event, after the call recorders registered before it (the first answer ends the event).
+    client.meta.events.register("before-call", handle)

@@ -12,8 +12,10 @@ STEP_NAMES = [step.name for step in build_steps()]
 
 
 def provision_through(ctx: StepContext, name: str) -> Step[Any]:
-    """Provision every step up to and including `name`; returns that step."""
+    """Provision every wanted step up to and including `name`; returns that step."""
     for step in build_steps():
+        if not step.wanted(ctx.settings) and step.name != name:
+            continue  # as the runner does: a step the settings turn off is skipped
         provision_step(ctx, step)
         if step.name == name:
             return step

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from deployer import observe, policy, runner
+from deployer.clients import AwsClients
 from deployer.images import BuildSpec, ImageBuilder, RegistryAuth
 from deployer.probe import UrlAnswer
 from deployer.rollout import DeploymentFailedError
@@ -136,6 +138,7 @@ def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, 
     redeployed = replace(ctx, settings=replace(settings, cpu=1024, memory=2048))
     phase("redeploy", lambda: runner.provision(redeployed))
     phase("rollback", lambda: runner.rollback(redeployed))
+    _log_key_phases(phase, hand, redeployed)
     phase("status", lambda: observe.collect_status(ctx.clients, ctx.state, lambda url: UrlAnswer(url, 200)))
     group = ctx.ids("log-group")["name"]
     phase("logs", lambda: observe.tail(ctx.clients.logs, group, 0, follow=False, write=lambda _event: None))
@@ -143,6 +146,22 @@ def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, 
     phase("lost state", lambda: runner.discover(lost_state(redeployed)))
     phase("teardown", lambda: runner.teardown(redeployed))
     return phases
+
+
+def _log_key_phases(phase: Callable[[str, Any], None], hand: AwsClients, ctx: StepContext) -> None:
+    """log_kms_key = "create": the stack's key, changed by hand and put back, then turned off (removed)."""
+    keyed = replace(ctx, settings=replace(ctx.settings, log_kms_key="create"))
+    phase("log key", lambda: runner.provision(keyed))
+    key = keyed.ids("log-key")["id"]
+    hand.kms.disable_key(KeyId=key)
+    hand.kms.disable_key_rotation(KeyId=key)
+    loose = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*"}]}
+    hand.kms.put_key_policy(KeyId=key, PolicyName="default", Policy=json.dumps(loose))
+    stray = hand.kms.create_key()["KeyMetadata"]["KeyId"]  # the alias moved to a key since scheduled for deletion
+    hand.kms.update_alias(AliasName=keyed.settings.names.log_key_alias, TargetKeyId=stray)
+    hand.kms.schedule_key_deletion(KeyId=stray, PendingWindowInDays=7)
+    phase("log key repair", lambda: runner.provision(keyed))
+    phase("log key off", lambda: runner.provision(ctx))
 
 
 def test_every_call_is_allowed_and_every_action_is_needed(ctx: StepContext, calls: CallLog, serving: Rollout) -> None:
@@ -208,7 +227,11 @@ def test_arns_carry_the_partition_region_account_and_names() -> None:
 
 def test_pass_role_and_the_service_linked_role_are_conditioned() -> None:
     by_action = {a: s for s in statements_of(Settings(stack="my-site")) for a in s["Action"]}
-    passing = by_action["iam:PassRole"]
+    by_sid = {s["Sid"]: s for s in statements_of(Settings(stack="my-site"))}
+    flow = by_sid["IamPassFlowLogsRole"]
+    assert flow["Condition"] == {"StringEquals": {"iam:PassedToService": "vpc-flow-logs.amazonaws.com"}}
+    assert flow["Resource"] == ["arn:aws-cn:iam::210987654321:role/my-site-cn-north-1-flow"]
+    passing = by_sid["IamPassRole"]
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
     assert sorted(passing["Resource"]) == [
         "arn:aws-cn:iam::210987654321:role/my-site-cn-north-1-exec",

@@ -8,13 +8,20 @@ import pytest
 
 from deployer import runner
 from deployer.runner import provision_step
+from deployer.settings import Settings
 from deployer.stack import steps_by_name
 from deployer.steps.base import StepContext
-from tests.conftest import IMAGE, CallLog
+from tests.conftest import IMAGE, REGION, CallLog
 from tests.steps_helpers import STEP_NAMES, delete_all, provision_through
 
 # Keys that identify the resource itself (the others are context, such as the VPC of a gateway).
 IDENTITY_KEYS = ("id", "arn", "name", "uri")
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Every step wanted: the stack makes its own log key (log_kms_key = "create"), flow logs are on."""
+    return Settings(stack="test-site", region=REGION, image=IMAGE, log_kms_key="create")
 
 
 def identity(ids: dict[str, str]) -> dict[str, str]:
@@ -76,7 +83,21 @@ def test_delete_removes_it_and_deleting_again_is_harmless(ctx: StepContext, name
     assert step.find(ctx, recorded) is None
 
 
-@pytest.mark.parametrize("name", ["log-group", "repository", "task-role", "listener", "cluster", "service"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "log-key",
+        "log-group",
+        "flow-log-group",
+        "flow-logs-role",
+        "flow-log",
+        "repository",
+        "task-role",
+        "listener",
+        "cluster",
+        "service",
+    ],
+)
 def test_resource_deleted_by_hand_is_created_again(ctx: StepContext, name: str) -> None:
     provision_through(ctx, "service")
     step = steps_by_name()[name]

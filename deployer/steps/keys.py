@@ -151,7 +151,7 @@ class KeyStep(Step[LiveKey]):
             absent_if(lambda: kms.delete_alias(AliasName=ctx.settings.names.log_key_alias), "NotFoundException")
         # A key already pending deletion answers KMSInvalidStateException: it is as good as gone.
         absent_if(
-            lambda: kms.schedule_key_deletion(KeyId=ids["arn"], PendingWindowInDays=PENDING_WINDOW_DAYS),
+            lambda: kms.schedule_key_deletion(KeyId=ids["id"], PendingWindowInDays=PENDING_WINDOW_DAYS),
             "NotFoundException",
             "KMSInvalidStateException",
         )
