@@ -11,8 +11,9 @@ EXPECTED_COUNTS = {
     "internet_gateways": 1,
     "route_tables": 2,  # ours, and the VPC's original main table
     "security_groups": 3,  # NLB, tasks, and the VPC's default group
-    "log_groups": 1,
-    "roles": 2,
+    "log_groups": 2,  # the tasks' and the flow logs'
+    "roles": 3,  # execution, task, flow logs
+    "flow_logs": 1,
     "repositories": 1,
     "target_groups": 1,
     "load_balancers": 1,
@@ -21,6 +22,23 @@ EXPECTED_COUNTS = {
     "task_definitions": 1,
     "services": 1,
 }
+
+
+# With log_kms_key = "create": the stack's key and its alias too.
+EXPECTED_WITH_LOG_KEY = {**EXPECTED_COUNTS, "kms_keys": 1, "aliases": 1}
+
+
+def kms_keys(clients: AwsClients) -> set[str]:
+    """Customer keys that are not on their way out: a key pending deletion is as good as gone."""
+    live = set()
+    for key in clients.kms.list_keys()["Keys"]:
+        meta = clients.kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
+        if meta.get("KeyManager") == "CUSTOMER" and meta.get("KeyState") not in (
+            "PendingDeletion",
+            "PendingReplicaDeletion",
+        ):
+            live.add(meta["KeyId"])
+    return live
 
 
 def inventory(clients: AwsClients) -> dict[str, set[str]]:
@@ -62,6 +80,11 @@ def inventory(clients: AwsClients) -> dict[str, set[str]]:
         "clusters": active_clusters,
         "task_definitions": set(ecs.list_task_definitions(status="ACTIVE")["taskDefinitionArns"]),
         "services": services,
+        "flow_logs": {f["FlowLogId"] for f in ec2.describe_flow_logs()["FlowLogs"]},
+        "kms_keys": kms_keys(clients),
+        "aliases": {
+            a["AliasName"] for a in clients.kms.list_aliases()["Aliases"] if not a["AliasName"].startswith("alias/aws/")
+        },
     }
 
 

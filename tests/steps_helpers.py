@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from deployer.runner import provision_step
+from deployer.settings import Settings
 from deployer.stack import build_steps
 from deployer.steps.base import Step, StepContext
 
 STEP_NAMES = [step.name for step in build_steps()]
+
+
+def wanted_steps(settings: Settings | None = None) -> list[Step[Any]]:
+    """The steps these settings (default: the defaults) want, in order: what provision and plan walk."""
+    return [step for step in build_steps() if step.wanted(settings or Settings())]
 
 
 def provision_through(ctx: StepContext, name: str) -> Step[Any]:

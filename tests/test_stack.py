@@ -18,6 +18,7 @@ from deployer.steps.base import StepContext
 from tests.conftest import ACCOUNT, IMAGE, CallLog, FakeClock, RecordingOutput
 from tests.inventory import EXPECTED_COUNTS, added, inventory
 from tests.rollouts import Rollout
+from tests.steps_helpers import wanted_steps
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.literals import VpcAttributeNameType
@@ -34,7 +35,7 @@ def test_provision_creates_exactly_the_stack_with_the_seed_wiring(ctx: StepConte
     report = runner.provision(ctx)
     new = added(before, inventory(ctx.clients))
     assert {kind: len(ids) for kind, ids in new.items()} == EXPECTED_COUNTS
-    assert [line.outcome for line in report.steps] == ["created"] * len(build_steps())
+    assert [line.outcome for line in report.steps] == ["created"] * len(wanted_steps(ctx.settings))
     assert report.outputs["url"] == f"http://{ctx.ids('load-balancer')['dns_name']}"
     assert_wiring(ctx)
 
@@ -184,11 +185,11 @@ def test_state_is_saved_after_every_step(ctx: StepContext, state_path: Path, ser
 
     runner.provision(replace(ctx, ledger=Ledger(ctx.state, spy)))
     firsts = [steps[-1] for steps in saved_steps if steps]
-    for step in build_steps():
+    for step in wanted_steps(ctx.settings):
         assert step.name in firsts, f"no save right after {step.name} was recorded"
     on_disk = StateFile(state_path).load()
     assert on_disk is not None
-    assert [r.step for r in on_disk.resources] == [s.name for s in build_steps()]
+    assert [r.step for r in on_disk.resources] == [s.name for s in wanted_steps(ctx.settings)]
 
 
 def test_teardown_deletes_everything_in_reverse_order(ctx: StepContext, calls: CallLog, serving: Rollout) -> None:
@@ -196,7 +197,7 @@ def test_teardown_deletes_everything_in_reverse_order(ctx: StepContext, calls: C
     runner.provision(ctx)
     calls.clear()
     report = runner.teardown(ctx)
-    assert [line.step for line in report.steps] == [s.name for s in reversed(build_steps())]
+    assert [line.step for line in report.steps] == [s.name for s in reversed(wanted_steps(ctx.settings))]
     assert inventory(ctx.clients) == before
     assert ctx.state.resources == []
     deletes = [op for _, op in calls.changing()]
