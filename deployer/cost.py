@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deployer.settings import Settings
+from deployer.settings import CREATE_LOG_KEY, Settings
 
 HOURS_PER_MONTH = 730
 PRICES_SOURCE = "AWS on-demand list prices, us-east-1, read 2026-11-01"
@@ -24,9 +24,16 @@ PUBLIC_IPV4_HOUR = 0.005  # every public IPv4 address, in use or not
 LOGS_INGEST_GB = 0.50
 LOGS_STORE_GB_MONTH = 0.03
 ECR_GB_MONTH = 0.10
+# VPC flow logs to CloudWatch Logs are "vended logs": $0.50/GB delivered for the first 10 TB, plus storage
+# (https://aws.amazon.com/cloudwatch/pricing/, Logs, "Vended Logs").
+FLOW_LOGS_GB = 0.50
+# Each customer managed key, $1/month; with automatic rotation each new backing key adds $1/month (from the
+# first rotation, a year on; https://aws.amazon.com/kms/pricing/). Requests: 20,000 a month are free.
+KMS_KEY_MONTH = 1.00
 
 ASSUMED_LOG_GB_PER_TASK_MONTH = 0.5  # gunicorn access log of a small site
 ASSUMED_IMAGE_GB = 0.15  # the site's image; the lifecycle rule keeps untagged ones to 1
+ASSUMED_REJECTED_GB_MONTH = 0.2  # rejected traffic of a small public site: mostly the internet's port scans
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,32 @@ class CostLine:
 
 
 def estimate(settings: Settings) -> list[CostLine]:
+    return [*_base(settings), *_logging(settings)]
+
+
+def _logging(settings: Settings) -> list[CostLine]:
+    """The flow logs (`flow_logs`) and the stack's own KMS key (`log_kms_key = "create"`)."""
+    lines: list[CostLine] = []
+    if settings.flow_logs:
+        lines.append(
+            CostLine(
+                "VPC flow logs (rejected traffic)",
+                ASSUMED_REJECTED_GB_MONTH * (FLOW_LOGS_GB + LOGS_STORE_GB_MONTH),
+                f"assumes {ASSUMED_REJECTED_GB_MONTH:g} GB/month delivered x ${FLOW_LOGS_GB}/GB (+ storage)",
+            )
+        )
+    if settings.log_kms_key == CREATE_LOG_KEY:
+        lines.append(
+            CostLine(
+                "KMS key for the logs",
+                KMS_KEY_MONTH,
+                f"1 key x ${KMS_KEY_MONTH:.2f}/month (+ $1/month per yearly rotation); none once scheduled for deletion",
+            )
+        )
+    return lines
+
+
+def _base(settings: Settings) -> list[CostLine]:
     tasks = settings.desired_count
     vcpu = settings.cpu / 1024
     memory_gb = settings.memory / 1024
