@@ -63,7 +63,7 @@ def _logging(settings: Settings) -> list[CostLine]:
             CostLine(
                 "KMS key for the logs",
                 KMS_KEY_MONTH,
-                f"1 key x ${KMS_KEY_MONTH:.2f}/month (+ $1/month per yearly rotation); none once scheduled for deletion",
+                f"1 key x ${KMS_KEY_MONTH:.2f}/month (+ $1/month per yearly rotation); free once pending deletion",
             )
         )
     return lines
