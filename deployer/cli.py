@@ -27,7 +27,7 @@ from deployer.images import ImageBuilder
 from deployer.ledger import Ledger
 from deployer.output import Output
 from deployer.probe import Probe
-from deployer.settings import CONFIG_FILE_NAME, Settings, load_settings, validate_stack
+from deployer.settings import CONFIG_FILE_NAME, Settings, check_log_kms_key, load_settings, validate_stack
 from deployer.state import State, StateFile, check_identity
 from deployer.steps.base import StepContext
 from deployer.steps.ecs import TaskDefinitionStep
@@ -252,6 +252,7 @@ def open_context(
     if state is None:
         state = State(stack=settings.stack, region=aws.clients.region, account_id=aws.account_id)
     check_identity(state, settings.stack, aws.clients.region, aws.account_id, state_file.path)
+    check_log_kms_key(settings.log_kms_key, aws.partition, aws.clients.region)  # the region may come from AWS config
     ledger = Ledger.scratch(state) if dry_run else Ledger(state, state_file.save)
     return StepContext(
         clients=aws.clients,
