@@ -37,17 +37,19 @@ from deployer.settings import Settings
 from deployer.state import State, StateFile
 from deployer.steps.base import StepContext
 from tests.conftest import ACCOUNT, IMAGE, REGION, CallLog, make_context, recorded_clients
-from tests.inventory import EXPECTED_COUNTS, added, inventory
+from tests.inventory import EXPECTED_WITH_LOG_KEY, added, inventory
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.literals import VpcAttributeNameType
     from mypy_boto3_ec2.type_defs import FilterTypeDef, IpPermissionOutputTypeDef, TagTypeDef
 
-SETTINGS = Settings(stack="crash-site", region=REGION, image=IMAGE)
+# With the stack's own log key (log_kms_key = "create") and flow logs (the default): every step is wanted,
+# so every call of every step is a crash point.
+SETTINGS = Settings(stack="crash-site", region=REGION, image=IMAGE, log_kms_key="create")
 
 # One of everything: the reference the clean recording is checked against, so a duplicate in the
 # reference cannot hide.
-ONE_STACK = EXPECTED_COUNTS
+ONE_STACK = EXPECTED_WITH_LOG_KEY
 
 # Crash points where the tool is known not to converge: (phase, operation, occurrence of
 # that operation in the phase, 1-based) -> reason. Keyed by operation rather than by call
@@ -100,6 +102,7 @@ def load(state_path: Path) -> State:
 # --- what the account holds ------------------------------------------------------------------
 
 EC2_ID = re.compile(r"^[a-z]+-[0-9a-f]{8,17}$")
+KMS_KEY_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")  # random too
 
 
 def label(identifier: str) -> str:
@@ -112,7 +115,7 @@ def label(identifier: str) -> str:
         if kind in ("loadbalancer", "listener"):  # loadbalancer/net/NAME/hash[/listener hash]
             return f"{kind}/{parts[2]}"
         return "/".join(parts)  # cluster/NAME, task-definition/FAMILY:REVISION, service/CLUSTER/NAME
-    if EC2_ID.match(identifier):
+    if EC2_ID.match(identifier) or KMS_KEY_ID.match(identifier):
         return "*"
     return identifier  # log groups, roles, repositories are listed by name
 
@@ -155,7 +158,7 @@ def configuration(clients: AwsClients, state: State) -> Any:
     groups = ec2.describe_security_groups(Filters=in_vpc)["SecurityGroups"]
     defaults = {g["GroupId"]: "<the VPC's default group>" for g in groups if g["GroupName"] == "default"}
     roles = {}
-    for role_name in (names.execution_role, names.task_role):
+    for role_name in (names.execution_role, names.task_role, names.flow_logs_role):
         role = iam.get_role(RoleName=role_name)["Role"]
         roles[role_name] = {
             "trust": role["AssumeRolePolicyDocument"],
@@ -204,9 +207,18 @@ def configuration(clients: AwsClients, state: State) -> Any:
             (g["GroupName"], g["GroupId"], _rules(g["IpPermissions"]), _tags(g.get("Tags"))) for g in groups
         ),
         "log groups": [
-            (g["logGroupName"], g.get("retentionInDays"))
-            for g in clients.logs.describe_log_groups(logGroupNamePrefix=names.log_group)["logGroups"]
+            (g["logGroupName"], g.get("retentionInDays"), g.get("kmsKeyId"))
+            for prefix in (names.log_group, names.flow_log_group)
+            for g in clients.logs.describe_log_groups(logGroupNamePrefix=prefix)["logGroups"]
         ],
+        "flow logs": [
+            (f["ResourceId"], f["TrafficType"], f["LogGroupName"], f["DeliverLogsPermissionArn"], _tags(f.get("Tags")))
+            for f in ec2.describe_flow_logs()["FlowLogs"]
+        ],
+        "log key": {
+            "alias": clients.kms.describe_key(KeyId=names.log_key_alias)["KeyMetadata"]["Arn"],
+            "rotation": clients.kms.get_key_rotation_status(KeyId=ids["log-key"]["id"])["KeyRotationEnabled"],
+        },
         "roles": roles,
         "repository": {
             "mutability": repository["imageTagMutability"],
