@@ -380,7 +380,8 @@ def test_accepted_tags_deploy_the_whole_stack(
         "cost/centre": "a_b.c:d/e=f+g-h@i",
         "empty": "",
     }
-    settings = Settings(stack="test-site", region=REGION, image=IMAGE, tags=user_tags)
+    # log_kms_key = "create": every step is wanted, so the KMS key's tags are sent too.
+    settings = Settings(stack="test-site", region=REGION, image=IMAGE, tags=user_tags, log_kms_key="create")
     validate(settings)
     ctx = unvalidated_context(aws, settings, state_path)
     Rollout().install(aws.ecs, aws.elbv2)
