@@ -90,11 +90,16 @@ def covers(passed: str, wanted: str) -> bool:
     return SCAN_SEVERITIES.index(passed) <= SCAN_SEVERITIES.index(wanted)
 
 
+def _ranks_at_least(severity: str, threshold: str) -> bool:
+    """Whether a finding's severity is `threshold` or above; unranked ones (UNDEFINED, UNTRIAGED) never are."""
+    return severity in SCAN_SEVERITIES and SCAN_SEVERITIES.index(severity) >= SCAN_SEVERITIES.index(threshold)
+
+
 def check(ctx: StepContext, target: Target, at_or_above: str) -> str:
     """Wait for the image's scan and refuse it if it has findings at or above `at_or_above`;
     returns the digest the scan answered for."""
     first = _wait(ctx, target)
-    findings = [*_findings(first)]
+    findings = _findings(first)
     token = first.get("nextToken")
     while token:
         page = ctx.clients.ecr.describe_image_scan_findings(
@@ -103,7 +108,7 @@ def check(ctx: StepContext, target: Target, at_or_above: str) -> str:
         findings.extend(_findings(page))
         token = page.get("nextToken")
     digest = first["imageId"].get("imageDigest") or target.image.get("imageDigest", "")
-    failing = [f for f in findings if f.severity in SCAN_SEVERITIES and covers(at_or_above, f.severity)]
+    failing = [f for f in findings if _ranks_at_least(f.severity, at_or_above)]
     if failing:
         raise _refused(target, digest, at_or_above, failing)
     ctx.say(f"  scan of {target.uri}: {len(findings)} finding(s), none at or above {at_or_above}")

@@ -133,6 +133,12 @@ def test_a_high_finding_passes_the_default_and_is_refused_at_high(built: StepCon
     assert len(script.asked) == 2
 
 
+def test_a_finding_without_a_rank_never_refuses(built: StepContext) -> None:
+    answer_scans(built.clients.ecr, scanned(finding("CVE-2026-0006", "UNDEFINED")))
+    _, ids, _ = image_step(with_threshold(built, "INFORMATIONAL"))
+    assert ids[SCAN_THRESHOLD] == "INFORMATIONAL"
+
+
 def test_a_verdict_at_a_stricter_threshold_covers_a_laxer_one(built: StepContext, calls: CallLog) -> None:
     script = answer_scans(built.clients.ecr, CLEAN)
     _, ids, _ = image_step(with_threshold(built, "MEDIUM"))
