@@ -197,6 +197,8 @@ TABLE: tuple[Row, ...] = (
         "PutImageScanningConfiguration PutImageTagMutability PutLifecyclePolicy",
         "Ecr",
     ),
+    # The scan of an image in the repository (deployer/scan.py); also for an `image` that names the repository.
+    Row("ecr", "DescribeImageScanFindings", "Ecr"),
     Row("ecr", "CreateRepository", "Ecr", actions="ecr:TagResource"),
     Row(ENGINE, "lookup", "Ecr", actions="ecr:BatchGetImage", built_only=True),
     Row(

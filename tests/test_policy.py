@@ -30,6 +30,7 @@ from deployer.settings import Settings
 from deployer.steps.base import StepContext
 from tests.conftest import ACCOUNT, REGION, CallLog, RecordingOutput, lost_state, recorded_clients
 from tests.rollouts import Rollout
+from tests.scans import answer_scans
 from tests.test_readme import readme_text, section
 
 DIGEST = "sha256:" + "cd" * 32
@@ -75,6 +76,7 @@ def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, 
     """Every (service, operation) each phase sends, with the image built and pushed (a fake engine)."""
     settings = replace(ctx.settings, image=None, build_args={"BASE_IMAGE": "fake/base:1"})
     ctx = replace(ctx, settings=settings, images=PushedBuilder())
+    answer_scans(ctx.clients.ecr)  # the pushed image's scan on push: clean (moto never scans on push)
     hand = recorded_clients(CallLog())  # changes made by hand in the console: not the tool's calls
     phases: dict[str, set[tuple[str, str]]] = {}
 
