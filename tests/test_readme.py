@@ -23,7 +23,7 @@ from deployer import cli
 from deployer.settings import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-MAX_LINES = 250
+MAX_LINES = 320
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "provision.py": cli.provision_parser,
