@@ -15,7 +15,7 @@ What it measures
     4. Its findings sorted by bench/security_findings.py: a FAIL is the stack's when its resource's ARN or
        name contains the stack's names or ids (state file, plus the default security group and network
        ACLs of the stack's VPC, which AWS makes and the state may not record) or it lives in the stack's
-       VPC; moto's artefacts (it runs no tasks, seeds AMI snapshots) are filtered by check and resource;
+       VPC; moto's artefacts (it runs no tasks) are filtered by check and resource;
        the rest is account-level (password policy, CloudTrail alarms, moto's default VPC, ...).
     The report: per network, FAILs by severity with their check ids, on the stack and account-level, the
     wall times; then the stack's FAIL counts by severity before (BASELINE, recorded) and after (this run).
@@ -82,23 +82,33 @@ IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"  # --image: no build, n
 SERVICES = ("ecs", "ecr", "elbv2", "ec2", "vpc", "cloudwatch", "iam")
 NETWORKS = ("public", "private")
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-MOTO_SWITCHES = {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "MOTO_ECS_SERVICE_RUNNING": "1"}
+# MOTO_EC2_LOAD_DEFAULT_AMIS=false: without it moto seeds every account with its AMI catalogue and over a
+# thousand unencrypted EBS snapshots behind it (each an ec2_ebs_snapshots_encrypted FAIL and 2,300 of
+# Prowler's 2,500 findings); a real account owns none of them and the stack launches no instance.
+MOTO_SWITCHES = {
+    "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+    "MOTO_ECS_SERVICE_RUNNING": "1",
+    "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
+}
 PROVISION_TIMEOUT = 300
 PROWLER_TIMEOUT = 1200
 README = common.REPO_ROOT / "README.md"
 
-# "Before": the stack's FAILs by severity as the seed made it, measured with this script (Prowler 5.46.0,
-# moto, the public default; the private network did not exist) on 2026-11-30 at commit c67560c, before
-# any of issue 11's hardening: high ecs_service_no_assign_public_ip, ecs_task_definitions_containers_
-# readonly_access, ec2_securitygroup_default_restrict_traffic, ec2_networkacl_allow_ingress_any_port;
-# eleven medium (Container Insights, NLB deletion protection, TLS, access logs and cross-zone, flow logs,
-# subnet separation, log-group KMS and retention, the default NACL's ports 22 and 3389); low
+# "Before": the stack's FAILs by severity as the seed made it, before any of issue 11's hardening:
+# measured with this script's scan (Prowler 5.46.0, moto, the public default; the private network did
+# not exist) on 2026-11-30 in a checkout of commit 881887b (`git archive 881887b`). High:
+# ec2_networkacl_allow_ingress_any_port, ec2_securitygroup_default_restrict_traffic,
+# ecs_service_no_assign_public_ip, ecs_task_definitions_containers_readonly_access. Medium:
+# cloudwatch_log_group_kms_encryption_enabled, cloudwatch_log_group_retention_policy_specific_days_enabled,
+# ec2_networkacl_allow_ingress_tcp_port_22 and _3389, ecs_cluster_container_insights_enabled,
+# elbv2_deletion_protection, elbv2_logging_enabled, elbv2_nlb_tls_termination_enabled,
+# vpc_endpoint_for_ec2_enabled, vpc_flow_logs_enabled, vpc_subnet_separate_private_public. Low:
 # ecs_task_definitions_logging_block_mode.
 BASELINE: dict[str, dict[str, int] | None] = {
     "public": {"critical": 0, "high": 4, "medium": 11, "low": 1, "informational": 0},
     "private": None,
 }
-BASELINE_WHEN = "seed, commit c67560c, 2026-11-30"
+BASELINE_WHEN = "seed, commit 881887b, 2026-11-30"
 
 
 def default_prowler() -> Path:
@@ -305,13 +315,13 @@ def counts(findings: list[Finding]) -> dict[str, int]:
 
 def before_after(results: list[StackScan]) -> list[str]:
     """The stack's FAILs by severity: BASELINE (recorded) and this run, one row each per network."""
-    rows = [f"{'the stack FAILs by severity':<50}{''.join(f'{s:>15}' for s in SEVERITIES)}"]
+    rows = [f"{'the stack FAILs by severity':<54}{''.join(f'{s:>15}' for s in SEVERITIES)}"]
     for result in results:
         before = BASELINE.get(result.network)
         after = counts(result.scan.stack) if result.scan else None
         for when, figures in ((f"before ({BASELINE_WHEN})", before), ("after (this run)", after)):
             cells = "".join(f"{figures[s] if figures else '-':>15}" for s in SEVERITIES)
-            rows.append(f"  {result.network + ' ' + when:<48}{cells}")
+            rows.append(f"  {result.network + ' ' + when:<52}{cells}")
     return rows
 
 
@@ -320,7 +330,8 @@ def stack_report(result: StackScan, listed: Mapping[str, Listed]) -> tuple[list[
     name = f"{result.network} stack"
     if result.scan is None:
         paragraph = f"Security gate: the {name} was not scanned: {result.error}"
-        return [paragraph], [common.Target.check(f"the {name} was provisioned and scanned", False)], paragraph
+        target = common.Target.check(f"the {name} was provisioned and scanned", False)
+        return [f"the {name}: not scanned (below)"], [target], paragraph
     scan, seconds = result.scan, result.seconds or {}
     lines = [
         f"the {name} '{result.stack}' in moto ({result.findings} findings; "

@@ -43,14 +43,19 @@ class Finding:
 
 @dataclass(frozen=True)
 class Artefact:
-    """A FAIL that moto produces and AWS would not: `check_id` on a resource whose uid matches `resource`."""
+    """A FAIL that moto produces and AWS would not: `check_id` on a resource whose uid matches `resource`
+    and, when `steps` names any, contains an id that one of those state steps recorded."""
 
     check_id: str
     resource: str  # a regular expression searched in the resource uid
     why: str
+    steps: tuple[str, ...] = ()
 
-    def matches(self, finding: Finding) -> bool:
-        return finding.check_id == self.check_id and re.search(self.resource, finding.uid) is not None
+    def matches(self, finding: Finding, identity: StackIdentity) -> bool:
+        if finding.check_id != self.check_id or re.search(self.resource, finding.uid) is None:
+            return False
+        recorded = [value for step in self.steps for value in identity.step_ids.get(step, ())]
+        return not self.steps or any(value in finding.uid for value in recorded)
 
 
 # Each filter names the check and the resources it applies to, and why moto (not the stack) is the cause.
@@ -61,13 +66,7 @@ MOTO_ARTEFACTS = (
         "ec2_securitygroup_not_used",
         r":security-group/sg-",
         "moto runs no tasks, so no network interface uses the task security group",
-    ),
-    # moto seeds every account with the EBS snapshots behind its built-in AMI catalogue (over a thousand,
-    # unencrypted); a real account owns none of them and the stack creates no snapshot.
-    Artefact(
-        "ec2_ebs_snapshots_encrypted",
-        r":snapshot/snap-",
-        "moto seeds its AMI catalogue's snapshots into every account",
+        steps=("task-security-group",),
     ),
 )
 
@@ -80,6 +79,7 @@ class StackIdentity:
     stack: str
     tokens: frozenset[str]
     vpc_ids: frozenset[str]
+    step_ids: Mapping[str, frozenset[str]] = field(default_factory=dict)  # state step -> the ids it recorded
 
     def owns(self, finding: Finding) -> bool:
         if finding.vpc_id and finding.vpc_id in self.vpc_ids:
@@ -96,14 +96,15 @@ def stack_identity(state: Mapping[str, Any], vpc_owned_ids: Iterable[str] = ()) 
     stack = str(state["stack"])
     tokens: set[str] = {stack, *vpc_owned_ids}
     vpc_ids: set[str] = set()
+    step_ids: dict[str, frozenset[str]] = {}
     for resource in state.get("resources", []):
         ids: Mapping[str, Any] = resource.get("ids", {})
-        for value in _strings(ids.values()):
-            if value.startswith("arn:") or _AWS_ID.match(value) or stack in value:
-                tokens.add(value)
+        named = {v for v in _strings(ids.values()) if v.startswith("arn:") or _AWS_ID.match(v) or stack in v}
+        tokens |= named
+        step_ids[str(resource.get("step"))] = frozenset(named)
         if resource.get("step") == "vpc" and isinstance(ids.get("id"), str):
             vpc_ids.add(ids["id"])
-    return StackIdentity(stack, frozenset(tokens), frozenset(vpc_ids))
+    return StackIdentity(stack, frozenset(tokens), frozenset(vpc_ids), step_ids)
 
 
 def _strings(values: Iterable[Any]) -> Iterator[str]:
@@ -174,7 +175,7 @@ def classify(
             scan.stack_passes += 1 if owned else 0
         elif finding.status != "FAIL":
             continue
-        elif any(artefact.matches(finding) for artefact in filters):
+        elif any(artefact.matches(finding, identity) for artefact in filters):
             scan.artefacts.append(finding)
         elif owned:
             scan.stack.append(finding)

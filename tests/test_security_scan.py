@@ -105,6 +105,7 @@ def test_the_stacks_fails_by_arn_name_vpc_and_vpc_owned_ids(scan: Scan) -> None:
 def test_account_level_fails_stay_apart(scan: Scan) -> None:
     assert checks(scan.account) == sorted(
         [
+            "ec2_ebs_snapshots_encrypted snap-447c1b41ca2d2d1fe",  # moto's AMI catalogue (not loaded any more)
             "ec2_networkacl_allow_ingress_any_port acl-75861828fb92eb3cc",  # moto's default VPC
             "ec2_securitygroup_default_restrict_traffic sg-aa252f7dcfb7ccb77",
             "ecr_registry_scan_images_on_push_enabled 123456789012",
@@ -134,7 +135,6 @@ def test_without_the_vpc_owned_ids_the_default_acl_is_not_attributed(findings: l
 
 def test_moto_artefacts_are_filtered_by_check_and_resource(scan: Scan, findings: list[Finding]) -> None:
     assert checks(scan.artefacts) == [
-        "ec2_ebs_snapshots_encrypted snap-447c1b41ca2d2d1fe",
         "ec2_securitygroup_not_used sg-68104917fc85be3b5",  # the stack's task group: moto runs no tasks
     ]
     # the same checks on a resource the filters do not name are not artefacts
@@ -143,6 +143,9 @@ def test_moto_artefacts_are_filtered_by_check_and_resource(scan: Scan, findings:
     other = classify([renamed], stack_identity(state()))
     assert other.artefacts == []
     assert other.stack == [renamed]  # still in the stack's VPC: a real FAIL of the stack
+    # nor is the check on another security group of the stack's: only the task group is unused under moto
+    nlb_group = replace(unused, uid=unused.uid.replace("sg-68104917fc85be3b5", "sg-e1aa198cbbd8de9a5"))
+    assert classify([nlb_group], stack_identity(state())).stack == [nlb_group]
     # and another check on the filtered resource is not one either
     readonly = replace(unused, check_id="ec2_securitygroup_allow_ingress_from_internet_to_any_port")
     assert classify([readonly], stack_identity(state())).stack == [readonly]
