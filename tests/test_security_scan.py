@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bench import security
+from bench import common, security
 from bench.security import before_after, network_missing, provision_config
 from bench.security_findings import (
     ALLOWED_ON_PUBLIC,
@@ -356,3 +356,12 @@ def test_before_and_after_by_network(scan: Scan) -> None:
     assert rows[1].split()[-5:] == ["0", "4", "11", "1", "0"]  # the recorded baseline
     assert rows[2].split()[-5:] == ["0", "3", "2", "0", "0"]  # the recorded sample
     assert rows[3].split()[-5:] == rows[4].split()[-5:] == ["-"] * 5  # no private stack before; not scanned
+
+
+def test_a_missing_prowler_skips_the_bench_but_fails_the_gate(tmp_path: Path) -> None:
+    args = argparse.Namespace(prowler=tmp_path / "no-prowler", gate=False, network="both")
+    output = common.BenchOutput(echo=False)
+    with pytest.raises(common.MissingPrerequisiteError, match=r"run scripts/setup-prowler\.sh"):
+        security.measure(args, output)
+    with pytest.raises(common.BenchError, match=r"run scripts/setup-prowler\.sh"):
+        security.measure(argparse.Namespace(**{**vars(args), "gate": True}), output)
