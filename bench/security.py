@@ -2,13 +2,13 @@
 each stack's own resources, before (issue 11's baseline) and after, and issue 11's CI gate.
 
 What it measures
-    The security findings of the stacks the tool provisions, one network after the other (public: the
-    default settings; private: `network = "private"`), each in a moto server of its own:
+    The security findings of the stacks the tool provisions (public: the default settings, stack
+    flask-site; private: `network = "private"`, stack private-site), both in one moto server and one scan:
     1. A moto server (`python -m moto.server`) on a free loopback port, with IAM's managed policies loaded
        and ECS services reported running; fake credentials, region us-east-1, no AWS configuration.
-    2. The real provision script into it, as a user runs it:
-       `provision.py --image public.ecr.aws/docker/library/python:3.12-slim --no-wait --state-file <tmp>
-       --config <tmp toml>` (no image build, no Docker), with AWS_ENDPOINT_URL pointing at moto.
+    2. The real provision script into it, as a user runs it, once per stack:
+       `provision.py --image public.ecr.aws/docker/library/python:3.12-slim --no-wait --stack <name>
+       --state-file <tmp> --config <tmp toml>` (no image build, no Docker), AWS_ENDPOINT_URL at moto.
     3. Prowler from its own virtualenv (scripts/setup-prowler.sh; its pins clash with the project's):
        `prowler aws --services ecs ecr elbv2 ec2 vpc cloudwatch iam --region us-east-1
        --scan-unused-services --output-formats json-ocsf ...` against the same endpoint.
@@ -16,7 +16,8 @@ What it measures
        name contains the stack's names or ids (state file, plus the default security group and network
        ACLs of the stack's VPC, which AWS makes and the state may not record) or it lives in the stack's
        VPC; moto's artefacts (it runs no tasks) are filtered by check and resource;
-       the rest is account-level (password policy, CloudTrail alarms, moto's default VPC, ...).
+       the rest is account-level (password policy, CloudTrail alarms, moto's default VPC, ...), but
+       what is the other stack's.
     The report: per network, FAILs by severity with their check ids, on the stack and account-level, the
     wall times; then the stack's FAIL counts by severity before (BASELINE, recorded) and after (this run).
 
@@ -66,7 +67,8 @@ from bench.security_findings import (
     Listed,
     ReadmeTableError,
     Scan,
-    classify,
+    StackIdentity,
+    classify_stacks,
     load_findings,
     readme_security_table,
     refusals,
@@ -81,6 +83,9 @@ from deployer.settings import Settings
 IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"  # --image: no build, no push, no Docker
 SERVICES = ("ecs", "ecr", "elbv2", "ec2", "vpc", "cloudwatch", "iam")
 NETWORKS = ("public", "private")
+# One moto server holds both stacks, so neither name may contain the other (a stack's resources are found
+# by its name in their ARNs and names); the public one keeps the default name, as a user's would.
+STACKS = {"public": "flask-site", "private": "private-site"}
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 # MOTO_EC2_LOAD_DEFAULT_AMIS=false: without it moto seeds every account with its AMI catalogue and over a
 # thousand unencrypted EBS snapshots behind it (each an ec2_ebs_snapshots_encrypted FAIL and 2,300 of
@@ -242,11 +247,41 @@ class StackScan:
     seconds: dict[str, float] | None = None
 
 
-def scan_stack(args: argparse.Namespace, network: str, output: common.BenchOutput) -> StackScan:
-    """Provision the `network` stack into a moto server of its own and run Prowler on it."""
+@dataclass
+class Provisioned:
+    """A stack provisioned into the moto server: its identity and where its files are."""
+
+    network: str
+    identity: StackIdentity
+    seconds: float
+    files: list[Path]
+
+
+def provision_stack(
+    args: argparse.Namespace, network: str, endpoint: str, environment: Mapping[str, str], scratch: Path
+) -> Provisioned:
+    """`provision.py --image` of the `network` stack (STACKS names it) into the moto server at `endpoint`."""
+    folder = scratch / network
+    folder.mkdir()
+    state_path, config_path = folder / "state.json", folder / "deploy.toml"
+    config_path.write_text(provision_config(args, network))
+    provision = [sys.executable, str(common.REPO_ROOT / "provision.py"), "--image", IMAGE, "--no-wait"]
+    provision += ["--stack", STACKS[network], "--state-file", str(state_path), "--config", str(config_path)]
+    provision += args.provision_arg
+    log_path = folder / "provision.log"
+    seconds, _ = common.timed(lambda: run_logged(provision, environment, log_path, PROVISION_TIMEOUT, "provision"))
+    state = json.loads(state_path.read_text())
+    vpcs = [r["ids"]["id"] for r in state["resources"] if r["step"] == "vpc"]
+    return Provisioned(network, stack_identity(state, vpc_owned_ids(endpoint, vpcs)), seconds, [state_path, log_path])
+
+
+def scan_stacks(args: argparse.Namespace, networks: tuple[str, ...], output: common.BenchOutput) -> list[StackScan]:
+    """Provision each network's stack into one moto server, run Prowler once over them all, and sort its
+    findings per stack (one scan, not one per stack: Prowler's start and checks take minutes)."""
     started = time.perf_counter()
     prowler = Path(args.prowler)
-    with tempfile.TemporaryDirectory(prefix=f"security-{network}-") as tmp:
+    errors: dict[str, str] = {network: network_missing(network) for network in networks}
+    with tempfile.TemporaryDirectory(prefix="security-") as tmp:
         scratch = Path(tmp)
         environment = {
             **common.clean_environment(scratch),
@@ -254,59 +289,58 @@ def scan_stack(args: argparse.Namespace, network: str, output: common.BenchOutpu
             "AWS_DEFAULT_REGION": common.REGION,
             "HOME": str(scratch),  # Prowler and boto3 find no configuration of this machine's user
         }
-        state_path, config_path, findings_dir = scratch / "state.json", scratch / "deploy.toml", scratch / "prowler"
-        config_path.write_text(provision_config(args, network))
+        findings_dir, prowler_log = scratch / "prowler", scratch / "prowler.log"
+        stacks: list[Provisioned] = []
         with moto_process(scratch, environment) as endpoint:
             environment["AWS_ENDPOINT_URL"] = endpoint
-            output.line(f"moto server on {endpoint}; provisioning the {network} stack")
-            provision = [sys.executable, str(common.REPO_ROOT / "provision.py"), "--image", IMAGE, "--no-wait"]
-            provision += ["--state-file", str(state_path), "--config", str(config_path), *args.provision_arg]
-            provision_seconds, _ = common.timed(
-                lambda: run_logged(provision, environment, scratch / "provision.log", PROVISION_TIMEOUT, "provision")
-            )
-            state = json.loads(state_path.read_text())
-            vpcs = [r["ids"]["id"] for r in state["resources"] if r["step"] == "vpc"]
-            identity = stack_identity(state, vpc_owned_ids(endpoint, vpcs))
-            output.line(f"provisioned in {provision_seconds:.1f} s; running Prowler ({prowler})")
+            for network in (n for n in networks if not errors[n]):
+                output.line(f"moto server on {endpoint}; provisioning the {network} stack '{STACKS[network]}'")
+                try:
+                    stacks.append(provision_stack(args, network, endpoint, environment, scratch))
+                except common.BenchError as exc:
+                    errors[network] = str(exc)
+            if not stacks:
+                return [StackScan(network, error=errors[network]) for network in networks]
+            output.line(f"provisioned {', '.join(s.network for s in stacks)}; running Prowler ({prowler})")
             scan_command = [str(prowler), "aws", "--services", *SERVICES, "--region", common.REGION]
             scan_command += ["--scan-unused-services", "--output-formats", "json-ocsf", "--output-filename", "scan"]
             scan_command += ["--output-directory", str(findings_dir), "--no-banner", "--no-color"]
             scan_command += ["--ignore-exit-code-3"]  # 3: the scan found FAILs, which is what it is for
-            prowler_seconds, _ = common.timed(
-                lambda: run_logged(scan_command, environment, scratch / "prowler.log", PROWLER_TIMEOUT, "Prowler")
-            )
+            try:
+                prowler_seconds, _ = common.timed(
+                    lambda: run_logged(scan_command, environment, prowler_log, PROWLER_TIMEOUT, "Prowler")
+                )
+            except common.BenchError as exc:
+                return [StackScan(network, error=errors[network] or str(exc)) for network in networks]
         findings_path = findings_dir / "scan.ocsf.json"
         if not findings_path.exists():
-            raise common.BenchError(f"Prowler wrote no {findings_path.name}:\n{log_tail(scratch / 'prowler.log')}")
+            failure = f"Prowler wrote no {findings_path.name}:\n{log_tail(prowler_log)}"
+            return [StackScan(network, error=errors[network] or failure) for network in networks]
         findings = load_findings(findings_path)
         if args.keep:
-            keep = args.keep / network
-            keep.mkdir(parents=True, exist_ok=True)
-            for kept in (state_path, findings_path, scratch / "provision.log", scratch / "prowler.log"):
-                shutil.copy2(kept, keep / kept.name)
-            identity_record = {
-                "stack": identity.stack,
-                "tokens": sorted(identity.tokens),
-                "vpc_ids": sorted(identity.vpc_ids),
-            }
-            (keep / "identity.json").write_text(json.dumps(identity_record, indent=2) + "\n")
-    seconds = {
-        "provision": round(provision_seconds, 1),
-        "prowler": round(prowler_seconds, 1),
-        "total": round(time.perf_counter() - started, 1),
-    }
-    return StackScan(network, identity.stack, len(findings), classify(findings, identity), seconds=seconds)
+            keep_files(args.keep, stacks, [findings_path, prowler_log])
+    total = round(time.perf_counter() - started, 1)
+    scans = classify_stacks(findings, [stack.identity for stack in stacks])
+    scanned = {}
+    for stack, scan in zip(stacks, scans, strict=True):
+        seconds = {"provision": round(stack.seconds, 1), "prowler": round(prowler_seconds, 1), "total": total}
+        scanned[stack.network] = StackScan(stack.network, stack.identity.stack, len(findings), scan, seconds=seconds)
+    return [scanned.get(network) or StackScan(network, error=errors[network]) for network in networks]
 
 
-def attempt(args: argparse.Namespace, network: str, output: common.BenchOutput) -> StackScan:
-    """`scan_stack`, or why this network's stack could not be scanned (the other network still is)."""
-    missing = network_missing(network)
-    if missing:
-        return StackScan(network, error=missing)
-    try:
-        return scan_stack(args, network, output)
-    except common.BenchError as exc:
-        return StackScan(network, error=str(exc))
+def keep_files(keep: Path, stacks: list[Provisioned], shared: list[Path]) -> None:
+    """--keep: each stack's state file, provision log and identity in DIR/<network>, with the scan's files."""
+    for stack in stacks:
+        folder = keep / stack.network
+        folder.mkdir(parents=True, exist_ok=True)
+        for kept in [*stack.files, *shared]:
+            shutil.copy2(kept, folder / kept.name)
+        identity_record = {
+            "stack": stack.identity.stack,
+            "tokens": sorted(stack.identity.tokens),
+            "vpc_ids": sorted(stack.identity.vpc_ids),
+        }
+        (folder / "identity.json").write_text(json.dumps(identity_record, indent=2) + "\n")
 
 
 def counts(findings: list[Finding]) -> dict[str, int]:
@@ -379,7 +413,7 @@ def measure(args: argparse.Namespace, output: common.BenchOutput) -> common.Resu
     except ReadmeTableError as exc:
         raise common.BenchError(str(exc)) from exc
     networks = NETWORKS if args.network == "both" else (args.network,)
-    results = [attempt(args, network, output) for network in networks]
+    results = scan_stacks(args, networks, output)
     lines: list[str] = [f"Prowler {prowler}"]
     targets: list[common.Target] = []
     paragraphs: list[str] = []

@@ -184,6 +184,16 @@ def classify(
     return scan
 
 
+def classify_stacks(findings: list[Finding], identities: list[StackIdentity]) -> list[Scan]:
+    """`classify` for each of several stacks scanned together (one moto server, one Prowler run): a FAIL
+    on another of them is neither this stack's nor account-level."""
+    scans = []
+    for identity in identities:
+        others = [other for other in identities if other is not identity]
+        scans.append(classify([f for f in findings if not any(o.owns(f) for o in others)], identity))
+    return scans
+
+
 def by_severity(findings: Iterable[Finding]) -> dict[str, Counter[str]]:
     """Severity -> check id -> number of FAILs, every severity present (empty when none)."""
     table: dict[str, Counter[str]] = {severity: Counter() for severity in SEVERITIES}

@@ -28,6 +28,7 @@ from bench.security_findings import (
     ReadmeTableError,
     Scan,
     classify,
+    classify_stacks,
     load_findings,
     readme_security_table,
     refusals,
@@ -365,3 +366,17 @@ def test_a_missing_prowler_skips_the_bench_but_fails_the_gate(tmp_path: Path) ->
         security.measure(args, output)
     with pytest.raises(common.BenchError, match=r"run scripts/setup-prowler\.sh"):
         security.measure(argparse.Namespace(**{**vars(args), "gate": True}), output)
+
+
+def test_two_stacks_scanned_together_keep_apart(findings: list[Finding]) -> None:
+    """The gate scans both networks' stacks in one moto server: the other stack's FAILs are not account-level."""
+    ours = stack_identity(state(), [STACK_NACL, STACK_DEFAULT_SG])
+    other = stack_identity({"stack": "private-site", "resources": [{"step": "vpc", "ids": {"id": MOTO_DEFAULT_VPC}}]})
+    ours_scan, other_scan = classify_stacks(findings, [ours, other])
+    assert checks(ours_scan.stack) == checks(classify(findings, ours).stack)
+    assert f"vpc_flow_logs_enabled {MOTO_DEFAULT_VPC}" in checks(other_scan.stack)
+    assert f"vpc_flow_logs_enabled {MOTO_DEFAULT_VPC}" not in checks(ours_scan.account)
+    assert f"vpc_flow_logs_enabled {STACK_VPC}" not in checks(other_scan.account)
+    assert "iam_password_policy_minimum_length_14 arn:aws:iam:us-east-1:123456789012:password-policy" in checks(
+        other_scan.account
+    )
