@@ -23,7 +23,7 @@ from deployer import cli
 from deployer.settings import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-MAX_LINES = 250
+MAX_LINES = 320
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "provision.py": cli.provision_parser,
@@ -105,7 +105,7 @@ def field_default(item: Field[object]) -> object:
     return item.default_factory()
 
 
-def test_readme_is_at_most_250_lines() -> None:
+def test_readme_is_at_most_320_lines() -> None:
     lines = readme_text().splitlines()
     assert len(lines) <= MAX_LINES, f"README.md has {len(lines)} lines; keep it to {MAX_LINES}"
 
