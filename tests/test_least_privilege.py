@@ -168,7 +168,7 @@ def test_scoped_policies_are_not_broad(arn: str) -> None:
     assert broad_policies((arn,)) == []
 
 
-class ReachedAws(Exception):
+class ReachedAwsError(Exception):
     """The run got past the settings and asked for AWS clients."""
 
 
@@ -176,10 +176,10 @@ class ReachedAws(Exception):
 def provision(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Callable[..., Outcome]:
-    """provision_main in-process; asking for AWS clients raises ReachedAws, so no AWS call can be made."""
+    """provision_main in-process; asking for AWS clients raises ReachedAwsError, so no AWS call can be made."""
 
     def no_aws(*_: Any, **__: Any) -> None:
-        raise ReachedAws
+        raise ReachedAwsError
 
     monkeypatch.setattr(cli, "connect", no_aws)
     config = tmp_path / "deploy.toml"
@@ -198,7 +198,7 @@ def provision(
 def test_an_administrative_task_role_is_refused_before_any_aws_call(
     provision: Callable[..., Outcome], tmp_path: Path, extra: tuple[str, ...]
 ) -> None:
-    result = provision(*extra)  # ReachedAws would fail the test: the refusal comes first
+    result = provision(*extra)  # ReachedAwsError would fail the test: the refusal comes first
     assert_refused(result, "task_role_policy_arns", ADMIN, "code execution", "--allow-broad-task-role")
     assert not (tmp_path / "state.json").exists()
 
@@ -211,7 +211,7 @@ def test_an_administrative_task_role_is_refused_before_any_aws_call(
 def test_an_administrative_task_role_is_accepted_when_allowed(
     provision: Callable[..., Outcome], args: tuple[str, ...], toml: str
 ) -> None:
-    with pytest.raises(ReachedAws):
+    with pytest.raises(ReachedAwsError):
         provision(*args, toml=toml)
 
 

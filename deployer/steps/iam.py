@@ -7,7 +7,8 @@ AmazonECSTaskExecutionRolePolicy grants on "*" ("Amazon ECS task execution IAM r
 https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_execution_IAM_role.html);
 only ecr:GetAuthorizationToken stays on "*", since it takes no resource (Service Authorization
 Reference for ECR, https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerregistry.html).
-Earlier versions attached that managed policy: converge puts the inline policy, then detaches it.
+Earlier versions attached that managed policy: converge puts the inline policy, then detaches it
+like any managed policy the role should not have.
 
 The task role has no permissions unless the settings list policy ARNs: the seed
 tutorial gave the website AmazonECS_FullAccess, administrative access to ECS, VPC
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 
 # The execution role's one inline policy (PutRolePolicy's PolicyName).
 EXECUTION_POLICY_NAME = "pull-image-write-logs"
-# What roles of earlier versions had attached instead; converge detaches it like any policy not wanted.
-LEGACY_EXECUTION_POLICY = "policy/service-role/AmazonECSTaskExecutionRolePolicy"
 
 # What the task execution role needs to pull from a private ECR repository (the AWS page above;
 # all three take the repository resource type in the Service Authorization Reference).
@@ -78,8 +77,8 @@ class RoleStep(Step[LiveRole]):
         return names.execution_role if self.kind == "execution" else names.task_role
 
     def policies(self, ctx: StepContext) -> frozenset[str]:
-        """The managed policies to attach: the settings' for the task role, none for the execution role."""
-        return frozenset() if self.kind == "execution" else frozenset(ctx.settings.task_role_policy_arns)
+        """The managed policies to attach: the settings' for the task role, none for any other role."""
+        return frozenset(ctx.settings.task_role_policy_arns) if self.kind == "task" else frozenset()
 
     def inline_policies(self, ctx: StepContext) -> dict[str, dict[str, Any]]:
         """The inline policies the role holds: the execution role's scoped one; none on the task role."""
