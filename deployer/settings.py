@@ -83,6 +83,11 @@ _USER_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-
 # shell rule for a name (https://pubs.opengroup.org/onlinepubs/9699919799/basedefs/V1_chap03.html#tag_03_235).
 # Any other name would be passed to the build and never used.
 _BUILD_ARG_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The severities of ECR's scan findings, lowest first (ECR API reference, ImageScanFinding `severity`:
+# https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageScanFinding.html; its UNDEFINED has no
+# rank and is not a threshold). `fail_on_scan` names one of them, or "none" (no check); see deployer/scan.py.
+SCAN_SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+SCAN_OFF = "none"
 
 CONFIG_FILE_NAME = "deploy.toml"
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # beside provision.py; relative paths start here
@@ -118,6 +123,7 @@ class Settings:
     container_user: str | None = None
     service_wait_timeout: int = 1200
     max_failed_tasks: int = 3
+    fail_on_scan: str = "CRITICAL"
 
     @property
     def names(self) -> Names:
@@ -344,6 +350,12 @@ def validate(settings: Settings) -> None:
             "image",
             f"'{settings.image}' is not an image reference",
             "Pass a reference like 123456789012.dkr.ecr.us-east-1.amazonaws.com/site:tag",
+        )
+    if settings.fail_on_scan.upper() not in SCAN_SEVERITIES and settings.fail_on_scan.lower() != SCAN_OFF:
+        _fail(
+            "fail_on_scan",
+            f"'{settings.fail_on_scan}' is not a scan severity",
+            f'Use one of {", ".join(SCAN_SEVERITIES)} (any case), or "{SCAN_OFF}" to deploy without the check',
         )
     if settings.container_user is not None and not _USER_PATTERN.match(settings.container_user):
         _fail(

@@ -247,6 +247,10 @@ class Step(ABC, Generic[LiveT]):
     def wait(self, ctx: StepContext, ids: Ids) -> None:
         return None
 
+    def wanted(self, settings: Settings) -> bool:
+        """Whether these settings want the resource: one a setting turns off is skipped, and removed if it exists."""
+        return True
+
     @abstractmethod
     def delete(self, ctx: StepContext, ids: Ids) -> str | None:
         """Delete the resource; a resource already gone counts as deleted. Returns the outcome to report
