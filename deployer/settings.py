@@ -65,6 +65,12 @@ _ROLE_SUFFIXES = {"execution": "-exec", "task": "-task"}
 MAX_REGION_LENGTH = MAX_ROLE_NAME_LENGTH - MAX_STACK_LENGTH - 1 - max(len(s) for s in _ROLE_SUFFIXES.values())
 _STACK_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 _POLICY_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(aws|\d{12}):policy/[\w+=,.@/-]+$")
+# Policies that give the site's code the run of the account, by the policy's name (the ARN's last path
+# segment, in any case, any partition, AWS managed or the account's own): AdministratorAccess and its
+# service-specific variants (AdministratorAccess-Amplify, ...), PowerUserAccess, and every *FullAccess
+# (names such as AmazonDynamoDBFullAccess_v2 have it inside). AWS managed policy reference:
+# https://docs.aws.amazon.com/aws-managed-policy/latest/reference/policy-list.html
+_BROAD_POLICY = re.compile(r"^(administratoraccess.*|poweruseraccess|.*fullaccess.*)$", re.IGNORECASE)
 _IMAGE_PATTERN = re.compile(r"^[a-z0-9][\w.:/@-]*$", re.IGNORECASE)
 # The container definition's `user`: user, user:group, uid, uid:gid, user:gid or uid:group
 # (ECS API reference, ContainerDefinition "user":
@@ -107,6 +113,8 @@ class Settings:
     unhealthy_threshold: int = 2
     deregistration_delay: int = 30
     task_role_policy_arns: tuple[str, ...] = ()
+    allow_broad_task_role: bool = False
+    container_insights: bool = True
     tags: dict[str, str] = field(default_factory=dict)
     image: str | None = None
     build_context: str = "website"
@@ -291,6 +299,8 @@ def _coerce_value(key: str, value: Any, annotation: Any, source: str) -> Any:
     expected = str(annotation)
     if expected == "int" and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if expected == "bool" and isinstance(value, bool):
+        return value
     if expected in ("str", "str | None") and isinstance(value, str):
         return value
     if (
@@ -334,6 +344,7 @@ def validate(settings: Settings) -> None:
                 f"'{arn}' is not an IAM policy ARN",
                 "Use ARNs like arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
             )
+    _validate_task_role(settings)
     if settings.image is not None and not _IMAGE_PATTERN.match(settings.image):
         _fail(
             "image",
@@ -351,6 +362,26 @@ def validate(settings: Settings) -> None:
             "container_user",
             f"'{settings.container_user}' is not a user for the container",
             "Use a user or UID, optionally with a group or GID: 10001:10001, app, app:app",
+        )
+
+
+def broad_policies(arns: tuple[str, ...]) -> list[str]:
+    """The ARNs among `arns` that name an administrative policy (see _BROAD_POLICY)."""
+    return [arn for arn in arns if _BROAD_POLICY.match(arn.rsplit("/", 1)[-1])]
+
+
+def _validate_task_role(settings: Settings) -> None:
+    """An administrative task role needs saying so: the site's code runs with it, and so does anyone who
+    gets code execution in the site (a vulnerable dependency, an injection)."""
+    broad = broad_policies(settings.task_role_policy_arns)
+    if broad and not settings.allow_broad_task_role:
+        _fail(
+            "task_role_policy_arns",
+            f"{', '.join(broad)} would give the site's code, and anyone who gets code execution in it, those "
+            "rights over the account (administrative, power-user or full-access policies)",
+            "Name a policy that allows only the calls the site makes (e.g. AmazonS3ReadOnlyAccess, or one of your "
+            "own); if the site really needs this one, pass --allow-broad-task-role (or set allow_broad_task_role "
+            "= true in deploy.toml)",
         )
 
 
