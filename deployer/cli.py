@@ -120,6 +120,13 @@ def provision_parser() -> argparse.ArgumentParser:
         help="a build argument for the site's image, as with docker build (repeatable)",
     )
     parser.add_argument(
+        "--allow-broad-task-role",
+        action="store_true",
+        default=None,  # not given: deploy.toml's allow_broad_task_role decides
+        help="accept an administrative policy (AdministratorAccess, PowerUserAccess, *FullAccess) in "
+        "task_role_policy_arns: the site's code, and anyone who takes it over, gets those rights",
+    )
+    parser.add_argument(
         "--rollback",
         action="store_true",
         help="return the service to the last revision that was verified serving (by digest, nothing is built), "
@@ -282,18 +289,13 @@ def _provision(args: argparse.Namespace, output: Output) -> int:
 
 
 def _print_policy(args: argparse.Namespace, state_file: StateFile, output: Output) -> int:
-    """The identity policy for these settings, as one JSON document on stdout (whatever --output says)."""
+    """The identity policy for these settings on stdout (whatever --output says): a JSON array of
+    documents, each small enough for one managed policy (see policy.documents)."""
     settings = _settings(args, state_file.load())
     aws = connect(settings.region)
-    document = policy.document(settings, aws.partition, aws.clients.region, aws.account_id)
-    text = json.dumps(document, indent=2)
-    size = len(json.dumps(document, separators=(",", ":")))
-    if size > policy.MANAGED_POLICY_LIMIT:
-        output.warn(
-            f"the policy has {size} characters, more than a managed policy holds ({policy.MANAGED_POLICY_LIMIT}): "
-            "attach it as an inline policy of a role (up to 10,240), or split its statements"
-        )
-    output.result(document, [text], quiet=text)
+    documents = policy.documents(settings, aws.partition, aws.clients.region, aws.account_id)
+    text = json.dumps(documents, indent=2)
+    output.result(documents, [text], quiet=text)
     return 0
 
 
@@ -428,7 +430,13 @@ def _settings(args: argparse.Namespace, state: State | None) -> Settings:
         )
     config = args.config if args.config is not None else PROJECT_DIR / CONFIG_FILE_NAME
     recorded = {"stack": state.stack, "region": state.region} if state else {}
-    flags = {"stack": args.stack, "region": args.region, "image": args.image, "build_args": _build_args(args.build_arg)}
+    flags = {
+        "stack": args.stack,
+        "region": args.region,
+        "image": args.image,
+        "build_args": _build_args(args.build_arg),
+        "allow_broad_task_role": args.allow_broad_task_role,
+    }
     return load_settings(config, flags, fallback=recorded)
 
 

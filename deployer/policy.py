@@ -11,7 +11,8 @@ through the Docker engine, not boto3 (`ENGINE`): they need ECR's registry action
 
 `document(settings, partition, region, account)` groups the rows that apply (the
 registry rows only when the image is built, not given with `image`/`--image`) into one
-statement per group, with the stack's ARNs. Where AWS cannot scope an action to a
+statement per group, with the stack's ARNs; `documents(...)` packs those statements
+into as many documents as a managed policy's 6,144 characters require. Where AWS cannot scope an action to a
 resource (Describe*, List*, ecr:GetAuthorizationToken, ...) the statement's Resource is
 "*"; each group cites the Service Authorization Reference page that says so.
 `sts:GetCallerIdentity` needs no permission (AWS answers it for any valid credentials).
@@ -22,12 +23,13 @@ logs and teardown and checks both ways: every call is allowed, every action is u
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from deployer.settings import Names, Settings
 from deployer.steps.base import STACK_TAG
-from deployer.steps.iam import EXECUTION_POLICY
 
 REFERENCE = "https://docs.aws.amazon.com/service-authorization/latest/reference/"
 EC2_PAGE = REFERENCE + "list_amazonec2.html"
@@ -63,10 +65,12 @@ ECS = "arn:{partition}:ecs:{region}:{account}:"
 ECS_ARNS = (ECS + "*/{cluster}", ECS + "*/{cluster}/*")
 REPOSITORY = "arn:{partition}:ecr:{region}:{account}:repository/{repository}"
 LOG_GROUP = "arn:{partition}:logs:{region}:{account}:log-group:{log_group}"
-FLOW_LOG_GROUP = "arn:{partition}:logs:{region}:{account}:log-group:{flow_log_group}"
+EXECUTION_ROLE = "arn:{partition}:iam::{account}:role/{execution_role}"
+TASK_ROLE = "arn:{partition}:iam::{account}:role/{task_role}"
 FLOW_LOGS_ROLE = "arn:{partition}:iam::{account}:role/{flow_logs_role}"
-ECS_ROLES = ("arn:{partition}:iam::{account}:role/{execution_role}", "arn:{partition}:iam::{account}:role/{task_role}")
+ECS_ROLES = (EXECUTION_ROLE, TASK_ROLE)
 ROLES = (*ECS_ROLES, FLOW_LOGS_ROLE)
+FLOW_LOG_GROUP = "arn:{partition}:logs:{region}:{account}:log-group:{flow_log_group}"
 KMS_KEYS = "arn:{partition}:kms:{region}:{account}:key/*"
 KMS_ALIAS = "arn:{partition}:kms:{region}:{account}:{log_key_alias}"
 OURS = {f"aws:ResourceTag/{STACK_TAG}": "{stack}"}
@@ -135,7 +139,12 @@ GROUPS: dict[str, Group] = {
     "Ecr": Group((REPOSITORY,), (ECR_PAGE, ECR_PUSH_PAGE)),
     "Logs": Group((LOG_GROUP, LOG_GROUP + ":*", FLOW_LOG_GROUP, FLOW_LOG_GROUP + ":*"), (LOGS_PAGE,)),
     "IamRoles": Group(ROLES, (IAM_PAGE,)),
-    "IamAttach": Group(ECS_ROLES, (IAM_PAGE,), {"ArnEquals": {"iam:PolicyARN": "{policy_arns}"}}),
+    # Only the task role gets managed policies, only those the settings name (the execution role's
+    # permissions are its inline policy, deployer/steps/iam.py).
+    "IamAttach": Group((TASK_ROLE,), (IAM_PAGE,), {"ArnEquals": {"iam:PolicyARN": "{policy_arns}"}}),
+    # An inline policy can say anything: only on the execution role and the flow-logs role, whose
+    # policies the tool writes.
+    "IamExecutionInline": Group((EXECUTION_ROLE, FLOW_LOGS_ROLE), (IAM_PAGE,)),
     "IamPassRole": Group(ECS_ROLES, (IAM_PAGE,), {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
     # CreateFlowLogs passes the flow-logs role to the flow logs service (VPC user guide, "IAM role for
     # publishing flow logs": https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html).
@@ -169,6 +178,7 @@ class Row:
     group: str
     actions: str = ""
     built_only: bool = False  # only when the image is built and pushed (not with `image`)
+    when: Callable[[Settings], bool] | None = None  # only for settings where this holds
 
 
 TABLE: tuple[Row, ...] = (
@@ -215,7 +225,7 @@ TABLE: tuple[Row, ...] = (
     Row(
         "ecs",
         "CreateCluster CreateService DeleteCluster DeleteService DescribeClusters "
-        "DescribeServices DescribeTasks UpdateService",
+        "DescribeServices DescribeTasks UpdateCluster UpdateService",
         "Ecs",
     ),
     Row("ecs", "CreateCluster CreateService RegisterTaskDefinition", "EcsTagOnCreate", actions="ecs:TagResource"),
@@ -228,6 +238,8 @@ TABLE: tuple[Row, ...] = (
         "PutImageScanningConfiguration PutImageTagMutability PutLifecyclePolicy",
         "Ecr",
     ),
+    # The scan of an image in the repository (deployer/scan.py); also for an `image` that names the repository.
+    Row("ecr", "DescribeImageScanFindings", "Ecr"),
     Row("ecr", "CreateRepository", "Ecr", actions="ecr:TagResource"),
     Row(ENGINE, "lookup", "Ecr", actions="ecr:BatchGetImage", built_only=True),
     Row(
@@ -251,11 +263,12 @@ TABLE: tuple[Row, ...] = (
     Row(
         "iam",
         "CreateRole DeleteRole DeleteRolePolicy DetachRolePolicy GetRole GetRolePolicy ListAttachedRolePolicies "
-        "ListRolePolicies PutRolePolicy UpdateAssumeRolePolicy",
+        "ListRolePolicies UpdateAssumeRolePolicy",
         "IamRoles",
     ),
     Row("iam", "CreateRole", "IamRoles", actions="iam:TagRole"),
-    Row("iam", "AttachRolePolicy", "IamAttach"),
+    Row("iam", "PutRolePolicy", "IamExecutionInline"),
+    Row("iam", "AttachRolePolicy", "IamAttach", when=lambda settings: bool(settings.task_role_policy_arns)),
     Row("ec2", "CreateFlowLogs", "IamPassFlowLogsRole", actions="iam:PassRole"),
     Row("kms", "ListAliases ListKeys", "Unscoped"),
     # CreateKey's Tags need kms:TagResource (KMS API reference, CreateKey: "Tags").
@@ -284,7 +297,7 @@ def grants(service: str, operation: str, settings: Settings) -> list[tuple[str, 
     for row in TABLE:
         if row.service != service or operation not in row.operations.split():
             continue
-        if row.built_only and settings.image is not None:
+        if (row.built_only and settings.image is not None) or (row.when is not None and not row.when(settings)):
             continue
         actions = row.actions.split() or [f"{PREFIX.get(service, service)}:{operation}"]
         found.extend((action, row.group) for action in actions)
@@ -316,7 +329,30 @@ def statements(settings: Settings, partition: str, region: str, account: str) ->
 
 
 def document(settings: Settings, partition: str, region: str, account: str) -> dict[str, Any]:
+    """Every statement in one document: what the tests check the calls against."""
     return {"Version": "2012-10-17", "Statement": statements(settings, partition, region, account)}
+
+
+def documents(settings: Settings, partition: str, region: str, account: str) -> list[dict[str, Any]]:
+    """The statements packed, in order, into as few documents as fit a managed policy each (what
+    --print-policy prints): one document outgrew the 6,144 characters IAM allows a managed policy
+    once the stack had flow logs, a network ACL and a log key. A statement is never split, so each
+    document grants whole groups."""
+    packed: list[list[dict[str, Any]]] = [[]]
+    for statement in statements(settings, partition, region, account):
+        if packed[-1] and size(_wrap([*packed[-1], statement])) > MANAGED_POLICY_LIMIT:
+            packed.append([])
+        packed[-1].append(statement)
+    return [_wrap(group) for group in packed]
+
+
+def size(policy: dict[str, Any]) -> int:
+    """The characters IAM counts against its quotas: white space is not counted."""
+    return len(json.dumps(policy, separators=(",", ":")))
+
+
+def _wrap(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def actions_by_service(settings: Settings) -> dict[str, list[str]]:
@@ -331,7 +367,6 @@ def actions_by_service(settings: Settings) -> dict[str, list[str]]:
 
 def _values(settings: Settings, partition: str, region: str, account: str) -> dict[str, Any]:
     names = Names(settings.stack, region)  # the role names carry the region the policy is for
-    attached = [f"arn:{partition}:iam::aws:{EXECUTION_POLICY}", *settings.task_role_policy_arns]
     return {
         "partition": partition,
         "region": region,
@@ -349,7 +384,7 @@ def _values(settings: Settings, partition: str, region: str, account: str) -> di
         "flow_log_group": names.flow_log_group,
         "flow_logs_role": names.flow_logs_role,
         "log_key_alias": names.log_key_alias,
-        "policy_arns": sorted(set(attached)),
+        "policy_arns": sorted(set(settings.task_role_policy_arns)),
     }
 
 

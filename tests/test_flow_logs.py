@@ -132,7 +132,7 @@ def test_the_roles_inline_policy_and_trust_are_put_back(ctx: StepContext) -> Non
     assert outcome == "updated"
     assert changes == ["trust policy reset", f"inline policy {name} reset"]
     iam.delete_role_policy(RoleName=ROLE, PolicyName=name)
-    assert provision_step(ctx, step)[2] == [f"inline policy {name} reset"]
+    assert provision_step(ctx, step)[2] == [f"inline policy {name} put"]
     assert provision_step(ctx, step)[0] == "unchanged"
 
 

@@ -32,6 +32,7 @@ from deployer.settings import Settings
 from deployer.steps.base import StepContext
 from tests.conftest import ACCOUNT, REGION, CallLog, RecordingOutput, lost_state, recorded_clients
 from tests.rollouts import Rollout
+from tests.scans import answer_scans
 from tests.test_readme import readme_text, section
 
 DIGEST = "sha256:" + "cd" * 32
@@ -42,6 +43,10 @@ ANTICIPATED: set[tuple[str, str]] = set()
 # Reads made only to explain a failure: teardown names the network interfaces that still hold a subnet,
 # VPC or security group AWS kept refusing to delete (deployer/steps/network.py, `blocked`).
 ERROR_PATHS = {("ec2", "DescribeNetworkInterfaces")}
+# IAM quotas: "Managed policies attached to an IAM role" and "... to an IAM user", 10 each by default
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
+MANAGED_POLICIES_PER_ROLE = 10
+ROLE_POLICIES = tuple(f"arn:aws:iam::{ACCOUNT}:policy/site-policy-{n}" for n in range(8))
 
 
 def _no_engine() -> Any:
@@ -73,6 +78,7 @@ def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, 
     """Every (service, operation) each phase sends, with the image built and pushed (a fake engine)."""
     settings = replace(ctx.settings, image=None, build_args={"BASE_IMAGE": "fake/base:1"})
     ctx = replace(ctx, settings=settings, images=PushedBuilder())
+    answer_scans(ctx.clients.ecr)  # the pushed image's scan on push: clean (moto never scans on push)
     hand = recorded_clients(CallLog())  # changes made by hand in the console: not the tool's calls
     phases: dict[str, set[tuple[str, str]]] = {}
 
@@ -100,6 +106,14 @@ def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, 
         "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
     }
     hand.iam.update_assume_role_policy(RoleName=ctx.ids("execution-role")["name"], PolicyDocument=json.dumps(loose))
+    # What a role of an earlier version holds: converge detaches it (the inline policy replaces it).
+    hand.iam.attach_role_policy(
+        RoleName=ctx.ids("execution-role")["name"],
+        PolicyArn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
+    )
+    hand.ecs.update_cluster(
+        cluster=ctx.ids("cluster")["name"], settings=[{"name": "containerInsights", "value": "disabled"}]
+    )
     hand.iam.put_role_policy(
         RoleName=ctx.ids("task-role")["name"],
         PolicyName="by-hand",
@@ -247,17 +261,22 @@ def test_pass_role_and_the_service_linked_role_are_conditioned() -> None:
     assert "ec2:CreateAction" in by_action["ec2:CreateTags"]["Condition"]["StringLike"]
 
 
-def test_attach_is_held_to_the_policies_the_settings_name() -> None:
+def test_attach_is_held_to_the_task_role_and_the_policies_the_settings_name() -> None:
     extra = "arn:aws-cn:iam::aws:policy/AmazonS3ReadOnlyAccess"
-    by_action = {a: s for s in statements_of(Settings(task_role_policy_arns=(extra,))) for a in s["Action"]}
-    assert by_action["iam:AttachRolePolicy"]["Condition"] == {
-        "ArnEquals": {
-            "iam:PolicyARN": [
-                "arn:aws-cn:iam::aws:policy/AmazonS3ReadOnlyAccess",
-                "arn:aws-cn:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
-            ]
-        }
+    by_action = {
+        a: s for s in statements_of(Settings(stack="my-site", task_role_policy_arns=(extra,))) for a in s["Action"]
     }
+    assert by_action["iam:AttachRolePolicy"]["Condition"] == {"ArnEquals": {"iam:PolicyARN": [extra]}}
+    assert by_action["iam:AttachRolePolicy"]["Resource"] == [
+        "arn:aws-cn:iam::210987654321:role/my-site-cn-north-1-task"
+    ]
+    # Without task role policies nothing is ever attached: the action is not in the policy at all.
+    assert "iam:AttachRolePolicy" not in {a for s in statements_of(Settings()) for a in s["Action"]}
+
+
+def test_inline_policies_only_on_the_execution_role() -> None:
+    by_action = {a: s for s in statements_of(Settings(stack="my-site")) for a in s["Action"]}
+    assert by_action["iam:PutRolePolicy"]["Resource"] == ["arn:aws-cn:iam::210987654321:role/my-site-cn-north-1-exec"]
 
 
 def test_the_registry_push_is_only_there_when_the_image_is_built() -> None:
@@ -268,9 +287,27 @@ def test_the_registry_push_is_only_there_when_the_image_is_built() -> None:
     assert not (push | {"ecr:GetAuthorizationToken"}) & given
 
 
-def test_the_default_policy_fits_a_managed_policy() -> None:
-    document = policy.document(Settings(), "aws", REGION, ACCOUNT)
-    assert len(json.dumps(document, separators=(",", ":"))) <= policy.MANAGED_POLICY_LIMIT
+@pytest.mark.parametrize(
+    "settings",
+    [Settings(), Settings(image="example.com/site:1"), Settings(stack="s" * 28, task_role_policy_arns=ROLE_POLICIES)],
+    ids=["built", "given", "long-names"],
+)
+def test_printed_policies_each_fit_a_managed_policy_and_together_are_the_whole(settings: Settings) -> None:
+    printed = policy.documents(settings, "aws", REGION, ACCOUNT)
+    assert all(policy.size(document) <= policy.MANAGED_POLICY_LIMIT for document in printed)
+    together = [statement for document in printed for statement in document["Statement"]]
+    assert together == policy.document(settings, "aws", REGION, ACCOUNT)["Statement"]
+    assert len(printed) <= MANAGED_POLICIES_PER_ROLE
+
+
+def test_a_smaller_limit_splits_between_statements_and_keeps_each_within_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = policy.document(Settings(), "aws", REGION, ACCOUNT)
+    largest = max(policy.size({"Version": "2012-10-17", "Statement": [s]}) for s in whole["Statement"])
+    monkeypatch.setattr(policy, "MANAGED_POLICY_LIMIT", largest + 10)
+    printed = policy.documents(Settings(), "aws", REGION, ACCOUNT)
+    assert len(printed) > 2
+    assert all(policy.size(document) <= largest + 10 for document in printed)
+    assert [s for document in printed for s in document["Statement"]] == whole["Statement"]
 
 
 SERVICE_LINE = re.compile(r"^\* `([a-z0-9-]+)`: (.+)$")
