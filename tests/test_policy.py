@@ -274,9 +274,12 @@ def test_attach_is_held_to_the_task_role_and_the_policies_the_settings_name() ->
     assert "iam:AttachRolePolicy" not in {a for s in statements_of(Settings()) for a in s["Action"]}
 
 
-def test_inline_policies_only_on_the_execution_role() -> None:
+def test_inline_policies_only_on_the_execution_and_flow_logs_roles() -> None:
     by_action = {a: s for s in statements_of(Settings(stack="my-site")) for a in s["Action"]}
-    assert by_action["iam:PutRolePolicy"]["Resource"] == ["arn:aws-cn:iam::210987654321:role/my-site-cn-north-1-exec"]
+    assert by_action["iam:PutRolePolicy"]["Resource"] == [
+        "arn:aws-cn:iam::210987654321:role/my-site-cn-north-1-exec",
+        "arn:aws-cn:iam::210987654321:role/my-site-cn-north-1-flow",
+    ]
 
 
 def test_the_registry_push_is_only_there_when_the_image_is_built() -> None:

@@ -253,7 +253,12 @@ def flow_logs_delivery_policy(ctx: StepContext) -> dict[str, Any]:
         "Statement": [
             {
                 "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:DescribeLogGroups", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                "Action": [
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogGroups",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                ],
                 "Resource": [f"{group}{name}", f"{group}{name}:*"],
             }
         ],
