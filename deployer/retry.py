@@ -71,7 +71,7 @@ NEW_RESOURCE_NOT_FOUND = Retry(
     budget_seconds=300,
 )
 
-# A role made a moment ago, named by AttachRolePolicy: IAM answers NoSuchEntity with
+# A role made a moment ago, named by PutRolePolicy or AttachRolePolicy: IAM answers NoSuchEntity with
 # "The role with name <name> cannot be found." A missing *policy* answers the same code
 # with "Policy <arn> does not exist or is not attachable." (getmoto/moto#6482 quotes
 # AWS's answer), which is a setting to fix, so only the role's phrase is retried.

@@ -53,7 +53,7 @@ PROVISION_TRANSIENT = [
     ("ec2", "CreateRoute", "InvalidRouteTableID.NotFound", "The routeTable ID 'rtb-1' does not exist", 2),
     ("ec2", "AuthorizeSecurityGroupIngress", "InvalidGroup.NotFound", "The security group does not exist", 2),
     ("logs", "PutRetentionPolicy", "ResourceNotFoundException", "The specified log group does not exist.", 1),
-    ("iam", "AttachRolePolicy", "NoSuchEntity", "The role with name test-site-execution-role cannot be found.", 2),
+    ("iam", "PutRolePolicy", "NoSuchEntity", "The role with name test-site-us-east-1-exec cannot be found.", 2),
     ("ecr", "PutLifecyclePolicy", "RepositoryNotFoundException", "The repository does not exist", 1),
     ("elbv2", "ModifyTargetGroupAttributes", "TargetGroupNotFound", "Target groups not found", 2),
     ("elbv2", "CreateListener", "TargetGroupNotFound", "Target groups not found", 1),
@@ -64,7 +64,7 @@ PROVISION_PERMANENT = [
     # "Error retrieving subnet information" is "not yet" right after this run made the subnets
     # (NEW_NETWORK_NOT_VISIBLE_TO_ECS); on an older network it fails at once (tests/test_adopt.py).
     ("ecs", "CreateService", "InvalidParameterException", "subnets can not be empty."),
-    ("iam", "AttachRolePolicy", "NoSuchEntity", "Policy arn:aws:iam::aws:policy/X does not exist"),
+    ("iam", "PutRolePolicy", "MalformedPolicyDocument", "Syntax errors in policy."),
     ("ec2", "CreateVpc", "VpcLimitExceeded", "The maximum number of VPCs has been reached."),
     ("ecs", "RegisterTaskDefinition", "ClientException", "Invalid 'cpu' setting for task."),
     ("ecs", "RegisterTaskDefinition", "ClientException", "Role is not valid"),
