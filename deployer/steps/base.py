@@ -222,6 +222,10 @@ class Step(ABC, Generic[LiveT]):
     # Its wait matters only for serving, not for the steps after it: done at the end.
     wait_deferred: bool = False
 
+    def wanted(self, settings: Settings) -> bool:
+        """Whether these settings use the step's resource (a recorded unwanted one is removed)."""
+        return True
+
     def find(self, ctx: StepContext, recorded: Ids | None) -> Existing[LiveT] | None:
         if recorded is not None:
             found = self.find_recorded(ctx, recorded)
