@@ -281,18 +281,13 @@ def _provision(args: argparse.Namespace, output: Output) -> int:
 
 
 def _print_policy(args: argparse.Namespace, state_file: StateFile, output: Output) -> int:
-    """The identity policy for these settings, as one JSON document on stdout (whatever --output says)."""
+    """The identity policy for these settings on stdout (whatever --output says): a JSON array of
+    documents, each small enough for one managed policy (see policy.documents)."""
     settings = _settings(args, state_file.load())
     aws = connect(settings.region)
-    document = policy.document(settings, aws.partition, aws.clients.region, aws.account_id)
-    text = json.dumps(document, indent=2)
-    size = len(json.dumps(document, separators=(",", ":")))
-    if size > policy.MANAGED_POLICY_LIMIT:
-        output.warn(
-            f"the policy has {size} characters, more than a managed policy holds ({policy.MANAGED_POLICY_LIMIT}): "
-            "attach it as an inline policy of a role (up to 10,240), or split its statements"
-        )
-    output.result(document, [text], quiet=text)
+    documents = policy.documents(settings, aws.partition, aws.clients.region, aws.account_id)
+    text = json.dumps(documents, indent=2)
+    output.result(documents, [text], quiet=text)
     return 0
 
 

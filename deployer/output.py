@@ -86,7 +86,9 @@ class Output:
         filled = min(BAR_WIDTH, BAR_WIDTH * done // total)
         self.live(f"{label} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done / 1e6:.1f}/{total / 1e6:.1f} MB")
 
-    def result(self, document: Mapping[str, Any], text: Sequence[str] = (), quiet: str | None = None) -> None:
+    def result(
+        self, document: Mapping[str, Any] | list[Any], text: Sequence[str] = (), quiet: str | None = None
+    ) -> None:
         """The command's result: the JSON document, the text lines, or the quiet line."""
         if self.mode == "json":
             self._write(self._stdout, json.dumps(document, indent=2, default=str))

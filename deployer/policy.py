@@ -11,7 +11,8 @@ through the Docker engine, not boto3 (`ENGINE`): they need ECR's registry action
 
 `document(settings, partition, region, account)` groups the rows that apply (the
 registry rows only when the image is built, not given with `image`/`--image`) into one
-statement per group, with the stack's ARNs. Where AWS cannot scope an action to a
+statement per group, with the stack's ARNs; `documents(...)` packs those statements
+into as many documents as a managed policy's 6,144 characters require. Where AWS cannot scope an action to a
 resource (Describe*, List*, ecr:GetAuthorizationToken, ...) the statement's Resource is
 "*"; each group cites the Service Authorization Reference page that says so.
 `sts:GetCallerIdentity` needs no permission (AWS answers it for any valid credentials).
@@ -22,6 +23,7 @@ logs and teardown and checks both ways: every call is allowed, every action is u
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -306,7 +308,30 @@ def statements(settings: Settings, partition: str, region: str, account: str) ->
 
 
 def document(settings: Settings, partition: str, region: str, account: str) -> dict[str, Any]:
+    """Every statement in one document: what the tests check the calls against."""
     return {"Version": "2012-10-17", "Statement": statements(settings, partition, region, account)}
+
+
+def documents(settings: Settings, partition: str, region: str, account: str) -> list[dict[str, Any]]:
+    """The statements packed, in order, into as few documents as fit a managed policy each (what
+    --print-policy prints): one document outgrew the 6,144 characters IAM allows a managed policy
+    once the stack had flow logs, a network ACL and a log key. A statement is never split, so each
+    document grants whole groups."""
+    packed: list[list[dict[str, Any]]] = [[]]
+    for statement in statements(settings, partition, region, account):
+        if packed[-1] and size(_wrap([*packed[-1], statement])) > MANAGED_POLICY_LIMIT:
+            packed.append([])
+        packed[-1].append(statement)
+    return [_wrap(group) for group in packed]
+
+
+def size(policy: dict[str, Any]) -> int:
+    """The characters IAM counts against its quotas: white space is not counted."""
+    return len(json.dumps(policy, separators=(",", ":")))
+
+
+def _wrap(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def actions_by_service(settings: Settings) -> dict[str, list[str]]:

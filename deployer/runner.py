@@ -2,7 +2,11 @@
 
 provision: for each step in order, `find` the resource; `create` it if nothing
 was found, else `converge` it; record its identifiers (saved at once); `wait`
-unless told not to. Then record the site URL.
+unless told not to. A step the settings turn off (`Step.wanted`) is skipped on the
+way, and if the state records its resource (a setting changed since), that resource
+is deleted at the end, newest first, once everything else has converged away from it
+and the site serves (e.g. the NAT gateway after the tasks moved to public subnets).
+Then record the site URL.
 
 teardown: for each resource the state records, newest first, `delete` it and
 forget it (saved at once), so an interrupted teardown resumes where it stopped.
@@ -96,8 +100,9 @@ def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> Run
     lines: dict[str, StepReport] = {}
     deferred: list[tuple[Step[Any], Ids]] = []
     background: dict[str, Background] = {}
+    steps = [step for step in build_steps() if step.wanted(ctx.settings)]
     try:
-        for step in build_steps():
+        for step in steps:
             for name in step.needs:
                 if name in background:
                     lines[name] = _announce(ctx, background.pop(name).result())
@@ -119,7 +124,8 @@ def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> Run
         raise
     for step, ids in deferred:
         lines[step.name] = _finish_wait(ctx, step, ids, lines[step.name])
-    report = RunReport(steps=[lines[step.name] for step in build_steps()])
+    report = RunReport(steps=[lines[step.name] for step in steps])
+    report.steps.extend(_remove_unwanted(ctx))
     outputs = {**ctx.state.outputs, "url": site_url(ctx)}
     if wait and ctx.settings.desired_count > 0:  # a parked stack (0 tasks) was not verified serving
         outputs = _served(outputs, ctx.ids("task-definition")["arn"])
@@ -240,6 +246,29 @@ def provision_step(ctx: StepContext, step: Step[Any]) -> tuple[str, Ids, list[st
     return ("updated" if converged.changes else "unchanged"), converged.ids, converged.changes
 
 
+def _unwanted(ctx: StepContext) -> list[Step[Any]]:
+    """Steps whose resource the state records but the settings no longer want, newest first."""
+    known = steps_by_name()
+    return [
+        known[record.step]
+        for record in reversed(list(ctx.state.resources))
+        if record.step in known and not known[record.step].wanted(ctx.settings)
+    ]
+
+
+def _remove_unwanted(ctx: StepContext) -> list[StepReport]:
+    """Delete what a changed setting turned off (outcome "removed"), forgetting each as it goes."""
+    removed: list[StepReport] = []
+    for step in _unwanted(ctx):
+        ids = ctx.ids(step.name)
+        started = ctx.clock.now()
+        with _explained(step, ctx.state):
+            step.delete(ctx, ids)
+        ctx.ledger.forget(step.name)
+        removed.append(_announce(ctx, StepReport(step.name, "removed", ctx.clock.now() - started, primary(ids))))
+    return removed
+
+
 def check_zones(ctx: StepContext) -> None:
     """Before anything is created: zones named in the settings must exist in the region and run Fargate,
     and without them the region must have two zones to choose (deployer/zones.py). A stack whose subnets
@@ -253,8 +282,10 @@ def discover(ctx: StepContext) -> list[ForeignResourceError]:
     """Add to the state every resource of the stack found by name or tags (in memory; the caller saves).
 
     For a lost state file: the resources end up in creation order, as provision would have recorded them.
-    A resource with one of the stack's names but without its tags is not the stack's: it is skipped (never
-    recorded, so never deleted) and reported; the skipped ones are returned.
+    Every step is looked for, wanted or not: a resource a setting has since turned off is recorded too, so
+    provision removes it and teardown deletes it. A resource with one of the stack's names but without its
+    tags is not the stack's: it is skipped (never recorded, so never deleted) and reported; the skipped ones
+    are returned.
     """
     steps = build_steps()
     skipped: list[ForeignResourceError] = []
@@ -286,10 +317,16 @@ def plan(ctx: StepContext) -> RunReport:
     check_zones(ctx)
     report = RunReport()
     for step in build_steps():
+        if not step.wanted(ctx.settings):
+            continue
         with _explained(step, ctx.state):
             outcome, detail = _plan_step(ctx, step)
         report.steps.append(StepReport(step.name, outcome, 0.0, detail))
         ctx.say(f"{step.name:<22} {outcome:<9} {detail}")
+    for step in _unwanted(ctx):
+        detail = primary(ctx.state.get(step.name))
+        report.steps.append(StepReport(step.name, "remove", 0.0, detail))
+        ctx.say(f"{step.name:<22} {'remove':<9} {detail}")
     return report
 
 

@@ -40,6 +40,10 @@ ANTICIPATED: set[tuple[str, str]] = set()
 # Reads made only to explain a failure: teardown names the network interfaces that still hold a subnet,
 # VPC or security group AWS kept refusing to delete (deployer/steps/network.py, `blocked`).
 ERROR_PATHS = {("ec2", "DescribeNetworkInterfaces")}
+# IAM quotas: "Managed policies attached to an IAM role" and "... to an IAM user", 10 each by default
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
+MANAGED_POLICIES_PER_ROLE = 10
+ROLE_POLICIES = tuple(f"arn:aws:iam::{ACCOUNT}:policy/site-policy-{n}" for n in range(8))
 
 
 def _no_engine() -> Any:
@@ -245,9 +249,27 @@ def test_the_registry_push_is_only_there_when_the_image_is_built() -> None:
     assert not (push | {"ecr:GetAuthorizationToken"}) & given
 
 
-def test_the_default_policy_fits_a_managed_policy() -> None:
-    document = policy.document(Settings(), "aws", REGION, ACCOUNT)
-    assert len(json.dumps(document, separators=(",", ":"))) <= policy.MANAGED_POLICY_LIMIT
+@pytest.mark.parametrize(
+    "settings",
+    [Settings(), Settings(image="example.com/site:1"), Settings(stack="s" * 28, task_role_policy_arns=ROLE_POLICIES)],
+    ids=["built", "given", "long-names"],
+)
+def test_printed_policies_each_fit_a_managed_policy_and_together_are_the_whole(settings: Settings) -> None:
+    printed = policy.documents(settings, "aws", REGION, ACCOUNT)
+    assert all(policy.size(document) <= policy.MANAGED_POLICY_LIMIT for document in printed)
+    together = [statement for document in printed for statement in document["Statement"]]
+    assert together == policy.document(settings, "aws", REGION, ACCOUNT)["Statement"]
+    assert len(printed) <= MANAGED_POLICIES_PER_ROLE
+
+
+def test_a_smaller_limit_splits_between_statements_and_keeps_each_within_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = policy.document(Settings(), "aws", REGION, ACCOUNT)
+    largest = max(policy.size({"Version": "2012-10-17", "Statement": [s]}) for s in whole["Statement"])
+    monkeypatch.setattr(policy, "MANAGED_POLICY_LIMIT", largest + 10)
+    printed = policy.documents(Settings(), "aws", REGION, ACCOUNT)
+    assert len(printed) > 2
+    assert all(policy.size(document) <= largest + 10 for document in printed)
+    assert [s for document in printed for s in document["Statement"]] == whole["Statement"]
 
 
 SERVICE_LINE = re.compile(r"^\* `([a-z0-9-]+)`: (.+)$")

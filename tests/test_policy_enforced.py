@@ -162,12 +162,17 @@ def deployer(enforcing_server: MotoServer, tmp_path: Path) -> Iterator[Deployer]
 
 def test_print_policy_needs_no_permission_and_writes_nothing(deployer: Deployer) -> None:
     printed = deployer.ok("provision.py", "--print-policy", "--image", IMAGE)  # the user has no policy yet
-    assert json.loads(printed.stdout) == policy.document(
+    assert json.loads(printed.stdout) == policy.documents(
         Settings(stack="enforced", region=REGION, image=IMAGE), "aws", REGION, ACCOUNT
     )
     assert sorted(path.name for path in deployer.tmp_path.iterdir()) == ["deploy.toml"]
     as_json = deployer.ok("provision.py", "--print-policy", "--output", "json")  # the site built: the push too
-    actions = {action for statement in json.loads(as_json.stdout)["Statement"] for action in statement["Action"]}
+    actions = {
+        action
+        for document in json.loads(as_json.stdout)
+        for statement in document["Statement"]
+        for action in statement["Action"]
+    }
     assert {"ecr:PutImage", "ecr:GetAuthorizationToken"} <= actions
 
 

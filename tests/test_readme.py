@@ -23,7 +23,7 @@ from deployer import cli
 from deployer.settings import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-MAX_LINES = 250
+MAX_LINES = 320  # a user page: the security table (issue 11) raised it from 250
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "provision.py": cli.provision_parser,
@@ -105,7 +105,7 @@ def field_default(item: Field[object]) -> object:
     return item.default_factory()
 
 
-def test_readme_is_at_most_250_lines() -> None:
+def test_readme_stays_a_page() -> None:
     lines = readme_text().splitlines()
     assert len(lines) <= MAX_LINES, f"README.md has {len(lines)} lines; keep it to {MAX_LINES}"
 

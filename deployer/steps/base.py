@@ -222,10 +222,6 @@ class Step(ABC, Generic[LiveT]):
     # Its wait matters only for serving, not for the steps after it: done at the end.
     wait_deferred: bool = False
 
-    def wanted(self, settings: Settings) -> bool:
-        """Whether these settings use the step's resource (a recorded unwanted one is removed)."""
-        return True
-
     def find(self, ctx: StepContext, recorded: Ids | None) -> Existing[LiveT] | None:
         if recorded is not None:
             found = self.find_recorded(ctx, recorded)
@@ -250,6 +246,10 @@ class Step(ABC, Generic[LiveT]):
 
     def wait(self, ctx: StepContext, ids: Ids) -> None:
         return None
+
+    def wanted(self, settings: Settings) -> bool:
+        """Whether these settings want the resource: one a setting turns off is skipped, and removed if it exists."""
+        return True
 
     @abstractmethod
     def delete(self, ctx: StepContext, ids: Ids) -> str | None:

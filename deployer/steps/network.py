@@ -408,9 +408,7 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
         ids = {"id": group_id}
         ctx.remember(self.name, ids)
         ctx.retry(
-            lambda: ctx.clients.ec2.authorize_security_group_ingress(
-                GroupId=group_id, IpPermissions=self.wanted_rules(ctx)
-            ),
+            lambda: ctx.clients.ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=self.ingress(ctx)),
             NEW_RESOURCE_NOT_FOUND,
         )
         return ids
@@ -419,11 +417,11 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
         if existing.live.get("VpcId") != ctx.ids("vpc")["id"]:
             raise self.drift(existing.ids, "is in another VPC")
         have = _rule_keys(existing.live.get("IpPermissions", []))
-        want = _rule_keys(self.wanted_rules(ctx))
+        want = _rule_keys(self.ingress(ctx))
         changes: list[str] = []
         group_id = existing.ids["id"]
         extra = [p for p in split_permissions(existing.live.get("IpPermissions", [])) if _rule_keys([p]) - want]
-        missing = [p for p in split_permissions(self.wanted_rules(ctx)) if _rule_keys([p]) - have]
+        missing = [p for p in split_permissions(self.ingress(ctx)) if _rule_keys([p]) - have]
         ec2 = ctx.clients.ec2
         if extra:
             ctx.change(
@@ -439,7 +437,7 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
             )
         return Converged(existing.ids, changes)
 
-    def wanted_rules(self, ctx: StepContext) -> list[IpPermissionTypeDef]:
+    def ingress(self, ctx: StepContext) -> list[IpPermissionTypeDef]:
         if self.role == "nlb":
             port = ctx.settings.listener_port
             return [
