@@ -6,17 +6,22 @@ from dataclasses import replace
 from pathlib import Path
 
 from deployer import cost, runner
+from deployer.settings import Settings
 from deployer.stack import build_steps
 from deployer.steps.base import StepContext
 from tests.conftest import CallLog, MotoServer, RunScript, planning
 from tests.inventory import inventory
 
 
+def wanted_steps(settings: Settings) -> list[str]:
+    return [step.name for step in build_steps() if step.wanted(settings)]
+
+
 def test_plan_of_an_empty_account_creates_everything_and_changes_nothing(ctx: StepContext, calls: CallLog) -> None:
     before = inventory(ctx.clients)
     calls.clear()
     report = runner.plan(planning(ctx))
-    assert [line.outcome for line in report.steps] == ["create"] * len(build_steps())
+    assert [line.outcome for line in report.steps] == ["create"] * len(wanted_steps(ctx.settings))
     assert calls.changing() == []
     assert inventory(ctx.clients) == before
 
@@ -54,6 +59,6 @@ def test_cost_estimate_follows_the_settings(ctx: StepContext) -> None:
 def test_dry_run_from_the_command_line(server: MotoServer, run_script: RunScript, tmp_path: Path) -> None:
     result = run_script("provision.py", "--image", "example.com/site:1", "--dry-run", server=server)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count(" create ") == len(build_steps())
+    assert result.stdout.count(" create ") == len(wanted_steps(Settings()))
     assert "Estimated monthly cost (an estimate" in result.stdout and "total" in result.stdout
     assert not (tmp_path / "state.json").exists()

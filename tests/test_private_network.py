@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+from moto import mock_aws
 
-from deployer import runner
+from deployer import cost, runner
+from deployer.clients import AwsClients
 from deployer.errors import SettingsError
 from deployer.settings import Settings, validate
 from deployer.stack import steps_by_name
+from deployer.state import State, StateFile
 from deployer.steps.base import StepContext
-from tests.conftest import IMAGE, REGION, CallLog
+from tests.conftest import ACCOUNT, IMAGE, REGION, CallLog, make_context, planning, recorded_clients
+from tests.inventory import EXPECTED_COUNTS, added, inventory
 from tests.rollouts import Rollout
 from tests.steps_helpers import provision_through
 
@@ -170,3 +176,120 @@ def test_private_cidrs_are_not_checked_in_public_mode() -> None:
             subnet_cidrs=("10.0.0.0/24", "10.0.1.0/24"),
         )
     )
+
+
+# --- a crash right after each call of the private steps -------------------------------------------
+# tests/test_crash_points.py kills the public stack after every call; these are the private steps' calls.
+
+
+@pytest.fixture
+def observer() -> Iterator[AwsClients]:
+    """A fresh in-process moto account, and clients (not the tool's) to look at what it holds."""
+    with mock_aws():
+        yield recorded_clients(CallLog())
+
+
+CRASH_SETTINGS = Settings(stack="crash-private", region=REGION, image=IMAGE, network="private")
+PROVISION_CALLS = (
+    "CreateSubnet",
+    "AllocateAddress",
+    "CreateNatGateway",
+    "CreateRouteTable",
+    "CreateRoute",
+    "AssociateRouteTable",
+)
+TEARDOWN_CALLS = ("DisassociateRouteTable", "DeleteRouteTable", "DeleteNatGateway", "ReleaseAddress", "DeleteSubnet")
+
+
+class Killed(BaseException):
+    """The process died right after AWS served the call (a BaseException: nothing in the tool catches it)."""
+
+
+def process(state_path: Path, kill: tuple[str, int] | None = None) -> StepContext:
+    """A freshly started CLI: the state from disk only; optionally dying after the n-th `operation`."""
+    clients = recorded_clients(CallLog())
+    if kill is not None:
+        operation, occurrence = kill
+        seen: list[str] = []
+
+        def die(model: Any, **_: Any) -> None:
+            seen.append(model.name)
+            if model.name == operation and seen.count(operation) == occurrence:
+                raise Killed(f"killed after {operation} #{occurrence}")
+
+        clients.ec2.meta.events.register("after-call.ec2", die)
+    state = StateFile(state_path).load() or State(stack=CRASH_SETTINGS.stack, region=REGION, account_id=ACCOUNT)
+    return make_context(clients, CRASH_SETTINGS, state_path, state=state)
+
+
+def points(operations: tuple[str, ...], per: dict[str, int]) -> list[Any]:
+    return [pytest.param(op, n, id=f"{op}-{n}") for op in operations for n in range(1, per[op] + 1)]
+
+
+# How often a private stack's provision and teardown make each of those calls.
+PROVISIONS = {
+    "CreateSubnet": 4,
+    "AllocateAddress": 1,
+    "CreateNatGateway": 1,
+    "CreateRouteTable": 2,
+    "CreateRoute": 2,
+    "AssociateRouteTable": 2,
+}
+TEARDOWNS = {
+    "DisassociateRouteTable": 2,
+    "DeleteRouteTable": 2,
+    "DeleteNatGateway": 1,
+    "ReleaseAddress": 1,
+    "DeleteSubnet": 4,
+}
+
+
+def test_the_crash_points_are_the_calls_a_private_stack_makes(tmp_path: Path) -> None:
+    with mock_aws():
+        log = CallLog()
+        clients = recorded_clients(log)
+        run = make_context(clients, CRASH_SETTINGS, tmp_path / "state.json")
+        runner.provision(run, wait=False)
+        made = [op for _, op in log.calls]
+        assert {op: made.count(op) for op in PROVISION_CALLS} == PROVISIONS
+        log.clear()
+        runner.teardown(run)
+        made = [op for _, op in log.calls]
+        assert {op: made.count(op) for op in TEARDOWN_CALLS} == TEARDOWNS
+
+
+@pytest.mark.parametrize(("operation", "occurrence"), points(PROVISION_CALLS, PROVISIONS))
+def test_provision_killed_after_a_private_call_converges(
+    operation: str, occurrence: int, observer: AwsClients, state_path: Path
+) -> None:
+    before = inventory(observer)
+    with pytest.raises(Killed):
+        runner.provision(process(state_path, (operation, occurrence)), wait=False)
+    runner.provision(process(state_path), wait=False)
+    new = added(before, inventory(observer))
+    expected = {**EXPECTED_COUNTS, "subnets": 4, "route_tables": 3, "nat_gateways": 1, "addresses": 1}
+    assert {kind: len(ids) for kind, ids in new.items()} == expected
+    runner.teardown(process(state_path))
+    assert inventory(observer) == before
+
+
+@pytest.mark.parametrize(("operation", "occurrence"), points(TEARDOWN_CALLS, TEARDOWNS))
+def test_teardown_killed_after_a_private_call_converges(
+    operation: str, occurrence: int, observer: AwsClients, state_path: Path
+) -> None:
+    before = inventory(observer)
+    runner.provision(process(state_path), wait=False)
+    with pytest.raises(Killed):
+        runner.teardown(process(state_path, (operation, occurrence)))
+    runner.teardown(process(state_path))
+    assert inventory(observer) == before, f"left behind: {added(before, inventory(observer))}"
+    assert not (StateFile(state_path).load() or State(stack="", region="", account_id="")).resources
+
+
+def test_the_plan_of_a_private_stack_prices_the_nat_gateway(ctx: StepContext) -> None:
+    public, private_ = cost.estimate(ctx.settings), cost.estimate(private(ctx).settings)
+    assert "NAT gateway" in [line.item for line in private_]
+    assert "NAT gateway" not in [line.item for line in public]
+    assert 30 < cost.total(private_) - cost.total(public) < 40  # $0.045/h, less the tasks' public addresses
+    report = runner.plan(planning(private(ctx)))
+    assert set(PRIVATE_STEPS) <= {line.step for line in report.steps if line.outcome == "create"}
