@@ -81,6 +81,8 @@ _BUILD_ARG_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # `network`: public = tasks with public addresses in the public subnets; private = tasks in
 # private subnets behind one NAT gateway (deployer/steps/private.py).
 NETWORK_MODES = ("public", "private")
+# Never opened to the internet (Prowler's ec2_networkacl_allow_ingress_tcp_port_22 / _3389 checks).
+ADMIN_PORTS = (22, 3389)
 
 CONFIG_FILE_NAME = "deploy.toml"
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # beside provision.py; relative paths start here
@@ -443,6 +445,13 @@ def _validate_network(settings: Settings) -> None:
         port = getattr(settings, key)
         if not 1 <= port <= 65535:
             _fail(key, f"port {port} is outside 1-65535", "Use a valid TCP port")
+    if settings.listener_port in ADMIN_PORTS:
+        _fail(
+            "listener_port",
+            f"port {settings.listener_port} is a remote-administration port (SSH, RDP): the stack's network ACL "
+            "never opens it to the internet (deployer/steps/firewall.py)",
+            "Serve the site on another port, e.g. 80 or 8080",
+        )
 
 
 def _validate_private_subnets(

@@ -153,6 +153,8 @@ def test_teardown_deletes_the_nat_gateway_before_its_subnet_and_address(ctx: Ste
     ("given", "key"),
     [
         ({"network": "hidden"}, "network"),
+        ({"listener_port": 22}, "listener_port"),
+        ({"listener_port": 3389}, "listener_port"),
         ({"network": "private", "private_subnet_cidrs": ("172.31.64.0/20",)}, "private_subnet_cidrs"),
         ({"network": "private", "private_subnet_cidrs": ("172.31.64.0/20", "172.31.64.0/21")}, "private_subnet_cidrs"),
         ({"network": "private", "private_subnet_cidrs": ("172.31.32.0/20", "172.31.80.0/20")}, "private_subnet_cidrs"),

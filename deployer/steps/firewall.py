@@ -5,8 +5,8 @@ AWS creates a default security group and a default network ACL with every VPC, b
 traffic (https://docs.aws.amazon.com/vpc/latest/userguide/default-security-group.html,
 https://docs.aws.amazon.com/vpc/latest/userguide/default-network-acl.html). Neither can be
 deleted while the VPC exists; AWS deletes them with it. So their steps only empty them, and
-at teardown only forget them. Prowler flags both when they allow traffic (see docs/security.md
-and the Prowler source paths cited below).
+at teardown only forget them. Prowler flags both when they allow traffic (the Prowler source paths
+are cited below; docs/aws-behaviour.md has the details).
 """
 
 from __future__ import annotations
