@@ -200,7 +200,7 @@ def bench_context(
     state_path: Path,
     output: Output,
     *,
-    hooks: Mapping[str, Callable[..., None]] = {},
+    hooks: Mapping[str, Callable[..., Any]] = {},
     **fields: Any,
 ) -> StepContext:
     """What deployer/cli.py's `open_context` builds, from the same pieces (session, clients, STS identity,

@@ -13,11 +13,12 @@ The model (real-AWS seconds; sources in docs/aws-behaviour.md, "Latency figures 
     read call 0.3, other changing call 0.5, EC2/ELBv2 Create* 1.0; NLB active 180 after
     CreateLoadBalancer; tasks running 90 after CreateService; targets `initial` 90 once both
     hold; image build 60 (an assumption: bench/image.py builds in ~15 s with a local base
-    image), push 45; IAM propagation 0. Botocore hooks on the session pad each call to its
-    model (a call costs max(model, the emulator's time scaled up): its ms per call are shown)
-    and rewrite the load balancer, service and target-health answers; `ctx.probe` answers 200
-    once the targets are healthy; the engine's build and push only take their time; the context's
-    clock is the model's, so waits poll every 5 s and retry backoffs sleep modelled seconds.
+    image), push 45, scan on push 30 (an assumption) before the task definition may use it;
+    IAM propagation 0. Botocore hooks on the session pad each call to its model (a call costs
+    max(model, the emulator's time scaled up): its ms per call are shown) and rewrite the load
+    balancer, service, target-health and scan answers; `ctx.probe` answers 200 once the targets
+    are healthy; the engine's build and push only take their time; the context's clock is the
+    model's, so waits poll every 5 s and retry backoffs sleep modelled seconds.
     Each run gets a fresh moto, a unique stack, and first an untimed provision of another
     stack (moto's backends and botocore's models are built on first use, which would count 100x).
 
@@ -47,6 +48,8 @@ from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 from botocore.model import OperationModel
 
 from bench import common
@@ -56,11 +59,13 @@ from deployer.images import BuildSpec, ImageBuilder, RegistryAuth
 from deployer.ledger import Ledger
 from deployer.settings import Settings
 from deployer.state import State
+from tests import scans
 
 SCALE = 100.0  # modelled seconds per real second
 DIGEST = "sha256:" + "d" * 64
 MODEL = {"read": 0.3, "write": 0.5, "create": 1.0, "nlb": 180.0, "tasks": 90.0, "health": 90.0, "build": 60.0}
 MODEL["push"] = 45.0
+MODEL["scan"] = 30.0  # an assumption: AWS publishes no duration for a basic scan on push
 WARM_UP_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
 MODELLED_MOMENTS = (("active", "NLB active"), ("running", "tasks running"), ("healthy", "targets healthy"))
 POLLS = ("DescribeLoadBalancers", "DescribeServices", "DescribeTargetHealth")
@@ -117,8 +122,23 @@ class ModelledAws(ImageBuilder):
         moment = self.when(what)
         return moment is not None and self.clock.now() >= moment
 
-    def before_call(self, **_: Any) -> None:
+    def before_call(self, model: OperationModel, context: dict[str, Any], **_: Any) -> Any:
+        """Start the call's clock; answer the scan of the pushed image as AWS would (IN_PROGRESS for
+        MODEL["scan"] after the push, then COMPLETE and clean): moto never scans on push (tests/scans.py)."""
         self.local.started = time.monotonic()
+        if model.name != scans.OPERATION or "image pushed" not in self.at:
+            return None
+        done = self.clock.now() >= self.at["image pushed"] + MODEL["scan"]
+        params = context.get("api_params", {})
+        answer = {**(scans.CLEAN if done else scans.RUNNING), "imageId": dict(params.get("imageId", {}))}
+        return AWSResponse("https://modelled", 200, HTTPHeaders(), None), {
+            **answer,
+            "repositoryName": params.get("repositoryName"),
+            "ResponseMetadata": {"HTTPStatusCode": 200},
+        }
+
+    def keep_params(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["api_params"] = dict(params)
 
     def after_call(self, model: OperationModel, parsed: dict[str, Any], **_: Any) -> None:
         if not self.active:
@@ -189,7 +209,11 @@ def run_once(mode: str, endpoint: str, scratch: Path, echo: bool) -> dict[str, A
 
     output = common.BenchOutput(False, listen)
     aws = ModelledAws(output, clock, settings.desired_count)
-    hooks: dict[str, Callable[..., None]] = {"before-call": aws.before_call, "after-call": aws.after_call}
+    hooks: dict[str, Callable[..., Any]] = {
+        "before-call": aws.before_call,
+        "after-call": aws.after_call,
+        f"before-parameter-build.ecr.{scans.OPERATION}": aws.keep_params,
+    }
     fields = {"images": aws, "clock": clock, "probe": aws.probe, "poll_seconds": 5.0}  # polls every 5 modelled s
     ctx = common.bench_context(settings, scratch / f"{settings.stack}.json", output, hooks=hooks, **fields)
     warm = Settings(stack=f"warm-{uuid.uuid4().hex[:8]}", region=common.REGION, image=WARM_UP_IMAGE)

@@ -1,37 +1,42 @@
-"""Run Prowler on the default stack provisioned into moto: FAIL counts by severity on the stack's own resources.
+"""Run Prowler on the default and the private stack provisioned into moto: FAIL counts by severity on
+each stack's own resources, before (issue 11's baseline) and after, and issue 11's CI gate.
 
 What it measures
-    The security findings of the stack the tool provisions (issue 11's baseline and, later, its gate).
+    The security findings of the stacks the tool provisions (public: the default settings, stack
+    flask-site; private: `network = "private"`, stack private-site), both in one moto server and one scan:
     1. A moto server (`python -m moto.server`) on a free loopback port, with IAM's managed policies loaded
        and ECS services reported running; fake credentials, region us-east-1, no AWS configuration.
-    2. The real provision script into it, as a user runs it:
-       `provision.py --image public.ecr.aws/docker/library/python:3.12-slim --no-wait --state-file <tmp>
-       --config <tmp toml>` (no image build, no Docker), with AWS_ENDPOINT_URL pointing at moto.
+    2. The real provision script into it, as a user runs it, once per stack:
+       `provision.py --image public.ecr.aws/docker/library/python:3.12-slim --no-wait --stack <name>
+       --state-file <tmp> --config <tmp toml>` (no image build, no Docker), AWS_ENDPOINT_URL at moto.
     3. Prowler from its own virtualenv (scripts/setup-prowler.sh; its pins clash with the project's):
        `prowler aws --services ecs ecr elbv2 ec2 vpc cloudwatch iam --region us-east-1
        --scan-unused-services --output-formats json-ocsf ...` against the same endpoint.
     4. Its findings sorted by bench/security_findings.py: a FAIL is the stack's when its resource's ARN or
        name contains the stack's names or ids (state file, plus the default security group and network
-       ACL of the stack's VPC, which AWS makes and the state does not record) or it lives in the stack's
-       VPC; moto's artefacts (it runs no tasks, seeds AMI snapshots) are filtered by check and resource;
-       the rest is account-level (password policy, CloudTrail alarms, moto's default VPC, ...).
-    The report: FAILs by severity with their check ids, on the stack and account-level, and the wall
-    times (provision, Prowler, the whole run).
+       ACLs of the stack's VPC, which AWS makes and the state may not record) or it lives in the stack's
+       VPC; moto's artefacts (it runs no tasks) are filtered by check and resource;
+       the rest is account-level (password policy, CloudTrail alarms, moto's default VPC, ...), but
+       what is the other stack's.
+    The report: per network, FAILs by severity with their check ids, on the stack and account-level, the
+    wall times; then the stack's FAIL counts by severity before (BASELINE, recorded) and after (this run).
 
-Targets
-    The scan saw the stack (PASS or FAIL findings on its resources); no high or critical FAIL on the
-    stack's resources, except `ecs_service_no_assign_public_ip` on the public network (issue 11's CI gate;
-    the default stack of today fails it).
+Targets (issue 11's gate; `--gate` is how CI runs it, scripts/security-gate.sh)
+    Per network: the stack was provisioned and scanned; the scan saw it (PASS or FAIL findings on its
+    resources from each of REQUIRED_SERVICES); no refused FAIL on its resources: none high or critical,
+    but `ecs_service_no_assign_public_ip` on the public network; no medium or low one that README.md's
+    "Security" table does not list (nor, on the private network, one the table says the private network
+    clears). A refused stack gets one paragraph naming each offending check id, severity and resource.
 
 Variants
-    --network private         adds `network = "private"` to the provision config (the setting issue 11
-                              adds; until it exists provision refuses it as an unknown setting)
+    --network public|private  one stack only (default: both)
     --setting 'key = value'   any other line of the provision config (TOML), repeatable
     --provision-arg=ARG       an extra provision.py argument, repeatable (`=` form for ARGs starting --)
+    --gate                    CI: a missing Prowler fails (exit 1) instead of skipping (exit 2)
 
 How to run it (from the repository root, in its virtualenv)
     scripts/setup-prowler.sh    # once: Prowler in .prowler-venv (or $PROWLER_VENV)
-    python bench/security.py [--network private] [--json] [--quiet] [--keep DIR]
+    python bench/security.py [--network private] [--gate] [--json] [--quiet] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +61,59 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import boto3
 
 from bench import common
-from bench.security_findings import Finding, classify, load_findings, severity_figures, severity_rows, stack_identity
+from bench.security_findings import (
+    SEVERITIES,
+    Finding,
+    Listed,
+    ReadmeTableError,
+    Scan,
+    StackIdentity,
+    classify_stacks,
+    load_findings,
+    readme_security_table,
+    refusals,
+    severity_figures,
+    severity_rows,
+    stack_identity,
+    unseen_services,
+    verdict,
+)
+from deployer.settings import Settings
 
 IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"  # --image: no build, no push, no Docker
 SERVICES = ("ecs", "ecr", "elbv2", "ec2", "vpc", "cloudwatch", "iam")
-# The public default keeps public IPs on the tasks (no NAT gateway to pay for): issue 11 accepts this one.
-ALLOWED_ON_PUBLIC = frozenset({"ecs_service_no_assign_public_ip"})
-GATED_SEVERITIES = ("critical", "high")
+NETWORKS = ("public", "private")
+# One moto server holds both stacks, so neither name may contain the other (a stack's resources are found
+# by its name in their ARNs and names); the public one keeps the default name, as a user's would.
+STACKS = {"public": "flask-site", "private": "private-site"}
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-MOTO_SWITCHES = {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "MOTO_ECS_SERVICE_RUNNING": "1"}
+# MOTO_EC2_LOAD_DEFAULT_AMIS=false: without it moto seeds every account with its AMI catalogue and over a
+# thousand unencrypted EBS snapshots behind it (each an ec2_ebs_snapshots_encrypted FAIL and 2,300 of
+# Prowler's 2,500 findings); a real account owns none of them and the stack launches no instance.
+MOTO_SWITCHES = {
+    "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+    "MOTO_ECS_SERVICE_RUNNING": "1",
+    "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
+}
 PROVISION_TIMEOUT = 300
 PROWLER_TIMEOUT = 1200
+README = common.REPO_ROOT / "README.md"
+
+# "Before": the stack's FAILs by severity as the seed made it, before any of issue 11's hardening:
+# measured with this script's scan (Prowler 5.46.0, moto, the public default; the private network did
+# not exist) on 2026-11-30 in a checkout of commit 881887b (`git archive 881887b`). High:
+# ec2_networkacl_allow_ingress_any_port, ec2_securitygroup_default_restrict_traffic,
+# ecs_service_no_assign_public_ip, ecs_task_definitions_containers_readonly_access. Medium:
+# cloudwatch_log_group_kms_encryption_enabled, cloudwatch_log_group_retention_policy_specific_days_enabled,
+# ec2_networkacl_allow_ingress_tcp_port_22 and _3389, ecs_cluster_container_insights_enabled,
+# elbv2_deletion_protection, elbv2_logging_enabled, elbv2_nlb_tls_termination_enabled,
+# vpc_endpoint_for_ec2_enabled, vpc_flow_logs_enabled, vpc_subnet_separate_private_public. Low:
+# ecs_task_definitions_logging_block_mode.
+BASELINE: dict[str, dict[str, int] | None] = {
+    "public": {"critical": 0, "high": 4, "medium": 11, "low": 1, "informational": 0},
+    "private": None,
+}
+BASELINE_WHEN = "seed, commit 881887b, 2026-11-30"
 
 
 def default_prowler() -> Path:
@@ -79,9 +127,9 @@ def options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--network",
-        choices=("public", "private"),
-        default="public",
-        help='the stack\'s network; private adds network = "private" to the provision config',
+        choices=(*NETWORKS, "both"),
+        default="both",
+        help='the stack(s) to scan; private adds network = "private" to the provision config (default: both)',
     )
     parser.add_argument(
         "--setting", action="append", default=[], metavar="'KEY = VALUE'", help="a provision config line (TOML)"
@@ -89,7 +137,8 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--provision-arg", action="append", default=[], metavar="ARG", help="an extra provision.py argument"
     )
-    parser.add_argument("--keep", type=Path, help="copy the state file, Prowler's findings and logs here")
+    parser.add_argument("--gate", action="store_true", help="CI: a missing Prowler fails instead of skipping")
+    parser.add_argument("--keep", type=Path, help="copy each stack's state file, findings and logs to DIR/<network>")
 
 
 def free_port() -> int:
@@ -149,16 +198,28 @@ def run_logged(command: list[str], environment: Mapping[str, str], log_path: Pat
         raise common.BenchError(f"{what} failed (exit {finished.returncode}):\n{log_tail(log_path)}")
 
 
-def provision_config(args: argparse.Namespace) -> str:
+def provision_config(args: argparse.Namespace, network: str) -> str:
     lines = list(args.setting)
-    if args.network == "private":
+    if network == "private":
         lines.append('network = "private"')
     return "".join(f"{line}\n" for line in lines)
 
 
+def network_missing(network: str, setting_names: frozenset[str] | None = None) -> str:
+    """Why the `network` stack cannot be provisioned by this checkout, or "": the private network needs
+    the `network` setting (issue 11), which provision refuses as an unknown key until it exists."""
+    names = setting_names if setting_names is not None else frozenset(f.name for f in fields(Settings))
+    if network == "private" and "network" not in names:
+        return (
+            'provision.py has no `network` setting yet (issue 11\'s `network = "private"` has not landed), '
+            "so the private stack cannot be provisioned or scanned; the gate requires it and fails."
+        )
+    return ""
+
+
 def vpc_owned_ids(endpoint: str, vpc_ids: list[str]) -> list[str]:
-    """What AWS makes with a VPC and the state file does not record: its default security group and
-    network ACL (the subnets keep the default ACL until the stack has its own)."""
+    """What AWS makes with a VPC and the state file may not record: its default security group and
+    network ACLs (the default one, which the subnets keep until the stack has its own)."""
     if not vpc_ids:
         return []
     ec2: Any = boto3.client(
@@ -174,17 +235,52 @@ def vpc_owned_ids(endpoint: str, vpc_ids: list[str]) -> list[str]:
     return [acl["NetworkAclId"] for acl in acls] + [group["GroupId"] for group in groups["SecurityGroups"]]
 
 
-def gated(findings: list[Finding], network: str) -> list[Finding]:
-    """The stack's FAILs that issue 11's CI gate refuses: high or critical, but the public IP on public."""
-    allowed = ALLOWED_ON_PUBLIC if network == "public" else frozenset()
-    return [f for f in findings if f.severity in GATED_SEVERITIES and f.check_id not in allowed]
+@dataclass
+class StackScan:
+    """One network's stack, provisioned and scanned (or why not: `error`)."""
+
+    network: str
+    stack: str = ""
+    findings: int = 0
+    scan: Scan | None = None
+    error: str = ""
+    seconds: dict[str, float] | None = None
 
 
-def measure(args: argparse.Namespace, output: common.BenchOutput) -> common.Result:
-    prowler = Path(args.prowler)
-    if not os.access(prowler, os.X_OK):
-        raise common.MissingPrerequisiteError(f"{prowler} is missing; run scripts/setup-prowler.sh")
+@dataclass
+class Provisioned:
+    """A stack provisioned into the moto server: its identity and where its files are."""
+
+    network: str
+    identity: StackIdentity
+    seconds: float
+    files: list[Path]
+
+
+def provision_stack(
+    args: argparse.Namespace, network: str, endpoint: str, environment: Mapping[str, str], scratch: Path
+) -> Provisioned:
+    """`provision.py --image` of the `network` stack (STACKS names it) into the moto server at `endpoint`."""
+    folder = scratch / network
+    folder.mkdir()
+    state_path, config_path = folder / "state.json", folder / "deploy.toml"
+    config_path.write_text(provision_config(args, network))
+    provision = [sys.executable, str(common.REPO_ROOT / "provision.py"), "--image", IMAGE, "--no-wait"]
+    provision += ["--stack", STACKS[network], "--state-file", str(state_path), "--config", str(config_path)]
+    provision += args.provision_arg
+    log_path = folder / "provision.log"
+    seconds, _ = common.timed(lambda: run_logged(provision, environment, log_path, PROVISION_TIMEOUT, "provision"))
+    state = json.loads(state_path.read_text())
+    vpcs = [r["ids"]["id"] for r in state["resources"] if r["step"] == "vpc"]
+    return Provisioned(network, stack_identity(state, vpc_owned_ids(endpoint, vpcs)), seconds, [state_path, log_path])
+
+
+def scan_stacks(args: argparse.Namespace, networks: tuple[str, ...], output: common.BenchOutput) -> list[StackScan]:
+    """Provision each network's stack into one moto server, run Prowler once over them all, and sort its
+    findings per stack (one scan, not one per stack: Prowler's start and checks take minutes)."""
     started = time.perf_counter()
+    prowler = Path(args.prowler)
+    errors: dict[str, str] = {network: network_missing(network) for network in networks}
     with tempfile.TemporaryDirectory(prefix="security-") as tmp:
         scratch = Path(tmp)
         environment = {
@@ -193,73 +289,151 @@ def measure(args: argparse.Namespace, output: common.BenchOutput) -> common.Resu
             "AWS_DEFAULT_REGION": common.REGION,
             "HOME": str(scratch),  # Prowler and boto3 find no configuration of this machine's user
         }
-        state_path, config_path, findings_dir = scratch / "state.json", scratch / "deploy.toml", scratch / "prowler"
-        config_path.write_text(provision_config(args))
+        findings_dir, prowler_log = scratch / "prowler", scratch / "prowler.log"
+        stacks: list[Provisioned] = []
         with moto_process(scratch, environment) as endpoint:
             environment["AWS_ENDPOINT_URL"] = endpoint
-            output.line(f"moto server on {endpoint}; provisioning the {args.network} stack")
-            provision = [sys.executable, str(common.REPO_ROOT / "provision.py"), "--image", IMAGE, "--no-wait"]
-            provision += ["--state-file", str(state_path), "--config", str(config_path), *args.provision_arg]
-            provision_seconds, _ = common.timed(
-                lambda: run_logged(provision, environment, scratch / "provision.log", PROVISION_TIMEOUT, "provision")
-            )
-            state = json.loads(state_path.read_text())
-            vpcs = [r["ids"]["id"] for r in state["resources"] if r["step"] == "vpc"]
-            identity = stack_identity(state, vpc_owned_ids(endpoint, vpcs))
-            output.line(f"provisioned in {provision_seconds:.1f} s; running Prowler ({prowler})")
+            for network in (n for n in networks if not errors[n]):
+                output.line(f"moto server on {endpoint}; provisioning the {network} stack '{STACKS[network]}'")
+                try:
+                    stacks.append(provision_stack(args, network, endpoint, environment, scratch))
+                except common.BenchError as exc:
+                    errors[network] = str(exc)
+            if not stacks:
+                return [StackScan(network, error=errors[network]) for network in networks]
+            output.line(f"provisioned {', '.join(s.network for s in stacks)}; running Prowler ({prowler})")
             scan_command = [str(prowler), "aws", "--services", *SERVICES, "--region", common.REGION]
             scan_command += ["--scan-unused-services", "--output-formats", "json-ocsf", "--output-filename", "scan"]
             scan_command += ["--output-directory", str(findings_dir), "--no-banner", "--no-color"]
             scan_command += ["--ignore-exit-code-3"]  # 3: the scan found FAILs, which is what it is for
-            prowler_seconds, _ = common.timed(
-                lambda: run_logged(scan_command, environment, scratch / "prowler.log", PROWLER_TIMEOUT, "Prowler")
-            )
+            try:
+                prowler_seconds, _ = common.timed(
+                    lambda: run_logged(scan_command, environment, prowler_log, PROWLER_TIMEOUT, "Prowler")
+                )
+            except common.BenchError as exc:
+                return [StackScan(network, error=errors[network] or str(exc)) for network in networks]
         findings_path = findings_dir / "scan.ocsf.json"
         if not findings_path.exists():
-            raise common.BenchError(f"Prowler wrote no {findings_path.name}:\n{log_tail(scratch / 'prowler.log')}")
+            failure = f"Prowler wrote no {findings_path.name}:\n{log_tail(prowler_log)}"
+            return [StackScan(network, error=errors[network] or failure) for network in networks]
         findings = load_findings(findings_path)
         if args.keep:
-            args.keep.mkdir(parents=True, exist_ok=True)
-            for kept in (state_path, findings_path, scratch / "provision.log", scratch / "prowler.log"):
-                shutil.copy2(kept, args.keep / kept.name)
-            identity_record = {
-                "stack": identity.stack,
-                "tokens": sorted(identity.tokens),
-                "vpc_ids": sorted(identity.vpc_ids),
-            }
-            (args.keep / "identity.json").write_text(json.dumps(identity_record, indent=2) + "\n")
-    total_seconds = time.perf_counter() - started
-    scan = classify(findings, identity)
-    refused = gated(scan.stack, args.network)
+            keep_files(args.keep, stacks, [findings_path, prowler_log])
+    total = round(time.perf_counter() - started, 1)
+    scans = classify_stacks(findings, [stack.identity for stack in stacks])
+    scanned = {}
+    for stack, scan in zip(stacks, scans, strict=True):
+        seconds = {"provision": round(stack.seconds, 1), "prowler": round(prowler_seconds, 1), "total": total}
+        scanned[stack.network] = StackScan(stack.network, stack.identity.stack, len(findings), scan, seconds=seconds)
+    return [scanned.get(network) or StackScan(network, error=errors[network]) for network in networks]
+
+
+def keep_files(keep: Path, stacks: list[Provisioned], shared: list[Path]) -> None:
+    """--keep: each stack's state file, provision log and identity in DIR/<network>, with the scan's files."""
+    for stack in stacks:
+        folder = keep / stack.network
+        folder.mkdir(parents=True, exist_ok=True)
+        for kept in [*stack.files, *shared]:
+            shutil.copy2(kept, folder / kept.name)
+        identity_record = {
+            "stack": stack.identity.stack,
+            "tokens": sorted(stack.identity.tokens),
+            "vpc_ids": sorted(stack.identity.vpc_ids),
+        }
+        (folder / "identity.json").write_text(json.dumps(identity_record, indent=2) + "\n")
+
+
+def counts(findings: list[Finding]) -> dict[str, int]:
+    return {severity: sum(checks.values()) for severity, checks in severity_figures(findings).items()}
+
+
+def before_after(results: list[StackScan]) -> list[str]:
+    """The stack's FAILs by severity: BASELINE (recorded) and this run, one row each per network."""
+    rows = [f"{'the stack FAILs by severity':<54}{''.join(f'{s:>15}' for s in SEVERITIES)}"]
+    for result in results:
+        before = BASELINE.get(result.network)
+        after = counts(result.scan.stack) if result.scan else None
+        for when, figures in ((f"before ({BASELINE_WHEN})", before), ("after (this run)", after)):
+            cells = "".join(f"{figures[s] if figures else '-':>15}" for s in SEVERITIES)
+            rows.append(f"  {result.network + ' ' + when:<52}{cells}")
+    return rows
+
+
+def stack_report(result: StackScan, listed: Mapping[str, Listed]) -> tuple[list[str], list[common.Target], str]:
+    """Report lines, targets and the gate's paragraph ("" when it passes) for one network's stack."""
+    name = f"{result.network} stack"
+    if result.scan is None:
+        paragraph = f"Security gate: the {name} was not scanned: {result.error}"
+        target = common.Target.check(f"the {name} was provisioned and scanned", False)
+        return [f"the {name}: not scanned (below)"], [target], paragraph
+    scan, seconds = result.scan, result.seconds or {}
     lines = [
-        f"Prowler {prowler} on the {args.network} stack '{identity.stack}' in moto "
-        f"({len(findings)} findings; {scan.stack_passes} PASS and {len(scan.stack)} FAIL on the stack's resources)",
+        f"the {name} '{result.stack}' in moto ({result.findings} findings; "
+        f"{scan.stack_passes} PASS and {len(scan.stack)} FAIL on the stack's resources)",
         *severity_rows("FAILs on the stack's own resources", scan.stack),
         *severity_rows("FAILs account-level (not the stack's; moto's default VPC among them)", scan.account),
         *severity_rows("moto artefacts filtered out", scan.artefacts),
-        f"wall time: provision {provision_seconds:.1f} s, Prowler {prowler_seconds:.1f} s, "
-        f"whole run {total_seconds:.1f} s",
+        f"wall time: provision {seconds.get('provision')} s, Prowler {seconds.get('prowler')} s, "
+        f"whole run {seconds.get('total')} s",
     ]
-    figures = {
-        "network": args.network,
-        "stack": identity.stack,
-        "findings": len(findings),
+    paragraph = verdict(result.stack, result.network, scan, listed)
+    targets = [
+        common.Target.check(f"the scan saw the {name} (every required service)", not unseen_services(scan)),
+        common.Target(f"refused FAILs on the {name} (issue 11's gate)", len(refusals(scan, result.network, listed)), 0),
+    ]
+    return lines, targets, paragraph
+
+
+def stack_figures(result: StackScan, listed: Mapping[str, Listed]) -> dict[str, Any]:
+    if result.scan is None:
+        return {"network": result.network, "error": result.error}
+    scan = result.scan
+    return {
+        "network": result.network,
+        "stack": result.stack,
+        "findings": result.findings,
         "stack_passes": scan.stack_passes,
+        "seen_services": sorted(scan.seen_services),
         "stack_fails": severity_figures(scan.stack),
         "account_fails": severity_figures(scan.account),
         "artefacts": severity_figures(scan.artefacts),
-        "gated": sorted({f.check_id for f in refused}),
+        "refused": [r.describe() for r in refusals(scan, result.network, listed)],
         "stack_fail_resources": sorted({f"{f.check_id} {f.uid}" for f in scan.stack}),
-        "seconds": {
-            "provision": round(provision_seconds, 1),
-            "prowler": round(prowler_seconds, 1),
-            "total": round(total_seconds, 1),
-        },
+        "seconds": result.seconds,
     }
-    targets = [
-        common.Target.check("the scan saw the stack's resources", scan.stack_passes + len(scan.stack) > 0),
-        common.Target(f"high/critical FAILs on the stack ({args.network}; issue 11's gate)", len(refused), 0),
-    ]
+
+
+def measure(args: argparse.Namespace, output: common.BenchOutput) -> common.Result:
+    prowler = Path(args.prowler)
+    if not os.access(prowler, os.X_OK):
+        missing = f"{prowler} is missing; run scripts/setup-prowler.sh"
+        raise common.BenchError(missing) if args.gate else common.MissingPrerequisiteError(missing)
+    try:
+        listed = readme_security_table(README.read_text(encoding="utf-8"))
+    except ReadmeTableError as exc:
+        raise common.BenchError(str(exc)) from exc
+    networks = NETWORKS if args.network == "both" else (args.network,)
+    results = scan_stacks(args, networks, output)
+    lines: list[str] = [f"Prowler {prowler}"]
+    targets: list[common.Target] = []
+    paragraphs: list[str] = []
+    for result in results:
+        stack_lines, stack_targets, paragraph = stack_report(result, listed)
+        lines += stack_lines
+        targets += stack_targets
+        paragraphs += [paragraph] if paragraph else []
+    lines += before_after(results)
+    lines += paragraphs
+    figures = {
+        "prowler": str(prowler),
+        "stacks": [stack_figures(result, listed) for result in results],
+        "before": {"measured": BASELINE_WHEN, **{n: BASELINE.get(n) for n in networks}},
+        "after": {r.network: counts(r.scan.stack) if r.scan else None for r in results},
+        "gate": paragraphs,
+    }
+    if args.json:
+        for paragraph in paragraphs:
+            print(paragraph, file=sys.stderr)  # the text report holds them; beside JSON, stderr says why
     return common.Result(lines, figures, targets)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,10 @@ from typing import Any
 SEVERITIES = ("critical", "high", "medium", "low", "informational")
 
 # State-file values that name or identify a resource: ARNs and AWS ids (vpc-…, subnet-…, sg-…, acl-…).
-# Names (ECR repository, log group, roles, cluster, …) all start with or contain the stack name.
+# Names (ECR repository, log group, roles, cluster, …) all start with or contain the stack name. Every
+# value of a step's ids is looked at, whatever its key, so a new step's resources are the stack's
+# without a change here; an availability zone or an image tag is none of these and names nothing.
 _AWS_ID = re.compile(r"^[a-z]+-[0-9a-f]{8,17}$")
-_IDENTIFYING_KEYS = ("id", "arn", "name", "family", "vpc_id", "original_main_route_table")
 
 
 @dataclass(frozen=True)
@@ -37,18 +38,24 @@ class Finding:
     name: str
     vpc_id: str  # from Prowler's resource model, "" when it has none
     message: str
+    service: str = ""  # Prowler's service of the resource (`resources[].group.name`: ecs, elbv2, vpc, ...)
 
 
 @dataclass(frozen=True)
 class Artefact:
-    """A FAIL that moto produces and AWS would not: `check_id` on a resource whose uid matches `resource`."""
+    """A FAIL that moto produces and AWS would not: `check_id` on a resource whose uid matches `resource`
+    and, when `steps` names any, contains an id that one of those state steps recorded."""
 
     check_id: str
     resource: str  # a regular expression searched in the resource uid
     why: str
+    steps: tuple[str, ...] = ()
 
-    def matches(self, finding: Finding) -> bool:
-        return finding.check_id == self.check_id and re.search(self.resource, finding.uid) is not None
+    def matches(self, finding: Finding, identity: StackIdentity) -> bool:
+        if finding.check_id != self.check_id or re.search(self.resource, finding.uid) is None:
+            return False
+        recorded = [value for step in self.steps for value in identity.step_ids.get(step, ())]
+        return not self.steps or any(value in finding.uid for value in recorded)
 
 
 # Each filter names the check and the resources it applies to, and why moto (not the stack) is the cause.
@@ -59,13 +66,7 @@ MOTO_ARTEFACTS = (
         "ec2_securitygroup_not_used",
         r":security-group/sg-",
         "moto runs no tasks, so no network interface uses the task security group",
-    ),
-    # moto seeds every account with the EBS snapshots behind its built-in AMI catalogue (over a thousand,
-    # unencrypted); a real account owns none of them and the stack creates no snapshot.
-    Artefact(
-        "ec2_ebs_snapshots_encrypted",
-        r":snapshot/snap-",
-        "moto seeds its AMI catalogue's snapshots into every account",
+        steps=("task-security-group",),
     ),
 )
 
@@ -78,6 +79,7 @@ class StackIdentity:
     stack: str
     tokens: frozenset[str]
     vpc_ids: frozenset[str]
+    step_ids: Mapping[str, frozenset[str]] = field(default_factory=dict)  # state step -> the ids it recorded
 
     def owns(self, finding: Finding) -> bool:
         if finding.vpc_id and finding.vpc_id in self.vpc_ids:
@@ -94,15 +96,24 @@ def stack_identity(state: Mapping[str, Any], vpc_owned_ids: Iterable[str] = ()) 
     stack = str(state["stack"])
     tokens: set[str] = {stack, *vpc_owned_ids}
     vpc_ids: set[str] = set()
+    step_ids: dict[str, frozenset[str]] = {}
     for resource in state.get("resources", []):
         ids: Mapping[str, Any] = resource.get("ids", {})
-        for key in _IDENTIFYING_KEYS:
-            value = ids.get(key)
-            if isinstance(value, str) and (value.startswith("arn:") or _AWS_ID.match(value) or stack in value):
-                tokens.add(value)
+        named = {v for v in _strings(ids.values()) if v.startswith("arn:") or _AWS_ID.match(v) or stack in v}
+        tokens |= named
+        step_ids[str(resource.get("step"))] = frozenset(named)
         if resource.get("step") == "vpc" and isinstance(ids.get("id"), str):
             vpc_ids.add(ids["id"])
-    return StackIdentity(stack, frozenset(tokens), frozenset(vpc_ids))
+    return StackIdentity(stack, frozenset(tokens), frozenset(vpc_ids), step_ids)
+
+
+def _strings(values: Iterable[Any]) -> Iterator[str]:
+    """The strings among `values`, and inside the lists among them (a step may record several ids)."""
+    for value in values:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, list):
+            yield from _strings(value)
 
 
 def parse_findings(document: Iterable[Mapping[str, Any]]) -> list[Finding]:
@@ -117,6 +128,7 @@ def parse_findings(document: Iterable[Mapping[str, Any]]) -> list[Finding]:
             data = resource.get("data") or {}
             metadata = data.get("metadata") if isinstance(data, dict) else None
             vpc_id = metadata.get("vpc_id") if isinstance(metadata, dict) else None
+            group = resource.get("group") or {}
             findings.append(
                 Finding(
                     check_id=check_id,
@@ -126,6 +138,7 @@ def parse_findings(document: Iterable[Mapping[str, Any]]) -> list[Finding]:
                     name=str(resource.get("name", "")),
                     vpc_id=vpc_id if isinstance(vpc_id, str) else "",
                     message=message,
+                    service=str(group.get("name", "")) if isinstance(group, dict) else "",
                 )
             )
     return findings
@@ -146,6 +159,7 @@ class Scan:
     account: list[Finding] = field(default_factory=list)
     artefacts: list[Finding] = field(default_factory=list)
     stack_passes: int = 0  # PASS findings on the stack's resources: the scan saw them
+    seen_services: set[str] = field(default_factory=set)  # Prowler services with a PASS or FAIL on the stack
 
 
 def classify(
@@ -155,17 +169,29 @@ def classify(
     scan = Scan()
     for finding in findings:
         owned = identity.owns(finding)
+        if owned and finding.status in ("PASS", "FAIL"):
+            scan.seen_services.add(finding.service)
         if finding.status == "PASS":
             scan.stack_passes += 1 if owned else 0
         elif finding.status != "FAIL":
             continue
-        elif any(artefact.matches(finding) for artefact in filters):
+        elif any(artefact.matches(finding, identity) for artefact in filters):
             scan.artefacts.append(finding)
         elif owned:
             scan.stack.append(finding)
         else:
             scan.account.append(finding)
     return scan
+
+
+def classify_stacks(findings: list[Finding], identities: list[StackIdentity]) -> list[Scan]:
+    """`classify` for each of several stacks scanned together (one moto server, one Prowler run): a FAIL
+    on another of them is neither this stack's nor account-level."""
+    scans = []
+    for identity in identities:
+        others = [other for other in identities if other is not identity]
+        scans.append(classify([f for f in findings if not any(o.owns(f) for o in others)], identity))
+    return scans
 
 
 def by_severity(findings: Iterable[Finding]) -> dict[str, Counter[str]]:
@@ -190,3 +216,118 @@ def severity_rows(title: str, findings: list[Finding]) -> list[str]:
 def severity_figures(findings: list[Finding]) -> dict[str, dict[str, int]]:
     """`by_severity` as JSON: severity -> {check id: FAILs}."""
     return {severity: dict(sorted(checks.items())) for severity, checks in by_severity(findings).items()}
+
+
+# --- The gate (issue 11, "Prove it"): what CI refuses on the stack's own FAILs -------------------------
+
+GATED_SEVERITIES = frozenset({"critical", "high"})
+# The public default keeps public IPs on the tasks (no NAT gateway to pay for): the one high FAIL issue 11
+# accepts, and only on the public network; `network = "private"` clears it.
+ALLOWED_ON_PUBLIC = frozenset({"ecs_service_no_assign_public_ip"})
+# Prowler services that must have judged (PASS or FAIL) at least one of the stack's resources: a scan that
+# skipped one of them (a moto error, a renamed service, an identity that no longer matches) would pass
+# the gate by seeing nothing, so it fails instead.
+REQUIRED_SERVICES = frozenset({"cloudwatch", "ec2", "ecs", "elbv2", "vpc"})
+PRIVATE_SETTING = 'network = "private"'
+SECURITY_HEADING = "## Security"
+TABLE_HEADER = ("Prowler check", "severity", "why it remains", "the setting that clears it")
+_CHECK_CELL = re.compile(r"^`([a-z0-9_]+)`$")
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A row of the README's security table: a medium or low FAIL the default stack keeps, with why."""
+
+    check_id: str
+    severity: str
+    why: str
+    clears: str
+
+    @property
+    def public_only(self) -> bool:
+        """A FAIL that `network = "private"` clears remains on the public network only."""
+        return PRIVATE_SETTING in self.clears
+
+
+class ReadmeTableError(ValueError):
+    """The README's security table is missing or malformed: the gate cannot tell listed FAILs apart."""
+
+
+def readme_security_table(text: str) -> dict[str, Listed]:
+    """Check id -> its row, from the table in the README's `## Security` section whose header is
+    TABLE_HEADER (`| Prowler check | severity | why it remains | the setting that clears it |`)."""
+    section = re.search(rf"^{re.escape(SECURITY_HEADING)}\s*$(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    if section is None:
+        raise ReadmeTableError(f"README.md has no '{SECURITY_HEADING}' section")
+    lines = [line.strip() for line in section.group(1).splitlines()]
+    header = f"| {' | '.join(TABLE_HEADER)} |"
+    if header not in lines:
+        raise ReadmeTableError(f"README.md's '{SECURITY_HEADING}' section has no table headed {header}")
+    listed: dict[str, Listed] = {}
+    for line in lines[lines.index(header) + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        check = _CHECK_CELL.match(cells[0]) if len(cells) == len(TABLE_HEADER) else None
+        if check is None or cells[1] not in SEVERITIES or not cells[2] or not cells[3]:
+            raise ReadmeTableError(
+                f"README.md's security table row {line!r}: expected a check id in backticks, a severity "
+                f"({', '.join(SEVERITIES)}), why it remains and the setting that clears it (or 'none')"
+            )
+        listed[check.group(1)] = Listed(check.group(1), cells[1], cells[2], cells[3])
+    if not listed:
+        raise ReadmeTableError(f"README.md's security table {header} has no rows")
+    return listed
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A FAIL of the stack's that the gate refuses, and the rule it breaks."""
+
+    finding: Finding
+    rule: str
+
+    def describe(self) -> str:
+        return f"{self.finding.check_id} ({self.finding.severity}, {self.rule}) on {self.finding.uid}"
+
+
+def refusals(scan: Scan, network: str, listed: Mapping[str, Listed]) -> list[Refusal]:
+    """The stack's FAILs the gate refuses on `network` ("public" or "private"): high or critical ones (but
+    the public IP on the public network), and medium or low ones the README's table does not list (or
+    lists as cleared by the private network, on the private network)."""
+    refused = []
+    for finding in scan.stack:
+        if finding.severity in GATED_SEVERITIES:
+            if network != "public" or finding.check_id not in ALLOWED_ON_PUBLIC:
+                refused.append(Refusal(finding, f"{finding.severity} on the {network} network"))
+        elif finding.check_id not in listed:
+            refused.append(Refusal(finding, "not in README.md's security table"))
+        elif network == "private" and listed[finding.check_id].public_only:
+            refused.append(Refusal(finding, f"the table says {PRIVATE_SETTING} clears it"))
+    return refused
+
+
+def unseen_services(scan: Scan) -> list[str]:
+    """REQUIRED_SERVICES that judged none of the stack's resources: the scan did not see the stack."""
+    return sorted(REQUIRED_SERVICES - scan.seen_services)
+
+
+def verdict(stack: str, network: str, scan: Scan, listed: Mapping[str, Listed]) -> str:
+    """One paragraph: why the gate refuses the `network` stack, naming each offending check id, severity and
+    resource and what to do; "" when it passes."""
+    unseen = unseen_services(scan)
+    if unseen:
+        return (
+            f"Security gate: the scan of the {network} stack '{stack}' saw none of its resources in "
+            f"{', '.join(unseen)} (PASS or FAIL), so it proves nothing. Check that Prowler scanned those "
+            f"services against the moto endpoint (its log) and that the stack's identity (state file, VPC) "
+            f"still matches the findings' resources (bench/security_findings.py)."
+        )
+    refused = refusals(scan, network, listed)
+    if not refused:
+        return ""
+    return (
+        f"Security gate: the {network} stack '{stack}' has {len(refused)} refused FAIL(s): "
+        f"{'; '.join(r.describe() for r in refused)}. Fix the stack; a medium or low FAIL that must remain "
+        f"goes in README.md's '{SECURITY_HEADING}' table with why it remains and the setting that clears it."
+    )

@@ -120,6 +120,13 @@ def provision_parser() -> argparse.ArgumentParser:
         help="a build argument for the site's image, as with docker build (repeatable)",
     )
     parser.add_argument(
+        "--allow-broad-task-role",
+        action="store_true",
+        default=None,  # not given: deploy.toml's allow_broad_task_role decides
+        help="accept an administrative policy (AdministratorAccess, PowerUserAccess, *FullAccess) in "
+        "task_role_policy_arns: the site's code, and anyone who takes it over, gets those rights",
+    )
+    parser.add_argument(
         "--rollback",
         action="store_true",
         help="return the service to the last revision that was verified serving (by digest, nothing is built), "
@@ -422,7 +429,13 @@ def _settings(args: argparse.Namespace, state: State | None) -> Settings:
         )
     config = args.config if args.config is not None else PROJECT_DIR / CONFIG_FILE_NAME
     recorded = {"stack": state.stack, "region": state.region} if state else {}
-    flags = {"stack": args.stack, "region": args.region, "image": args.image, "build_args": _build_args(args.build_arg)}
+    flags = {
+        "stack": args.stack,
+        "region": args.region,
+        "image": args.image,
+        "build_args": _build_args(args.build_arg),
+        "allow_broad_task_role": args.allow_broad_task_role,
+    }
     return load_settings(config, flags, fallback=recorded)
 
 

@@ -2,8 +2,9 @@
 
 It is an estimate: on-demand list prices for us-east-1 (Linux/X86_64 Fargate), taken
 from the AWS pricing pages for Elastic Load Balancing, Fargate, VPC public IPv4
-addresses and NAT gateways, CloudWatch Logs and ECR on 2026-11-01. Other regions cost somewhat more;
-data transfer, free tiers, savings plans and taxes are left out. Usage-based items
+addresses and NAT gateways, CloudWatch (Logs, and metrics for Container Insights) and ECR on
+2026-11-01. Other regions cost somewhat more; data transfer, free tiers, savings plans and taxes
+are left out. Usage-based items
 assume a small site (stated with each line).
 """
 
@@ -29,9 +30,18 @@ ASSUMED_NAT_GB_PER_TASK_MONTH = 1.0  # image pulls and log shipping of a small s
 LOGS_INGEST_GB = 0.50
 LOGS_STORE_GB_MONTH = 0.03
 ECR_GB_MONTH = 0.10
+# CloudWatch pricing (https://aws.amazon.com/cloudwatch/pricing/): Container Insights' metrics are billed as
+# custom metrics (first 10,000: $0.30 per metric-month) and its performance log events as log ingestion
+# ("Monitor Amazon ECS containers using Container Insights", ECS developer guide).
+CUSTOM_METRIC_MONTH = 0.30
 
 ASSUMED_LOG_GB_PER_TASK_MONTH = 0.5  # gunicorn access log of a small site
 ASSUMED_IMAGE_GB = 0.15  # the site's image; the lifecycle rule keeps untagged ones to 1
+# Container Insights (standard level) on one cluster with one service: about 16 metrics by ClusterName and
+# 14 by ClusterName and ServiceName (CloudWatch user guide, "Amazon ECS Container Insights metrics"), and a
+# task and a container performance event (about 1 KB each) per task and minute, about 0.1 GB a month.
+ASSUMED_CONTAINER_INSIGHTS_METRICS = 30
+ASSUMED_PERFORMANCE_LOG_GB_PER_TASK_MONTH = 0.1
 
 
 @dataclass(frozen=True)
@@ -57,7 +67,7 @@ def estimate(settings: Settings) -> list[CostLine]:
             f"{tasks} task(s) + {zones} NLB nodes",
         )
     )
-    return [
+    lines = [
         CostLine(
             "Network Load Balancer",
             (NLB_HOUR + NLB_LCU_HOUR) * HOURS_PER_MONTH,
@@ -90,6 +100,19 @@ def estimate(settings: Settings) -> list[CostLine]:
             f"assumes {ASSUMED_IMAGE_GB} GB of images x ${ECR_GB_MONTH}/GB-month",
         ),
     ]
+    if settings.container_insights:
+        lines.append(container_insights(tasks))
+    return lines
+
+
+def container_insights(tasks: int) -> CostLine:
+    performance_gb = ASSUMED_PERFORMANCE_LOG_GB_PER_TASK_MONTH * tasks
+    return CostLine(
+        "Container Insights",
+        ASSUMED_CONTAINER_INSIGHTS_METRICS * CUSTOM_METRIC_MONTH + performance_gb * LOGS_INGEST_GB,
+        f"assumes {ASSUMED_CONTAINER_INSIGHTS_METRICS} metrics x ${CUSTOM_METRIC_MONTH}/month + "
+        f"{performance_gb:g} GB of performance events x ${LOGS_INGEST_GB}/GB",
+    )
 
 
 def _nat_gateway(tasks: int, private: bool) -> list[CostLine]:

@@ -24,12 +24,12 @@ logs and teardown and checks both ways: every call is allowed, every action is u
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from deployer.settings import Names, Settings
 from deployer.steps.base import STACK_TAG
-from deployer.steps.iam import EXECUTION_POLICY
 
 REFERENCE = "https://docs.aws.amazon.com/service-authorization/latest/reference/"
 EC2_PAGE = REFERENCE + "list_amazonec2.html"
@@ -66,7 +66,9 @@ ECS = "arn:{partition}:ecs:{region}:{account}:"
 ECS_ARNS = (ECS + "*/{cluster}", ECS + "*/{cluster}/*")
 REPOSITORY = "arn:{partition}:ecr:{region}:{account}:repository/{repository}"
 LOG_GROUP = "arn:{partition}:logs:{region}:{account}:log-group:{log_group}"
-ROLES = ("arn:{partition}:iam::{account}:role/{execution_role}", "arn:{partition}:iam::{account}:role/{task_role}")
+EXECUTION_ROLE = "arn:{partition}:iam::{account}:role/{execution_role}"
+TASK_ROLE = "arn:{partition}:iam::{account}:role/{task_role}"
+ROLES = (EXECUTION_ROLE, TASK_ROLE)
 OURS = {f"aws:ResourceTag/{STACK_TAG}": "{stack}"}
 TAGGED = {f"aws:RequestTag/{STACK_TAG}": "{stack}"}
 
@@ -147,7 +149,11 @@ GROUPS: dict[str, Group] = {
     "Ecr": Group((REPOSITORY,), (ECR_PAGE, ECR_PUSH_PAGE)),
     "Logs": Group((LOG_GROUP, LOG_GROUP + ":*"), (LOGS_PAGE,)),
     "IamRoles": Group(ROLES, (IAM_PAGE,)),
-    "IamAttach": Group(ROLES, (IAM_PAGE,), {"ArnEquals": {"iam:PolicyARN": "{policy_arns}"}}),
+    # Only the task role gets managed policies, only those the settings name (the execution role's
+    # permissions are its inline policy, deployer/steps/iam.py).
+    "IamAttach": Group((TASK_ROLE,), (IAM_PAGE,), {"ArnEquals": {"iam:PolicyARN": "{policy_arns}"}}),
+    # An inline policy can say anything: only on the execution role, whose policy the tool writes.
+    "IamExecutionInline": Group((EXECUTION_ROLE,), (IAM_PAGE,)),
     "IamPassRole": Group(ROLES, (IAM_PAGE,), {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
     "IamEcsLinkedRole": Group(
         ("arn:{partition}:iam::{account}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",),
@@ -166,6 +172,7 @@ class Row:
     group: str
     actions: str = ""
     built_only: bool = False  # only when the image is built and pushed (not with `image`)
+    when: Callable[[Settings], bool] | None = None  # only for settings where this holds
 
 
 TABLE: tuple[Row, ...] = (
@@ -219,7 +226,7 @@ TABLE: tuple[Row, ...] = (
     Row(
         "ecs",
         "CreateCluster CreateService DeleteCluster DeleteService DescribeClusters "
-        "DescribeServices DescribeTasks UpdateService",
+        "DescribeServices DescribeTasks UpdateCluster UpdateService",
         "Ecs",
     ),
     Row("ecs", "CreateCluster CreateService RegisterTaskDefinition", "EcsTagOnCreate", actions="ecs:TagResource"),
@@ -232,6 +239,8 @@ TABLE: tuple[Row, ...] = (
         "PutImageScanningConfiguration PutImageTagMutability PutLifecyclePolicy",
         "Ecr",
     ),
+    # The scan of an image in the repository (deployer/scan.py); also for an `image` that names the repository.
+    Row("ecr", "DescribeImageScanFindings", "Ecr"),
     Row("ecr", "CreateRepository", "Ecr", actions="ecr:TagResource"),
     Row(ENGINE, "lookup", "Ecr", actions="ecr:BatchGetImage", built_only=True),
     Row(
@@ -253,12 +262,13 @@ TABLE: tuple[Row, ...] = (
     Row("logs", "CreateLogGroup", "Logs", actions="logs:TagResource logs:TagLogGroup"),
     Row(
         "iam",
-        "CreateRole DeleteRole DeleteRolePolicy DetachRolePolicy GetRole ListAttachedRolePolicies ListRolePolicies "
-        "UpdateAssumeRolePolicy",
+        "CreateRole DeleteRole DeleteRolePolicy DetachRolePolicy GetRole GetRolePolicy ListAttachedRolePolicies "
+        "ListRolePolicies UpdateAssumeRolePolicy",
         "IamRoles",
     ),
     Row("iam", "CreateRole", "IamRoles", actions="iam:TagRole"),
-    Row("iam", "AttachRolePolicy", "IamAttach"),
+    Row("iam", "PutRolePolicy", "IamExecutionInline"),
+    Row("iam", "AttachRolePolicy", "IamAttach", when=lambda settings: bool(settings.task_role_policy_arns)),
 )
 
 # Changing actions left on every resource: the revisions of the stack's family could be named by ARN
@@ -276,7 +286,7 @@ def grants(service: str, operation: str, settings: Settings) -> list[tuple[str, 
     for row in TABLE:
         if row.service != service or operation not in row.operations.split():
             continue
-        if row.built_only and settings.image is not None:
+        if (row.built_only and settings.image is not None) or (row.when is not None and not row.when(settings)):
             continue
         actions = row.actions.split() or [f"{PREFIX.get(service, service)}:{operation}"]
         found.extend((action, row.group) for action in actions)
@@ -346,7 +356,6 @@ def actions_by_service(settings: Settings) -> dict[str, list[str]]:
 
 def _values(settings: Settings, partition: str, region: str, account: str) -> dict[str, Any]:
     names = Names(settings.stack, region)  # the role names carry the region the policy is for
-    attached = [f"arn:{partition}:iam::aws:{EXECUTION_POLICY}", *settings.task_role_policy_arns]
     return {
         "partition": partition,
         "region": region,
@@ -361,7 +370,7 @@ def _values(settings: Settings, partition: str, region: str, account: str) -> di
         "log_group": names.log_group,
         "execution_role": names.execution_role,
         "task_role": names.task_role,
-        "policy_arns": sorted(set(attached)),
+        "policy_arns": sorted(set(settings.task_role_policy_arns)),
     }
 
 

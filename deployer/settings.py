@@ -65,6 +65,12 @@ _ROLE_SUFFIXES = {"execution": "-exec", "task": "-task"}
 MAX_REGION_LENGTH = MAX_ROLE_NAME_LENGTH - MAX_STACK_LENGTH - 1 - max(len(s) for s in _ROLE_SUFFIXES.values())
 _STACK_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 _POLICY_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(aws|\d{12}):policy/[\w+=,.@/-]+$")
+# Policies that give the site's code the run of the account, by the policy's name (the ARN's last path
+# segment, in any case, any partition, AWS managed or the account's own): AdministratorAccess and its
+# service-specific variants (AdministratorAccess-Amplify, ...), PowerUserAccess, and every *FullAccess
+# (names such as AmazonDynamoDBFullAccess_v2 have it inside). AWS managed policy reference:
+# https://docs.aws.amazon.com/aws-managed-policy/latest/reference/policy-list.html
+_BROAD_POLICY = re.compile(r"^(administratoraccess.*|poweruseraccess|.*fullaccess.*)$", re.IGNORECASE)
 _IMAGE_PATTERN = re.compile(r"^[a-z0-9][\w.:/@-]*$", re.IGNORECASE)
 # The container definition's `user`: user, user:group, uid, uid:gid, user:gid or uid:group
 # (ECS API reference, ContainerDefinition "user":
@@ -77,6 +83,11 @@ _USER_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-
 # shell rule for a name (https://pubs.opengroup.org/onlinepubs/9699919799/basedefs/V1_chap03.html#tag_03_235).
 # Any other name would be passed to the build and never used.
 _BUILD_ARG_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The severities of ECR's scan findings, lowest first (ECR API reference, ImageScanFinding `severity`:
+# https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageScanFinding.html; its UNDEFINED has no
+# rank and is not a threshold). `fail_on_scan` names one of them, or "none" (no check); see deployer/scan.py.
+SCAN_SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+SCAN_OFF = "none"
 
 # `network`: public = tasks with public addresses in the public subnets; private = tasks in
 # private subnets behind one NAT gateway (deployer/steps/private.py).
@@ -110,6 +121,8 @@ class Settings:
     unhealthy_threshold: int = 2
     deregistration_delay: int = 30
     task_role_policy_arns: tuple[str, ...] = ()
+    allow_broad_task_role: bool = False
+    container_insights: bool = True
     tags: dict[str, str] = field(default_factory=dict)
     image: str | None = None
     build_context: str = "website"
@@ -118,6 +131,7 @@ class Settings:
     container_user: str | None = None
     service_wait_timeout: int = 1200
     max_failed_tasks: int = 3
+    fail_on_scan: str = "CRITICAL"
 
     @property
     def names(self) -> Names:
@@ -293,6 +307,8 @@ def _coerce_value(key: str, value: Any, annotation: Any, source: str) -> Any:
     expected = str(annotation)
     if expected == "int" and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if expected == "bool" and isinstance(value, bool):
+        return value
     if expected in ("str", "str | None") and isinstance(value, str):
         return value
     if (
@@ -336,17 +352,44 @@ def validate(settings: Settings) -> None:
                 f"'{arn}' is not an IAM policy ARN",
                 "Use ARNs like arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
             )
+    _validate_task_role(settings)
     if settings.image is not None and not _IMAGE_PATTERN.match(settings.image):
         _fail(
             "image",
             f"'{settings.image}' is not an image reference",
             "Pass a reference like 123456789012.dkr.ecr.us-east-1.amazonaws.com/site:tag",
         )
+    if settings.fail_on_scan.upper() not in SCAN_SEVERITIES and settings.fail_on_scan.lower() != SCAN_OFF:
+        _fail(
+            "fail_on_scan",
+            f"'{settings.fail_on_scan}' is not a scan severity",
+            f'Use one of {", ".join(SCAN_SEVERITIES)} (any case), or "{SCAN_OFF}" to deploy without the check',
+        )
     if settings.container_user is not None and not _USER_PATTERN.match(settings.container_user):
         _fail(
             "container_user",
             f"'{settings.container_user}' is not a user for the container",
             "Use a user or UID, optionally with a group or GID: 10001:10001, app, app:app",
+        )
+
+
+def broad_policies(arns: tuple[str, ...]) -> list[str]:
+    """The ARNs among `arns` that name an administrative policy (see _BROAD_POLICY)."""
+    return [arn for arn in arns if _BROAD_POLICY.match(arn.rsplit("/", 1)[-1])]
+
+
+def _validate_task_role(settings: Settings) -> None:
+    """An administrative task role needs saying so: the site's code runs with it, and so does anyone who
+    gets code execution in the site (a vulnerable dependency, an injection)."""
+    broad = broad_policies(settings.task_role_policy_arns)
+    if broad and not settings.allow_broad_task_role:
+        _fail(
+            "task_role_policy_arns",
+            f"{', '.join(broad)} would give the site's code, and anyone who gets code execution in it, those "
+            "rights over the account (administrative, power-user or full-access policies)",
+            "Name a policy that allows only the calls the site makes (e.g. AmazonS3ReadOnlyAccess, or one of your "
+            "own); if the site really needs this one, pass --allow-broad-task-role (or set allow_broad_task_role "
+            "= true in deploy.toml)",
         )
 
 

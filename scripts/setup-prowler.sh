@@ -5,6 +5,8 @@
 #
 #   scripts/setup-prowler.sh                       # idempotent: a re-run installs nothing (about a second)
 #   PROWLER_VENV=/opt/flask-deployer/prowler-venv scripts/setup-prowler.sh   # somewhere else
+#   PIP_CACHE_DIR=/var/cache/flask-deployer/pip scripts/setup-prowler.sh    # pip keeps its downloads there
+#                                                  (scripts/security-gate.sh sets both from PROWLER_CACHE)
 #
 # What it does (each step only when it is not already done):
 #   1. creates the virtualenv $PROWLER_VENV (default: .prowler-venv in the repository, gitignored)

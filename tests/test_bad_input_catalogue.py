@@ -271,6 +271,14 @@ CATALOGUE: list[Case] = [
         toml="log_retention_days = 8\n",
     ),
     Case(
+        "toml-fail-on-scan",
+        "deploy.toml",
+        PROVISION,
+        provision_args(),
+        ("'fail_on_scan'", "'severe' is not a scan severity", "INFORMATIONAL, LOW, MEDIUM, HIGH, CRITICAL"),
+        toml='fail_on_scan = "severe"\n',
+    ),
+    Case(
         "toml-cidr-invalid",
         "deploy.toml",
         PROVISION,

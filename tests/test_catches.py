@@ -29,6 +29,7 @@ from deployer.steps.base import StepContext
 from deployer.steps.image import ImageStep, build_spec
 from tests.conftest import IMAGE, PROJECT_DIR, READ_PREFIXES, CallLog, RecordingOutput, planning
 from tests.rollouts import Rollout
+from tests.scans import answer_scans
 from tests.steps_helpers import provision_through
 from tests.test_bad_input import Outcome, assert_refused
 
@@ -229,6 +230,7 @@ def building(ctx: StepContext) -> tuple[StepContext, RegistryBuilder]:
     """The context without --image (the site in website/ is built) and its fake builder."""
     built = replace(ctx, settings=replace(ctx.settings, image=None, build_args={"BASE_IMAGE": "fake/base:1"}))
     builder = RegistryBuilder(built)
+    answer_scans(ctx.clients.ecr)  # scan on push answers clean, as AWS would (moto never scans on push)
     return replace(built, images=builder), builder
 
 
@@ -251,6 +253,8 @@ def test_image_whose_tag_is_already_in_the_registry_is_neither_built_nor_pushed(
         "repository": repository["uri"],
         "tag": tag,
         "digest": digest,
+        "scan_digest": digest,
+        "scan_threshold": "CRITICAL",
     }
     assert ctx.state.get("image") == ids
     ((reference, auth),) = builder.asked

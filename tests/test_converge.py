@@ -20,11 +20,11 @@ from deployer.stack import build_steps
 from deployer.state import Ids
 from deployer.steps.base import Step, StepContext
 from deployer.steps.ecs import TaskDefinitionStep, _differences
+from deployer.steps.iam import EXECUTION_POLICY_NAME
 from deployer.steps.registry import LIFECYCLE_POLICY
 from tests.conftest import CallLog
 from tests.steps_helpers import provision_through
 
-EXECUTION_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 READ_ONLY_ARN = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 
 
@@ -413,16 +413,36 @@ def trust_policy(ctx: StepContext, step_name: str) -> Any:
     return json.loads(document) if isinstance(document, str) else document
 
 
-def test_execution_role_policy_detached_by_hand_is_attached_again(ctx: StepContext, calls: CallLog) -> None:
+def inline_policy(ctx: StepContext, step_name: str) -> Any:
+    name = ctx.ids(step_name)["name"]
+    document = ctx.clients.iam.get_role_policy(RoleName=name, PolicyName=EXECUTION_POLICY_NAME)["PolicyDocument"]
+    return json.loads(document) if isinstance(document, str) else document
+
+
+def test_execution_role_policy_deleted_by_hand_is_put_again(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "execution-role")
-    assert attached_policies(ctx, "execution-role") == {EXECUTION_POLICY_ARN}
-    ctx.clients.iam.detach_role_policy(RoleName=ctx.ids("execution-role")["name"], PolicyArn=EXECUTION_POLICY_ARN)
-    assert attached_policies(ctx, "execution-role") == set()
+    wanted = inline_policy(ctx, "execution-role")
+    ctx.clients.iam.delete_role_policy(RoleName=ctx.ids("execution-role")["name"], PolicyName=EXECUTION_POLICY_NAME)
 
-    _, changes = reconverge(ctx, calls, step, f"attached {EXECUTION_POLICY_ARN}")
+    _, changes = reconverge(ctx, calls, step, f"inline policy {EXECUTION_POLICY_NAME} put")
 
-    assert changes == [f"attached {EXECUTION_POLICY_ARN}"]
-    assert attached_policies(ctx, "execution-role") == {EXECUTION_POLICY_ARN}
+    assert changes == [f"inline policy {EXECUTION_POLICY_NAME} put"]
+    assert inline_policy(ctx, "execution-role") == wanted
+    assert_settled(ctx, calls, step)
+
+
+def test_execution_role_policy_widened_by_hand_is_reset(ctx: StepContext, calls: CallLog) -> None:
+    step = provision_through(ctx, "execution-role")
+    wanted = inline_policy(ctx, "execution-role")
+    widened = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]}
+    ctx.clients.iam.put_role_policy(
+        RoleName=ctx.ids("execution-role")["name"], PolicyName=EXECUTION_POLICY_NAME, PolicyDocument=json.dumps(widened)
+    )
+
+    _, changes = reconverge(ctx, calls, step, f"inline policy {EXECUTION_POLICY_NAME} reset")
+
+    assert changes == [f"inline policy {EXECUTION_POLICY_NAME} reset"]
+    assert inline_policy(ctx, "execution-role") == wanted
     assert_settled(ctx, calls, step)
 
 
@@ -432,7 +452,7 @@ def test_execution_role_extra_policy_attached_by_hand_is_detached(ctx: StepConte
 
     reconverge(ctx, calls, step, f"detached {READ_ONLY_ARN}")
 
-    assert attached_policies(ctx, "execution-role") == {EXECUTION_POLICY_ARN}
+    assert attached_policies(ctx, "execution-role") == set()
     assert_settled(ctx, calls, step)
 
 
@@ -473,7 +493,7 @@ def test_task_role_follows_the_policy_arns_setting(ctx: StepContext, calls: Call
     assert attached_policies(ctx, "task-role") == set()
     assert_settled(ctx, calls, step)
     # The execution role is another role: the task role's settings never touch it.
-    assert attached_policies(ctx, "execution-role") == {EXECUTION_POLICY_ARN}
+    assert attached_policies(ctx, "execution-role") == set()
 
 
 def test_task_role_inline_policy_added_by_hand_is_removed(ctx: StepContext, calls: CallLog) -> None:

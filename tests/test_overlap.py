@@ -34,6 +34,7 @@ from deployer.steps.base import StepContext
 from deployer.steps.loadbalancer import LoadBalancerStep
 from tests.conftest import RecordingOutput
 from tests.rollouts import Rollout
+from tests.scans import answer_scans
 
 DIGEST = "sha256:" + "ab" * 32
 MAIN = "MainThread"
@@ -139,6 +140,7 @@ def built(ctx: StepContext, recorder: Recorder, *, parallel: bool) -> SlowBuilde
     # do not matter: the fake builder never runs Docker. A chosen BASE_IMAGE keeps deployer/baseimage.py
     # from asking the engine whether it holds the Dockerfile's default base.
     settings = replace(ctx.settings, image=None, build_args={"BASE_IMAGE": "fake/base:1"})
+    answer_scans(ctx.clients.ecr)  # scan on push answers clean, as AWS would (moto never scans on push)
     runner.provision(replace(ctx, images=builder, settings=settings), parallel=parallel)
     assert builder.builds == 1
     assert builder.pushes == 1

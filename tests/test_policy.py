@@ -30,6 +30,7 @@ from deployer.settings import Settings
 from deployer.steps.base import StepContext
 from tests.conftest import ACCOUNT, REGION, CallLog, RecordingOutput, lost_state, recorded_clients
 from tests.rollouts import Rollout
+from tests.scans import answer_scans
 from tests.test_readme import readme_text, section
 
 DIGEST = "sha256:" + "cd" * 32
@@ -71,10 +72,11 @@ def allowed(document: dict[str, Any]) -> set[str]:
     return {action for statement in document["Statement"] for action in statement["Action"]}
 
 
-def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, set[tuple[str, str]]]:
+def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, set[tuple[str, str]]]:  # noqa: PLR0915 - one phase after another
     """Every (service, operation) each phase sends, with the image built and pushed (a fake engine)."""
     settings = replace(ctx.settings, image=None, build_args={"BASE_IMAGE": "fake/base:1"})
     ctx = replace(ctx, settings=settings, images=PushedBuilder())
+    answer_scans(ctx.clients.ecr)  # the pushed image's scan on push: clean (moto never scans on push)
     hand = recorded_clients(CallLog())  # changes made by hand in the console: not the tool's calls
     phases: dict[str, set[tuple[str, str]]] = {}
 
@@ -102,6 +104,14 @@ def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, 
         "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
     }
     hand.iam.update_assume_role_policy(RoleName=ctx.ids("execution-role")["name"], PolicyDocument=json.dumps(loose))
+    # What a role of an earlier version holds: converge detaches it (the inline policy replaces it).
+    hand.iam.attach_role_policy(
+        RoleName=ctx.ids("execution-role")["name"],
+        PolicyArn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
+    )
+    hand.ecs.update_cluster(
+        cluster=ctx.ids("cluster")["name"], settings=[{"name": "containerInsights", "value": "disabled"}]
+    )
     hand.iam.put_role_policy(
         RoleName=ctx.ids("task-role")["name"],
         PolicyName="by-hand",
@@ -249,17 +259,22 @@ def test_pass_role_and_the_service_linked_role_are_conditioned() -> None:
     assert "ec2:CreateAction" in by_action["ec2:CreateTags"]["Condition"]["StringLike"]
 
 
-def test_attach_is_held_to_the_policies_the_settings_name() -> None:
+def test_attach_is_held_to_the_task_role_and_the_policies_the_settings_name() -> None:
     extra = "arn:aws-cn:iam::aws:policy/AmazonS3ReadOnlyAccess"
-    by_action = {a: s for s in statements_of(Settings(task_role_policy_arns=(extra,))) for a in s["Action"]}
-    assert by_action["iam:AttachRolePolicy"]["Condition"] == {
-        "ArnEquals": {
-            "iam:PolicyARN": [
-                "arn:aws-cn:iam::aws:policy/AmazonS3ReadOnlyAccess",
-                "arn:aws-cn:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
-            ]
-        }
+    by_action = {
+        a: s for s in statements_of(Settings(stack="my-site", task_role_policy_arns=(extra,))) for a in s["Action"]
     }
+    assert by_action["iam:AttachRolePolicy"]["Condition"] == {"ArnEquals": {"iam:PolicyARN": [extra]}}
+    assert by_action["iam:AttachRolePolicy"]["Resource"] == [
+        "arn:aws-cn:iam::210987654321:role/my-site-cn-north-1-task"
+    ]
+    # Without task role policies nothing is ever attached: the action is not in the policy at all.
+    assert "iam:AttachRolePolicy" not in {a for s in statements_of(Settings()) for a in s["Action"]}
+
+
+def test_inline_policies_only_on_the_execution_role() -> None:
+    by_action = {a: s for s in statements_of(Settings(stack="my-site")) for a in s["Action"]}
+    assert by_action["iam:PutRolePolicy"]["Resource"] == ["arn:aws-cn:iam::210987654321:role/my-site-cn-north-1-exec"]
 
 
 def test_the_registry_push_is_only_there_when_the_image_is_built() -> None:

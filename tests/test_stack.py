@@ -80,10 +80,9 @@ def assert_wiring(ctx: StepContext) -> None:  # noqa: PLR0915 - one assertion pe
     (log_group,) = ctx.clients.logs.describe_log_groups(logGroupNamePrefix="/ecs/test-site")["logGroups"]
     assert log_group["retentionInDays"] == 14
 
-    execution = iam.list_attached_role_policies(RoleName="test-site-us-east-1-exec")["AttachedPolicies"]
-    assert [p["PolicyArn"] for p in execution] == [
-        "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
-    ]
+    # The execution role's permissions are its one inline policy (tests/test_least_privilege.py reads it).
+    assert iam.list_attached_role_policies(RoleName="test-site-us-east-1-exec")["AttachedPolicies"] == []
+    assert iam.list_role_policies(RoleName="test-site-us-east-1-exec")["PolicyNames"] == ["pull-image-write-logs"]
     assert iam.list_attached_role_policies(RoleName="test-site-us-east-1-task")["AttachedPolicies"] == []
     # Decoded by boto3; the stubs' statement type has no Principal or Condition, hence the plain dict.
     trust = cast(
@@ -227,7 +226,9 @@ def test_teardown_deletes_everything_in_reverse_order(ctx: StepContext, calls: C
     assert positions == sorted(positions), deletes
     assert deletes.index("UpdateService") < deletes.index("DeleteService")
     last_role_delete = len(deletes) - 1 - deletes[::-1].index("DeleteRole")  # the execution role's
-    assert deletes.index("DetachRolePolicy") < last_role_delete
+    assert deletes.index("DeleteRolePolicy") < last_role_delete  # its inline policy goes first
+    # Deletion protection is turned off right before the load balancer is deleted.
+    assert deletes.index("ModifyLoadBalancerAttributes") == deletes.index("DeleteLoadBalancer") - 1
 
 
 def test_teardown_restores_the_original_main_route_table(ctx: StepContext, serving: Rollout) -> None:

@@ -9,7 +9,7 @@ back a failing deployment (circuit breaker).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
@@ -24,6 +24,7 @@ from deployer.retry import (
     Retry,
 )
 from deployer.rollout import RolloutWatch
+from deployer.settings import Settings
 from deployer.state import Ids
 from deployer.steps import tags
 from deployer.steps.aws import absent_if
@@ -31,7 +32,7 @@ from deployer.steps.base import Converged, Existing, Step, StepContext
 from deployer.steps.loadbalancer import site_url
 
 if TYPE_CHECKING:
-    from mypy_boto3_ecs.literals import TaskDefinitionStatusType
+    from mypy_boto3_ecs.literals import ClusterFieldType, TaskDefinitionStatusType
     from mypy_boto3_ecs.type_defs import (
         ClusterTypeDef,
         ContainerDefinitionTypeDef,
@@ -79,6 +80,17 @@ LOG_MAX_BUFFER_SIZE = "25m"
 
 NOT_FOUND_CODES = ("ClusterNotFoundException", "ServiceNotFoundException", "ServiceNotActiveException")
 
+# CloudWatch Container Insights, the cluster's one setting (ClusterSetting in the ECS API reference: name
+# `containerInsights`, values `enhanced`, `enabled`, `disabled`;
+# https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ClusterSetting.html). `enabled` is the
+# standard level: cluster- and service-level metrics, billed as custom metrics (deployer/cost.py);
+# `enhanced` adds per-task and per-container metrics at several times the cost, so it is not offered.
+CONTAINER_INSIGHTS: Final = "containerInsights"
+
+
+def _container_insights(settings: Settings) -> str:
+    return "enabled" if settings.container_insights else "disabled"
+
 
 class ClusterStep(Step["ClusterTypeDef"]):
     name = "cluster"
@@ -95,12 +107,10 @@ class ClusterStep(Step["ClusterTypeDef"]):
         return tags.adopt(ctx, self, found, name, tags.tag_map(found.live.get("tags")), global_=False)
 
     def _describe(self, ctx: StepContext, name: str, with_tags: bool = False) -> Existing[ClusterTypeDef] | None:
-        ecs = ctx.clients.ecs
-        clusters = (
-            ecs.describe_clusters(clusters=[name], include=["TAGS"])
-            if with_tags
-            else ecs.describe_clusters(clusters=[name])
-        )["clusters"]
+        # DescribeClusters leaves out the settings (and the tags) unless `include` names them (API reference,
+        # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeClusters.html).
+        include: list[ClusterFieldType] = ["SETTINGS", "TAGS"] if with_tags else ["SETTINGS"]
+        clusters = ctx.clients.ecs.describe_clusters(clusters=[name], include=include)["clusters"]
         active = [c for c in clusters if c.get("status") == "ACTIVE"]
         if not active:
             return None
@@ -110,6 +120,7 @@ class ClusterStep(Step["ClusterTypeDef"]):
         def create() -> CreateClusterResponseTypeDef:
             return ctx.clients.ecs.create_cluster(
                 clusterName=ctx.settings.names.cluster,
+                settings=[{"name": CONTAINER_INSIGHTS, "value": _container_insights(ctx.settings)}],
                 tags=tags.ecs_tags(ctx.settings, self.name),
             )
 
@@ -123,6 +134,23 @@ class ClusterStep(Step["ClusterTypeDef"]):
             answer = ctx.retry(create, SERVICE_LINKED_ROLE_NOT_READY)
         cluster = answer["cluster"]
         return {"name": cluster["clusterName"], "arn": cluster["clusterArn"]}
+
+    def converge(self, ctx: StepContext, existing: Existing[ClusterTypeDef]) -> Converged:
+        """Container Insights as the settings say. UpdateCluster takes the same `settings` as
+        UpdateClusterSettings (botocore's ecs model; moto implements only UpdateCluster)."""
+        wanted = _container_insights(ctx.settings)
+        live = {s.get("name"): s.get("value") for s in existing.live.get("settings", [])}.get(CONTAINER_INSIGHTS)
+        if live == wanted:
+            return Converged(existing.ids)
+        changes: list[str] = []
+        ctx.change(
+            changes,
+            f"Container Insights {live or 'unset'} -> {wanted}",
+            lambda: ctx.clients.ecs.update_cluster(
+                cluster=existing.ids["name"], settings=[{"name": CONTAINER_INSIGHTS, "value": wanted}]
+            ),
+        )
+        return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         ctx.delete_when_free(lambda: ctx.clients.ecs.delete_cluster(cluster=ids["name"]), "ClusterNotFoundException")

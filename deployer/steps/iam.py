@@ -1,5 +1,15 @@
 """IAM roles for the task: the execution role (pull the image, write logs) and the task role.
 
+The execution role holds one inline policy, `EXECUTION_POLICY_NAME`, scoped to this stack:
+pull from the stack's ECR repository (and from the `image` setting's repository when that is
+a private ECR one) and write to the stack's log group. These are the actions AWS's managed
+AmazonECSTaskExecutionRolePolicy grants on "*" ("Amazon ECS task execution IAM role",
+https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_execution_IAM_role.html);
+only ecr:GetAuthorizationToken stays on "*", since it takes no resource (Service Authorization
+Reference for ECR, https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerregistry.html).
+Earlier versions attached that managed policy: converge puts the inline policy, then detaches it
+like any managed policy the role should not have.
+
 The task role has no permissions unless the settings list policy ARNs: the seed
 tutorial gave the website AmazonECS_FullAccess, administrative access to ECS, VPC
 and Auto Scaling, which a website that calls no AWS API must not have.
@@ -11,6 +21,7 @@ and this region's tags.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -24,7 +35,25 @@ from deployer.steps.base import Converged, Existing, Step, StepContext
 if TYPE_CHECKING:
     from mypy_boto3_iam.type_defs import RoleTypeDef
 
-EXECUTION_POLICY = "policy/service-role/AmazonECSTaskExecutionRolePolicy"
+# The execution role's one inline policy (PutRolePolicy's PolicyName).
+EXECUTION_POLICY_NAME = "pull-image-write-logs"
+
+# What the task execution role needs to pull from a private ECR repository (the AWS page above;
+# all three take the repository resource type in the Service Authorization Reference).
+ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+# The awslogs driver creates the task's stream and writes to it (same page).
+LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
+
+# A private ECR image: <registry id>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]/<repository>[:tag][@digest],
+# or the dual-stack <registry id>.dkr-ecr.<region>.on.aws (ECR endpoints, https://docs.aws.amazon.com/general/latest/gr/ecr.html;
+# repository names: CreateRepository's repositoryName pattern in botocore's ecr model). ECR Public
+# (public.ecr.aws) and other registries are pulled anonymously and need no permission of the role.
+_ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.(?:dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
+    r"|dkr-ecr\.(?P<dual_region>[a-z0-9-]+)\.on\.aws)"
+    r"/(?P<repository>(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*)"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +61,7 @@ class LiveRole:
     role: RoleTypeDef
     attached: frozenset[str]
     inline: frozenset[str]
+    documents: dict[str, Any]  # the wanted inline policies that exist, by name (GetRolePolicy)
 
 
 class RoleStep(Step[LiveRole]):
@@ -47,9 +77,12 @@ class RoleStep(Step[LiveRole]):
         return names.execution_role if self.kind == "execution" else names.task_role
 
     def policies(self, ctx: StepContext) -> frozenset[str]:
-        if self.kind == "execution":
-            return frozenset({f"arn:{ctx.partition}:iam::aws:{EXECUTION_POLICY}"})
-        return frozenset(ctx.settings.task_role_policy_arns)
+        """The managed policies to attach: the settings' for the task role, none for any other role."""
+        return frozenset(ctx.settings.task_role_policy_arns) if self.kind == "task" else frozenset()
+
+    def inline_policies(self, ctx: StepContext) -> dict[str, dict[str, Any]]:
+        """The inline policies the role holds: the execution role's scoped one; none on the task role."""
+        return {EXECUTION_POLICY_NAME: execution_policy(ctx)} if self.kind == "execution" else {}
 
     def trust_policy(self, ctx: StepContext) -> dict[str, Any]:
         """Only ECS tasks of this account may assume the role (confused-deputy guard)."""
@@ -80,7 +113,9 @@ class RoleStep(Step[LiveRole]):
         role = absent_if(lambda: ctx.clients.iam.get_role(RoleName=name)["Role"], "NoSuchEntity")
         if role is None:
             return None
-        live = LiveRole(role, _attached(ctx, name), _inline(ctx, name))
+        inline = _inline(ctx, name)
+        documents = {policy: _document(ctx, name, policy) for policy in sorted(inline & set(self.inline_policies(ctx)))}
+        live = LiveRole(role, _attached(ctx, name), inline, documents)
         return Existing({"name": name, "arn": role["Arn"]}, live)
 
     def create(self, ctx: StepContext) -> Ids:
@@ -93,6 +128,8 @@ class RoleStep(Step[LiveRole]):
         )["Role"]
         ids = {"name": name, "arn": role["Arn"]}
         ctx.remember(self.name, ids)
+        for policy, document in self.inline_policies(ctx).items():
+            _put(ctx, name, policy, document)
         for arn in sorted(self.policies(ctx)):
             _attach(ctx, name, arn)
         return ids
@@ -108,13 +145,25 @@ class RoleStep(Step[LiveRole]):
                 "trust policy reset",
                 lambda: iam.update_assume_role_policy(RoleName=name, PolicyDocument=trust),
             )
+        # The wanted permissions are in place before any is taken away: a task starting meanwhile
+        # (an upgrade from the managed policy) never finds the role without them.
+        inline = self.inline_policies(ctx)
+        for policy, document in inline.items():
+            if existing.live.documents.get(policy) == document:
+                continue
+            ctx.change(
+                changes,
+                f"inline policy {policy} {'reset' if policy in existing.live.inline else 'put'}",
+                partial(iam.put_role_policy, RoleName=name, PolicyName=policy, PolicyDocument=json.dumps(document)),
+            )
         wanted = self.policies(ctx)
         for arn in sorted(wanted - existing.live.attached):
             ctx.change(changes, f"attached {arn}", partial(iam.attach_role_policy, RoleName=name, PolicyArn=arn))
         for arn in sorted(existing.live.attached - wanted):
             ctx.change(changes, f"detached {arn}", partial(iam.detach_role_policy, RoleName=name, PolicyArn=arn))
-        # The role is the tool's: permissions come only from the settings, never from inline policies.
-        for policy in sorted(existing.live.inline):
+        # The role is the tool's: permissions come only from the settings and the tool, never from other
+        # inline policies.
+        for policy in sorted(existing.live.inline - set(inline)):
             ctx.change(
                 changes,
                 f"deleted inline policy {policy}",
@@ -134,6 +183,57 @@ def _delete_role(ctx: StepContext, name: str) -> None:
     for policy in sorted(_inline(ctx, name)):
         iam.delete_role_policy(RoleName=name, PolicyName=policy)
     iam.delete_role(RoleName=name)
+
+
+def execution_policy(ctx: StepContext) -> dict[str, Any]:
+    """Pull from the stack's repository (and the `image` setting's, if a private ECR one); write to its log group.
+
+    The stack's repository is always in: it holds the images provision pushed, and ECS's circuit-breaker
+    rollback and `provision.py --rollback` may start a revision that runs one of them.
+    """
+    names = ctx.settings.names
+    region, account, partition = ctx.clients.region, ctx.account_id, ctx.partition
+    repositories = {f"arn:{partition}:ecr:{region}:{account}:repository/{names.repository}"}
+    if ctx.settings.image is not None:
+        repositories |= set(filter(None, [ecr_repository_arn(ctx.settings.image, partition)]))
+    log_group = f"arn:{partition}:logs:{region}:{account}:log-group:{names.log_group}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "RegistryToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+            {"Sid": "PullImage", "Effect": "Allow", "Action": list(ECR_PULL_ACTIONS), "Resource": sorted(repositories)},
+            # The group and its streams (CloudWatch Logs' ARN formats: the ":*" form covers the streams,
+            # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/iam-access-control-overview-cwl.html).
+            {
+                "Sid": "WriteLogs",
+                "Effect": "Allow",
+                "Action": list(LOG_ACTIONS),
+                "Resource": [log_group, f"{log_group}:*"],
+            },
+        ],
+    }
+
+
+def ecr_repository_arn(image: str, partition: str) -> str | None:
+    """The ARN of a private ECR image's repository; None for any other registry (nothing to allow)."""
+    found = _ECR_IMAGE.match(image)
+    if found is None:
+        return None
+    region = found["region"] or found["dual_region"]
+    return f"arn:{partition}:ecr:{region}:{found['account']}:repository/{found['repository']}"
+
+
+def _put(ctx: StepContext, role: str, policy: str, document: dict[str, Any]) -> None:
+    """Put an inline policy on a role made a moment ago (IAM may not show it yet)."""
+    ctx.retry(
+        lambda: ctx.clients.iam.put_role_policy(RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(document)),
+        ROLE_NOT_VISIBLE,
+    )
+
+
+def _document(ctx: StepContext, role: str, policy: str) -> Any:
+    """An inline policy's document; boto3 decodes IAM's URL-encoded JSON (accept text too)."""
+    return _as_dict(ctx.clients.iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"])
 
 
 def _attach(ctx: StepContext, role: str, arn: str) -> None:

@@ -5,6 +5,12 @@ thresholds 2/2 and a 30 s deregistration delay (AWS's 300 s default adds about
 five minutes to every deploy and teardown). The NLB is created with its security
 group, because AWS cannot add one to an NLB created without. All three are found
 by name (the listener by its port on our load balancer).
+
+The NLB has deletion protection on (AWS Security Hub control ELB.6): AWS then answers
+DeleteLoadBalancer with OperationNotPermitted ("Load balancer '<arn>' cannot be deleted because
+deletion protection is enabled"; botocore's elbv2 model lists OperationNotPermittedException for
+DeleteLoadBalancer, and the answer is quoted in aws-cloudformation/rain#187 and
+rebuy-de/aws-nuke#1240). Teardown turns it off first, and says so.
 """
 
 from __future__ import annotations
@@ -42,6 +48,10 @@ DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
 # LoadBalancerAttribute ("The default for Network Load Balancers ... is false"),
 # https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_LoadBalancerAttribute.html
 CROSS_ZONE = "load_balancing.cross_zone.enabled"
+# Off by default ("The default is false", same page); on, nothing deletes the NLB until it is turned off.
+DELETION_PROTECTION = "deletion_protection.enabled"
+# The load balancer attributes the stack sets, with what the output calls each when it turns it on.
+LB_ATTRIBUTES = {CROSS_ZONE: "cross-zone load balancing on", DELETION_PROTECTION: "deletion protection on"}
 
 
 # A TCP target group's HealthCheckTimeoutSeconds defaults to 10 s, may be 2-120 s (botocore elbv2
@@ -208,10 +218,10 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
             )["LoadBalancers"][0]
         ids = _lb_ids(balancer)
         ctx.remember(self.name, ids)
-        # AWS has no attribute argument on CreateLoadBalancer: cross-zone is set right after.
+        # AWS has no attribute argument on CreateLoadBalancer: cross-zone and deletion protection are set right after.
         ctx.retry(
             lambda: ctx.clients.elbv2.modify_load_balancer_attributes(
-                LoadBalancerArn=ids["arn"], Attributes=[{"Key": CROSS_ZONE, "Value": "true"}]
+                LoadBalancerArn=ids["arn"], Attributes=[{"Key": key, "Value": "true"} for key in LB_ATTRIBUTES]
             ),
             NEW_RESOURCE_NOT_FOUND,
         )
@@ -240,13 +250,14 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
                 "security group reset",
                 lambda: elbv2.set_security_groups(LoadBalancerArn=arn, SecurityGroups=groups),
             )
-        attributes = elbv2.describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]
-        if {a.get("Key"): a.get("Value") for a in attributes}.get(CROSS_ZONE) != "true":
+        live_attributes = _attributes(ctx, arn)
+        off = [key for key in LB_ATTRIBUTES if live_attributes.get(key) != "true"]
+        if off:
             ctx.change(
                 changes,
-                "cross-zone load balancing on",
+                ", ".join(LB_ATTRIBUTES[key] for key in off),
                 lambda: elbv2.modify_load_balancer_attributes(
-                    LoadBalancerArn=arn, Attributes=[{"Key": CROSS_ZONE, "Value": "true"}]
+                    LoadBalancerArn=arn, Attributes=[{"Key": key, "Value": "true"} for key in off]
                 ),
             )
         return Converged(existing.ids, changes)
@@ -286,9 +297,24 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
         ctx.poll("the load balancer to be active", ctx.settings.service_wait_timeout, status)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
-        deleted = absent_if(
-            lambda: ctx.clients.elbv2.delete_load_balancer(LoadBalancerArn=ids["arn"]), "LoadBalancerNotFound"
-        )
+        """Deletion protection off (if on), then the delete. Interrupted in between, the next teardown finds it
+        off and deletes; the next provision turns it on again."""
+        elbv2 = ctx.clients.elbv2
+        arn = ids["arn"]
+        attributes = absent_if(lambda: _attributes(ctx, arn), "LoadBalancerNotFound")
+        if attributes is None:
+            return  # already gone
+        if attributes.get(DELETION_PROTECTION) == "true":
+            turned_off = absent_if(
+                lambda: elbv2.modify_load_balancer_attributes(
+                    LoadBalancerArn=arn, Attributes=[{"Key": DELETION_PROTECTION, "Value": "false"}]
+                ),
+                "LoadBalancerNotFound",
+            )
+            if turned_off is None:
+                return
+            ctx.say(f"{self.name:<22} deletion protection turned off, so that it can be deleted")
+        deleted = absent_if(lambda: elbv2.delete_load_balancer(LoadBalancerArn=arn), "LoadBalancerNotFound")
         if deleted is None:
             return  # already gone: nothing to wait for
         ctx.poll(
@@ -415,6 +441,12 @@ def _not_yet_visible(ctx: StepContext, *steps: str) -> tuple[Retry, ...]:
     """SubnetNotFound and the like mean "not yet" only right after this run made the resource."""
     rule = NEW_NETWORK_NOT_VISIBLE_TO_ELB
     return (rule,) if ctx.fresh(rule.budget_seconds, *steps) else ()
+
+
+def _attributes(ctx: StepContext, arn: str) -> dict[str, str]:
+    """A load balancer's attributes, as a map."""
+    attributes = ctx.clients.elbv2.describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]
+    return {a["Key"]: a["Value"] for a in attributes if "Key" in a and "Value" in a}
 
 
 def _tags(ctx: StepContext, ids: Ids) -> dict[str, str]:

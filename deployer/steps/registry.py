@@ -1,5 +1,8 @@
 """The ECR repository: immutable tags, scan on push, and the seed's lifecycle rule.
 
+Scan on push is what the image step reads before an image is deployed (deployer/scan.py);
+immutable tags are what let it trust a tag to name one digest.
+
 The repository is found by its deterministic name. Teardown deletes it with its
 images (`force`), since the images were pushed by this tool.
 """
