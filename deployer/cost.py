@@ -2,8 +2,9 @@
 
 It is an estimate: on-demand list prices for us-east-1 (Linux/X86_64 Fargate), taken
 from the AWS pricing pages for Elastic Load Balancing, Fargate, VPC public IPv4
-addresses, CloudWatch (Logs, and metrics for Container Insights) and ECR on 2026-11-01.
-Other regions cost somewhat more; data transfer, free tiers, savings plans and taxes are left out. Usage-based items
+addresses and NAT gateways, CloudWatch (Logs, and metrics for Container Insights) and ECR on
+2026-11-01. Other regions cost somewhat more; data transfer, free tiers, savings plans and taxes
+are left out. Usage-based items
 assume a small site (stated with each line).
 """
 
@@ -21,6 +22,11 @@ NLB_LCU_HOUR = 0.006  # per NLCU-hour; a small site stays within one
 FARGATE_VCPU_HOUR = 0.04048
 FARGATE_GB_HOUR = 0.004445
 PUBLIC_IPV4_HOUR = 0.005  # every public IPv4 address, in use or not
+# network = "private": one NAT gateway, per hour and per GB it processes
+# (https://aws.amazon.com/vpc/pricing/, "NAT Gateway Pricing").
+NAT_GATEWAY_HOUR = 0.045
+NAT_GATEWAY_GB = 0.045
+ASSUMED_NAT_GB_PER_TASK_MONTH = 1.0  # image pulls and log shipping of a small site
 LOGS_INGEST_GB = 0.50
 LOGS_STORE_GB_MONTH = 0.03
 ECR_GB_MONTH = 0.10
@@ -85,6 +91,16 @@ def _base(settings: Settings) -> list[CostLine]:
     memory_gb = settings.memory / 1024
     zones = 2  # one NLB node, hence one public address, per subnet
     log_gb = ASSUMED_LOG_GB_PER_TASK_MONTH * tasks
+    private = settings.network == "private"
+    # Private tasks have no public address; the NAT gateway's Elastic IP is one.
+    addresses, whose = (
+        (zones + 1, f"{zones} NLB nodes + 1 NAT gateway")
+        if private
+        else (
+            tasks + zones,
+            f"{tasks} task(s) + {zones} NLB nodes",
+        )
+    )
     lines = [
         CostLine(
             "Network Load Balancer",
@@ -103,9 +119,10 @@ def _base(settings: Settings) -> list[CostLine]:
         ),
         CostLine(
             "Public IPv4 addresses",
-            (tasks + zones) * PUBLIC_IPV4_HOUR * HOURS_PER_MONTH,
-            f"{tasks} task(s) + {zones} NLB nodes x ${PUBLIC_IPV4_HOUR}/h",
+            addresses * PUBLIC_IPV4_HOUR * HOURS_PER_MONTH,
+            f"{whose} x ${PUBLIC_IPV4_HOUR}/h",
         ),
+        *_nat_gateway(tasks, private),
         CostLine(
             "CloudWatch Logs",
             log_gb * (LOGS_INGEST_GB + LOGS_STORE_GB_MONTH),
@@ -130,6 +147,19 @@ def container_insights(tasks: int) -> CostLine:
         f"assumes {ASSUMED_CONTAINER_INSIGHTS_METRICS} metrics x ${CUSTOM_METRIC_MONTH}/month + "
         f"{performance_gb:g} GB of performance events x ${LOGS_INGEST_GB}/GB",
     )
+
+
+def _nat_gateway(tasks: int, private: bool) -> list[CostLine]:
+    if not private:
+        return []
+    nat_gb = ASSUMED_NAT_GB_PER_TASK_MONTH * tasks
+    return [
+        CostLine(
+            "NAT gateway",
+            NAT_GATEWAY_HOUR * HOURS_PER_MONTH + nat_gb * NAT_GATEWAY_GB,
+            f"{HOURS_PER_MONTH} h x ${NAT_GATEWAY_HOUR}/h + assumes {nat_gb:g} GB x ${NAT_GATEWAY_GB}/GB processed",
+        )
+    ]
 
 
 def total(lines: list[CostLine]) -> float:

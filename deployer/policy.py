@@ -56,6 +56,9 @@ EC2_CREATES = (
     "CreateRouteTable",
     "CreateSecurityGroup",
     "CreateFlowLogs",
+    "CreateNetworkAcl",
+    "AllocateAddress",
+    "CreateNatGateway",
 )
 ELB = "arn:{partition}:elasticloadbalancing:{region}:{account}:"
 # loadbalancer/net/<name>/<id> and listener/net/<name>/<id>/<id>; targetgroup/<name>/<id>
@@ -100,18 +103,34 @@ GROUPS: dict[str, Group] = {
     "Ec2Create": Group(
         tuple(
             EC2 + kind + "/*"
-            for kind in ("subnet", "internet-gateway", "route-table", "security-group", "vpc-flow-log")
+            for kind in (
+                "subnet",
+                "internet-gateway",
+                "route-table",
+                "security-group",
+                "vpc-flow-log",
+                "network-acl",
+                "elastic-ip",
+                "natgateway",
+            )
         ),
         (EC2_PAGE,),
         {"StringEquals": TAGGED},
     ),
-    # CreateTags only as part of a create call (its TagSpecifications); the creates allowed are the five above.
+    # CreateTags only as part of a create call (its TagSpecifications); the creates allowed are EC2_CREATES.
     "Ec2TagOnCreate": Group((EC2 + "*/*",), (EC2_PAGE,), {"StringLike": {"ec2:CreateAction": "Create*"}}),
     # Changes and deletes (and the VPC a create places a resource in): only what carries the stack's tag.
     "Ec2Tagged": Group((EC2 + "*/*",), (EC2_PAGE,), {"StringEquals": OURS}),
     # Teardown gives the main role back to the VPC's original main route table, which AWS created with the
     # VPC, untagged: the association can only be scoped to route tables of the account and region.
     "Ec2MainRouteTable": Group((EC2 + "route-table/*",), (EC2_PAGE,)),
+    # The VPC's default security group and default network ACL, which AWS created with the VPC, untagged:
+    # emptied (deployer/steps/firewall.py), and the subnets' ACL association moved off and back onto the
+    # default ACL. Scoped to those resource types of the account and region.
+    "Ec2VpcDefaults": Group(
+        (EC2 + "security-group/*", EC2 + "network-acl/*", EC2 + "subnet/*"),
+        (EC2_PAGE,),
+    ),
     "Elb": Group(ELB_ARNS, (ELB_PAGE,)),
     # AddTags only as part of those create calls, as in ELB's "ELB API permissions to tag resources during creation".
     "ElbTagOnCreate": Group(
@@ -184,8 +203,9 @@ class Row:
 TABLE: tuple[Row, ...] = (
     Row(
         "ec2",
-        "DescribeAvailabilityZones DescribeFlowLogs DescribeInternetGateways DescribeNetworkInterfaces "
-        "DescribeRouteTables DescribeSecurityGroups DescribeSubnets DescribeVpcAttribute DescribeVpcs",
+        "DescribeAddresses DescribeAvailabilityZones DescribeFlowLogs DescribeInternetGateways DescribeNatGateways "
+        "DescribeNetworkAcls DescribeNetworkInterfaces DescribeRouteTables DescribeSecurityGroups DescribeSubnets "
+        "DescribeVpcAttribute DescribeVpcs",
         "Unscoped",
     ),
     Row("ec2", "CreateVpc", "Ec2CreateVpc"),
@@ -193,11 +213,17 @@ TABLE: tuple[Row, ...] = (
     Row("ec2", " ".join(EC2_CREATES), "Ec2TagOnCreate", actions="ec2:CreateTags"),
     Row(
         "ec2",
-        "AttachInternetGateway AuthorizeSecurityGroupIngress CreateRoute CreateRouteTable CreateSecurityGroup "
-        "CreateSubnet DeleteInternetGateway DeleteRouteTable DeleteSecurityGroup DeleteSubnet DeleteVpc "
-        "CreateFlowLogs DeleteFlowLogs "
-        "DetachInternetGateway ModifyVpcAttribute ReplaceRoute RevokeSecurityGroupIngress",
+        "AssociateRouteTable AttachInternetGateway AuthorizeSecurityGroupIngress CreateFlowLogs CreateNatGateway "
+        "CreateNetworkAcl CreateNetworkAclEntry CreateRoute CreateRouteTable CreateSecurityGroup CreateSubnet "
+        "DeleteFlowLogs DeleteInternetGateway DeleteNatGateway DeleteNetworkAcl DeleteRouteTable "
+        "DeleteSecurityGroup DeleteSubnet DeleteVpc DetachInternetGateway DisassociateRouteTable ModifyVpcAttribute "
+        "ReleaseAddress ReplaceRoute ReplaceNetworkAclEntry RevokeSecurityGroupIngress",
         "Ec2Tagged",
+    ),
+    Row(
+        "ec2",
+        "DeleteNetworkAclEntry ReplaceNetworkAclAssociation RevokeSecurityGroupEgress RevokeSecurityGroupIngress",
+        "Ec2VpcDefaults",
     ),
     Row("ec2", "ReplaceRouteTableAssociation", "Ec2MainRouteTable"),
     Row(

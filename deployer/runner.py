@@ -38,10 +38,18 @@ from deployer.steps.loadbalancer import site_url
 PHASES = {
     "network": (
         "vpc",
+        "default-security-group",
         "subnet-1",
         "subnet-2",
         "internet-gateway",
         "route-table",
+        "private-subnet-1",
+        "private-subnet-2",
+        "nat-address",
+        "nat-gateway",
+        "private-route-table",
+        "network-acl",
+        "default-network-acl",
         "nlb-security-group",
         "task-security-group",
     ),

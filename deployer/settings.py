@@ -98,6 +98,12 @@ _BUILD_ARG_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SCAN_SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 SCAN_OFF = "none"
 
+# `network`: public = tasks with public addresses in the public subnets; private = tasks in
+# private subnets behind one NAT gateway (deployer/steps/private.py).
+NETWORK_MODES = ("public", "private")
+# Never opened to the internet (Prowler's ec2_networkacl_allow_ingress_tcp_port_22 / _3389 checks).
+ADMIN_PORTS = (22, 3389)
+
 CONFIG_FILE_NAME = "deploy.toml"
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # beside provision.py; relative paths start here
 
@@ -110,6 +116,8 @@ class Settings:
     region: str | None = None
     vpc_cidr: str = "172.31.0.0/16"
     subnet_cidrs: tuple[str, ...] = ("172.31.32.0/20", "172.31.48.0/20")
+    network: str = "public"
+    private_subnet_cidrs: tuple[str, ...] = ("172.31.64.0/20", "172.31.80.0/20")
     availability_zones: tuple[str, ...] = ()
     listener_port: int = 80
     container_port: int = 8080
@@ -528,6 +536,15 @@ def _validate_network(settings: Settings) -> None:
             _fail("subnet_cidrs", f"{subnet} is not inside the VPC's {vpc}", "Pick subnets inside vpc_cidr")
     if subnets[0].overlaps(subnets[1]):
         _fail("subnet_cidrs", f"{subnets[0]} and {subnets[1]} overlap", "Pick two disjoint subnets")
+    if settings.network not in NETWORK_MODES:
+        _fail(
+            "network",
+            f"'{settings.network}' is not a network mode",
+            'Use "public" (tasks with public addresses in the public subnets) or "private" (tasks in '
+            "private subnets behind a NAT gateway)",
+        )
+    if settings.network == "private":
+        _validate_private_subnets(settings, vpc, subnets)
     # At least two, by zone name or zone ID; whether the region has them is checked before the first write
     # (deployer/zones.py), since only AWS knows the account's zones.
     if settings.availability_zones and len(set(settings.availability_zones)) < 2:
@@ -541,6 +558,31 @@ def _validate_network(settings: Settings) -> None:
         port = getattr(settings, key)
         if not 1 <= port <= 65535:
             _fail(key, f"port {port} is outside 1-65535", "Use a valid TCP port")
+    if settings.listener_port in ADMIN_PORTS:
+        _fail(
+            "listener_port",
+            f"port {settings.listener_port} is a remote-administration port (SSH, RDP): the stack's network ACL "
+            "never opens it to the internet (deployer/steps/firewall.py)",
+            "Serve the site on another port, e.g. 80 or 8080",
+        )
+
+
+def _validate_private_subnets(
+    settings: Settings, vpc: ipaddress.IPv4Network, public: list[ipaddress.IPv4Network]
+) -> None:
+    """Checked only in private mode: a custom vpc_cidr need not carry private CIDRs it does not use."""
+    key = "private_subnet_cidrs"
+    if len(settings.private_subnet_cidrs) != 2:
+        _fail(key, "exactly two private subnet CIDRs are needed (one per availability zone)", "Give two CIDRs")
+    private = [_network(key, cidr) for cidr in settings.private_subnet_cidrs]
+    for subnet in private:
+        if not subnet.subnet_of(vpc):
+            _fail(key, f"{subnet} is not inside the VPC's {vpc}", "Pick subnets inside vpc_cidr")
+        for other in public:
+            if subnet.overlaps(other):
+                _fail(key, f"{subnet} overlaps the public subnet {other}", "Pick CIDRs apart from subnet_cidrs")
+    if private[0].overlaps(private[1]):
+        _fail(key, f"{private[0]} and {private[1]} overlap", "Pick two disjoint subnets")
 
 
 def _validate_task(settings: Settings) -> None:

@@ -10,13 +10,22 @@ from typing import Any
 
 from deployer.steps.base import Step
 from deployer.steps.ecs import ClusterStep, ServiceStep, TaskDefinitionStep
+from deployer.steps.firewall import DefaultNetworkAclStep, DefaultSecurityGroupStep, NetworkAclStep
 from deployer.steps.flowlogs import FlowLogStep
 from deployer.steps.iam import RoleStep
 from deployer.steps.image import ImageStep
 from deployer.steps.keys import KeyStep
 from deployer.steps.loadbalancer import ListenerStep, LoadBalancerStep, TargetGroupStep
 from deployer.steps.logs import LogGroupStep
-from deployer.steps.network import InternetGatewayStep, RouteTableStep, SecurityGroupStep, SubnetStep, VpcStep
+from deployer.steps.network import (
+    InternetGatewayStep,
+    PrivateSubnetStep,
+    RouteTableStep,
+    SecurityGroupStep,
+    SubnetStep,
+    VpcStep,
+)
+from deployer.steps.private import NatAddressStep, NatGatewayStep, PrivateRouteTableStep
 from deployer.steps.registry import RepositoryStep
 
 
@@ -27,10 +36,21 @@ def build_steps() -> list[Step[Any]]:
         RepositoryStep(),
         ImageStep(),
         VpcStep(),
+        DefaultSecurityGroupStep(),
         SubnetStep(0),
         SubnetStep(1),
         InternetGatewayStep(),
         RouteTableStep(),
+        # network = "private" only (Step.wanted): after the public route table, so a switch back to
+        # public removes them (newest first) before anything they depend on.
+        PrivateSubnetStep(0),
+        PrivateSubnetStep(1),
+        NatAddressStep(),
+        NatGatewayStep(),
+        PrivateRouteTableStep(),
+        # After every subnet it guards; the default ACL is emptied only once no subnet uses it.
+        NetworkAclStep(),
+        DefaultNetworkAclStep(),
         SecurityGroupStep("nlb"),
         SecurityGroupStep("task"),
         # The key (log_kms_key = "create") before the groups it encrypts; the flow log after its

@@ -10,11 +10,19 @@ from deployer.stack import build_steps
 from deployer.steps.base import Step, StepContext
 
 STEP_NAMES = [step.name for step in build_steps()]
+# The VPC's default security group and network ACL: AWS makes them with the VPC, so a first
+# provision finds and empties them ("updated", not "created").
+VPC_DEFAULTS = ("default-security-group", "default-network-acl")
 
 
 def wanted_steps(settings: Settings | None = None) -> list[Step[Any]]:
-    """The steps these settings (default: the defaults) want, in order: what provision and plan walk."""
+    """The steps a provision with these settings (default: the defaults, a public stack) runs, in order."""
     return [step for step in build_steps() if step.wanted(settings or Settings())]
+
+
+def first_outcomes(settings: Settings | None = None) -> list[str]:
+    """The outcomes of a first provision into an empty account."""
+    return ["updated" if step.name in VPC_DEFAULTS else "created" for step in wanted_steps(settings)]
 
 
 def provision_through(ctx: StepContext, name: str) -> Step[Any]:

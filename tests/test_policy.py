@@ -74,7 +74,7 @@ def allowed(document: dict[str, Any]) -> set[str]:
     return {action for statement in document["Statement"] for action in statement["Action"]}
 
 
-def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, set[tuple[str, str]]]:
+def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, set[tuple[str, str]]]:  # noqa: PLR0915 - one phase after another
     """Every (service, operation) each phase sends, with the image built and pushed (a fake engine)."""
     settings = replace(ctx.settings, image=None, build_args={"BASE_IMAGE": "fake/base:1"})
     ctx = replace(ctx, settings=settings, images=PushedBuilder())
@@ -135,6 +135,10 @@ def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, 
         VpcId=vpc, CidrBlock="172.31.96.0/20", AvailabilityZone=ctx.ids("subnet-2")["availability_zone"]
     )["Subnet"]["SubnetId"]
     hand.elbv2.set_subnets(LoadBalancerArn=balancer, Subnets=[ctx.ids("subnet-1")["id"], elsewhere])
+    acl = ctx.ids("network-acl")["id"]
+    hand.ec2.replace_network_acl_entry(
+        NetworkAclId=acl, RuleNumber=100, Protocol="-1", RuleAction="allow", Egress=False, CidrBlock="0.0.0.0/0"
+    )
     phase("repair", lambda: runner.provision(ctx))
     hand.ec2.delete_network_interface(NetworkInterfaceId=interface["NetworkInterfaceId"])
     hand.ec2.delete_security_group(GroupId=intruder)
@@ -153,6 +157,12 @@ def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, 
     phase("redeploy", lambda: runner.provision(redeployed))
     phase("rollback", lambda: runner.rollback(redeployed))
     _log_key_phases(phase, hand, redeployed)
+    # network = "private" and back: the NAT gateway, its address and the private route table, made and removed.
+    phase(
+        "private",
+        lambda: runner.provision(replace(redeployed, settings=replace(redeployed.settings, network="private"))),
+    )
+    phase("public again", lambda: runner.provision(redeployed))
     phase("status", lambda: observe.collect_status(ctx.clients, ctx.state, lambda url: UrlAnswer(url, 200)))
     group = ctx.ids("log-group")["name"]
     phase("logs", lambda: observe.tail(ctx.clients.logs, group, 0, follow=False, write=lambda _event: None))
@@ -199,7 +209,18 @@ def test_every_call_is_allowed_and_every_action_is_needed(ctx: StepContext, call
     unused = sorted(granted - needed - engine)
     assert not unused, f"the policy allows actions no phase needs: {unused}"
     assert not (ANTICIPATED | ERROR_PATHS) & made, "a call listed as anticipated or error-only is made: unlist it"
-    phases_run = ("provision", "repair", "failed redeploy", "redeploy", "rollback", "status", "logs", "lost state")
+    phases_run = (
+        "provision",
+        "repair",
+        "failed redeploy",
+        "redeploy",
+        "rollback",
+        "private",
+        "public again",
+        "status",
+        "logs",
+        "lost state",
+    )
     for phase in (*phases_run, "teardown"):
         assert phases[phase], f"the {phase} phase made no call"
 

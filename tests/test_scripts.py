@@ -13,9 +13,9 @@ import boto3
 import pytest
 
 from deployer.clients import AwsClients, build_clients
-from deployer.stack import build_steps
 from tests.conftest import IMAGE, PROJECT_DIR, REGION, MotoServer, RunScript, script_env
 from tests.inventory import added, inventory
+from tests.steps_helpers import wanted_steps
 
 
 def server_clients(server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> AwsClients:
@@ -33,7 +33,7 @@ def test_provision_rerun_teardown(
     first = run_script("provision.py", "--stack", "script-site", "--image", IMAGE, "--no-wait", server=server)
     assert first.returncode == 0, first.stderr
     state = json.loads((tmp_path / "state.json").read_text())
-    assert [r["step"] for r in state["resources"]] == [s.name for s in build_steps()]
+    assert [r["step"] for r in state["resources"]] == [s.name for s in wanted_steps()]
     assert (state["stack"], state["region"], state["account_id"]) == ("script-site", REGION, "123456789012")
     url = state["outputs"]["url"]
     assert url.startswith("http://script-site-nlb-") and url in first.stdout
@@ -41,7 +41,7 @@ def test_provision_rerun_teardown(
 
     second = run_script("provision.py", "--image", IMAGE, "--no-wait", server=server)  # stack and region: the state
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count(" unchanged ") == len(build_steps())
+    assert second.stdout.count(" unchanged ") == len(wanted_steps())
     assert json.loads((tmp_path / "state.json").read_text()) == state
 
     down = run_script("teardown.py", "--yes", server=server)

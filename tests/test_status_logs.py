@@ -32,10 +32,10 @@ from deployer import cli, observe, runner, views
 from deployer import clients as clients_module
 from deployer import probe as probes
 from deployer.clients import AwsClients, build_clients
-from deployer.stack import build_steps
 from deployer.state import StateFile
 from deployer.steps.base import StepContext
 from tests.conftest import IMAGE, PROJECT_DIR, REGION, CallLog, MotoServer, RunScript, script_env
+from tests.steps_helpers import wanted_steps
 
 STREAM = "web/web/0f1e2d3c4b5a"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -130,7 +130,7 @@ def test_status_shows_every_step_and_the_service(
     assert cli.status_main(["--state-file", str(state_path)], probe=probe) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    for step in build_steps():
+    for step in wanted_steps():
         ids = provisioned.ids(step.name)
         assert any(line.split()[:2] == [step.name, runner.primary(ids)] for line in lines), step.name
     service_line = next(line for line in lines if line.split()[:1] == ["service"])
@@ -151,7 +151,7 @@ def test_status_json_has_the_service_target_health_and_load_balancer(
     elbv2.register_targets(TargetGroupArn=group, Targets=[{"Id": "172.31.32.10"}, {"Id": "172.31.48.10"}])
     assert cli.status_main(["--state-file", str(state_path), "--output", "json"], probe=FakeProbe(503)) == 0
     report = json.loads(capsys.readouterr().out)  # one document, nothing else on stdout
-    assert [line["step"] for line in report["resources"]] == [step.name for step in build_steps()]
+    assert [line["step"] for line in report["resources"]] == [step.name for step in wanted_steps()]
     service = report["service"]
     assert (service["status"], service["running"], service["desired"], service["pending"]) == ("ACTIVE", 1, 1, 0)
     assert (service["task_definition"], service["image"], service["digest"]) == ("test-site-web:1", IMAGE, None)

@@ -462,11 +462,15 @@ class ServiceStep(Step["ServiceTypeDef"]):
         ctx.poll(f"service {ids['name']} to drain", ctx.settings.service_wait_timeout, status)
 
     def _network(self, ctx: StepContext) -> NetworkConfigurationTypeDef:
+        """Public: the public subnets, each task with a public address (to pull its image). Private:
+        the private subnets without one, out through the NAT gateway (deployer/steps/private.py)."""
+        private = ctx.settings.network == "private"
+        subnets = ("private-subnet-1", "private-subnet-2") if private else ("subnet-1", "subnet-2")
         return {
             "awsvpcConfiguration": {
-                "subnets": [ctx.ids("subnet-1")["id"], ctx.ids("subnet-2")["id"]],
+                "subnets": [ctx.ids(step)["id"] for step in subnets],
                 "securityGroups": [ctx.ids("task-security-group")["id"]],
-                "assignPublicIp": "ENABLED",
+                "assignPublicIp": "DISABLED" if private else "ENABLED",
             }
         }
 
@@ -533,10 +537,13 @@ def _differences(live: Any, wanted: RegisterTaskDefinitionRequestTypeDef) -> lis
     return differences
 
 
+SUBNET_STEPS = ("subnet-1", "subnet-2", "private-subnet-1", "private-subnet-2")
+
+
 def _network_not_yet_visible(ctx: StepContext) -> tuple[Retry, ...]:
     """ "Error retrieving subnet information" means "not yet" only right after this run made the network."""
     rule = NEW_NETWORK_NOT_VISIBLE_TO_ECS
-    return (rule,) if ctx.fresh(rule.budget_seconds, "subnet-1", "subnet-2", "task-security-group") else ()
+    return (rule,) if ctx.fresh(rule.budget_seconds, *SUBNET_STEPS, "task-security-group") else ()
 
 
 def _volumes_key(volumes: Any) -> list[tuple[str, str]]:

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from deployer.errors import DeployerError
 from deployer.retry import NEW_RESOURCE_NOT_FOUND
+from deployer.settings import Settings
 from deployer.state import Ids
 from deployer.steps import tags
 from deployer.steps.aws import absent_if
@@ -95,6 +96,9 @@ class SubnetStep(Step["SubnetTypeDef"]):
         self.index = index
         self.name = f"subnet-{index + 1}"
 
+    def cidr(self, settings: Settings) -> str:
+        return settings.subnet_cidrs[self.index]
+
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[SubnetTypeDef] | None:
         subnets = absent_if(
             lambda: ctx.clients.ec2.describe_subnets(SubnetIds=[ids["id"]])["Subnets"], "InvalidSubnetID.NotFound"
@@ -116,7 +120,7 @@ class SubnetStep(Step["SubnetTypeDef"]):
         subnet = ctx.retry(
             lambda: ctx.clients.ec2.create_subnet(
                 VpcId=ctx.ids("vpc")["id"],
-                CidrBlock=ctx.settings.subnet_cidrs[self.index],
+                CidrBlock=self.cidr(ctx.settings),
                 AvailabilityZone=zone,
                 TagSpecifications=tags.ec2_tag_specifications(ctx.settings, self.name, "subnet"),
             ),
@@ -125,7 +129,7 @@ class SubnetStep(Step["SubnetTypeDef"]):
         return {"id": subnet["SubnetId"], "availability_zone": subnet["AvailabilityZone"]}
 
     def converge(self, ctx: StepContext, existing: Existing[SubnetTypeDef]) -> Converged:
-        wanted = ctx.settings.subnet_cidrs[self.index]
+        wanted = self.cidr(ctx.settings)
         if existing.live["CidrBlock"] != wanted:
             raise self.drift(existing.ids, f"has CIDR {existing.live['CidrBlock']}, not {wanted}")
         if existing.live["VpcId"] != ctx.ids("vpc")["id"]:
@@ -138,6 +142,22 @@ class SubnetStep(Step["SubnetTypeDef"]):
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         SUBNET_HELD.delete(ctx, self.resource, ids["id"], lambda: ctx.clients.ec2.delete_subnet(SubnetId=ids["id"]))
+
+
+class PrivateSubnetStep(SubnetStep):
+    """One private subnet (`network = "private"`): the tasks run here, without public addresses,
+    and reach the internet through the NAT gateway (deployer/steps/private.py)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.name = f"private-subnet-{index + 1}"
+
+    def cidr(self, settings: Settings) -> str:
+        return settings.private_subnet_cidrs[self.index]
+
+    def wanted(self, settings: Settings) -> bool:
+        """Only in private mode; a switch back to public removes it after the service moved."""
+        return settings.network == "private"
 
 
 class InternetGatewayStep(Step["InternetGatewayTypeDef"]):
@@ -400,8 +420,8 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
         want = _rule_keys(self.ingress(ctx))
         changes: list[str] = []
         group_id = existing.ids["id"]
-        extra = [p for p in _split(existing.live.get("IpPermissions", [])) if _rule_keys([p]) - want]
-        missing = [p for p in _split(self.ingress(ctx)) if _rule_keys([p]) - have]
+        extra = [p for p in split_permissions(existing.live.get("IpPermissions", [])) if _rule_keys([p]) - want]
+        missing = [p for p in split_permissions(self.ingress(ctx)) if _rule_keys([p]) - have]
         ec2 = ctx.clients.ec2
         if extra:
             ctx.change(
@@ -497,7 +517,9 @@ def blocked(ctx: StepContext, resource: str, resource_id: str, interface_filter:
 RuleKey = tuple[str, int, int, str]
 
 
-def _split(permissions: list[IpPermissionOutputTypeDef] | list[IpPermissionTypeDef]) -> list[IpPermissionTypeDef]:
+def split_permissions(
+    permissions: list[IpPermissionOutputTypeDef] | list[IpPermissionTypeDef],
+) -> list[IpPermissionTypeDef]:
     """One permission per source, so a rule can be revoked or authorized on its own."""
     single_rules: list[IpPermissionTypeDef] = []
     for perm in permissions:
@@ -521,7 +543,7 @@ def _split(permissions: list[IpPermissionOutputTypeDef] | list[IpPermissionTypeD
 
 def _rule_keys(permissions: list[IpPermissionOutputTypeDef] | list[IpPermissionTypeDef]) -> set[RuleKey]:
     keys: set[RuleKey] = set()
-    for perm in _split(permissions):
+    for perm in split_permissions(permissions):
         sources = (
             [r["CidrIp"] for r in perm.get("IpRanges", [])]
             + [p["GroupId"] for p in perm.get("UserIdGroupPairs", [])]

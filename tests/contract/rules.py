@@ -11,7 +11,8 @@ it never invents a refusal.
 Not covered (AWS refuses, moto accepts, and no cheap describe tells): ENIs that an NLB
 or a stopped Fargate task still holds while their subnet or group is deleted (moto never
 releases the ENIs of its fake ECS tasks, so those - description "moto ECS" - are ignored),
-a VPC's non-main route tables, endpoints, NAT gateways or peering connections on DeleteVpc,
+a VPC's non-main route tables, endpoints, NAT gateways or peering connections on DeleteVpc (a NAT
+gateway's interface does hold its subnet, see `subnet_dependencies`),
 and every account quota (tags aside).
 """
 
@@ -110,11 +111,44 @@ def _live_interfaces(request: Request, name: str, value: str) -> list[str]:
         "ec2",
         lambda ec2: ec2.describe_network_interfaces(Filters=[{"Name": name, "Values": [value]}]),
     )
+    released = _deleted_nat_interfaces(request)
     return [
         eni["NetworkInterfaceId"]
         for eni in (answer or {}).get("NetworkInterfaces", [])
         if eni.get("Description") != "moto ECS"  # moto never releases a fake task's ENI
+        and eni["NetworkInterfaceId"] not in released
     ]
+
+
+def _deleted_nat_interfaces(request: Request) -> set[str]:
+    """Interfaces of deleted NAT gateways: AWS removes them with the gateway, moto keeps them."""
+    answer = _read(request, "ec2", lambda ec2: ec2.describe_nat_gateways())
+    return {
+        address.get("NetworkInterfaceId", "")
+        for gateway in (answer or {}).get("NatGateways", [])
+        if gateway.get("State") == "deleted"
+        for address in gateway.get("NatGatewayAddresses", [])
+    }
+
+
+def associated_network_acl(request: Request) -> str | None:
+    acl_id = request.params.get("NetworkAclId")
+    answer = _read(request, "ec2", lambda ec2: ec2.describe_network_acls(NetworkAclIds=[acl_id]))
+    for acl in (answer or {}).get("NetworkAcls", []):
+        subnets = [a.get("SubnetId") for a in acl.get("Associations", [])]
+        if subnets:
+            return f"{acl_id} is still associated with {', '.join(map(str, subnets))} (DependencyViolation)"
+    return None
+
+
+def address_in_use(request: Request) -> str | None:
+    allocation_id = request.params.get("AllocationId")
+    answer = _read(request, "ec2", lambda ec2: ec2.describe_nat_gateways())
+    for gateway in (answer or {}).get("NatGateways", []):
+        used = {a.get("AllocationId") for a in gateway.get("NatGatewayAddresses", [])}
+        if gateway.get("State") != "deleted" and allocation_id in used:
+            return f"{allocation_id} is used by the NAT gateway {gateway.get('NatGatewayId')} (InvalidIPAddress.InUse)"
+    return None
 
 
 def subnet_dependencies(request: Request) -> str | None:
@@ -353,6 +387,19 @@ RULES: tuple[Rule, ...] = (
         'the operation fails with DependencyViolation")',
         frozenset({("ec2", "DeleteSecurityGroup")}),
         security_group_dependencies,
+    ),
+    Rule(
+        "DeleteNetworkAcl needs it disassociated from every subnet",
+        f"{EC2_API}/API_DeleteNetworkAcl.html (\"You can't delete the ACL if it's associated with any subnets\")",
+        frozenset({("ec2", "DeleteNetworkAcl")}),
+        associated_network_acl,
+    ),
+    Rule(
+        "ReleaseAddress needs the address free: a NAT gateway holds it until deleted",
+        f"{EC2_API}/API_ReleaseAddress.html and https://docs.aws.amazon.com/vpc/latest/userguide/"
+        'nat-gateway-working-with.html ("the NAT gateway ... releases the Elastic IP address" when deleted)',
+        frozenset({("ec2", "ReleaseAddress")}),
+        address_in_use,
     ),
     Rule(
         "DeleteInternetGateway needs it detached",
