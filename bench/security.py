@@ -3,14 +3,15 @@ each stack's own resources, before (issue 11's baseline) and after, and issue 11
 
 What it measures
     The security findings of the stacks the tool provisions (public: the default settings, stack
-    flask-site; private: `network = "private"`, stack private-site), both in one moto server and one scan:
+    flask-site; private: `network = "private"` and `log_kms_key = "create"`, stack private-site), both in
+    one moto server and one scan:
     1. A moto server (`python -m moto.server`) on a free loopback port, with IAM's managed policies loaded
        and ECS services reported running; fake credentials, region us-east-1, no AWS configuration.
     2. The real provision script into it, as a user runs it, once per stack:
        `provision.py --image public.ecr.aws/docker/library/python:3.12-slim --no-wait --stack <name>
        --state-file <tmp> --config <tmp toml>` (no image build, no Docker), AWS_ENDPOINT_URL at moto.
     3. Prowler from its own virtualenv (scripts/setup-prowler.sh; its pins clash with the project's):
-       `prowler aws --services ecs ecr elbv2 ec2 vpc cloudwatch iam --region us-east-1
+       `prowler aws --services ecs ecr elbv2 ec2 vpc cloudwatch iam kms --region us-east-1
        --scan-unused-services --output-formats json-ocsf ...` against the same endpoint.
     4. Its findings sorted by bench/security_findings.py: a FAIL is the stack's when its resource's ARN or
        name contains the stack's names or ids (state file, plus the default security group and network
@@ -25,7 +26,7 @@ Targets (issue 11's gate; `--gate` is how CI runs it, scripts/security-gate.sh)
     Per network: the stack was provisioned and scanned; the scan saw it (PASS or FAIL findings on its
     resources from each of REQUIRED_SERVICES); no refused FAIL on its resources: none high or critical,
     but `ecs_service_no_assign_public_ip` on the public network; no medium or low one that README.md's
-    "Security" table does not list (nor, on the private network, one the table says the private network
+    "Security" table does not list (nor, on the private stack, one the table says one of its settings
     clears). A refused stack gets one paragraph naming each offending check id, severity and resource.
 
 Variants
@@ -62,6 +63,7 @@ import boto3
 
 from bench import common
 from bench.security_findings import (
+    PRIVATE_SETTINGS,
     SEVERITIES,
     Finding,
     Listed,
@@ -81,7 +83,7 @@ from bench.security_findings import (
 from deployer.settings import Settings
 
 IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"  # --image: no build, no push, no Docker
-SERVICES = ("ecs", "ecr", "elbv2", "ec2", "vpc", "cloudwatch", "iam")
+SERVICES = ("ecs", "ecr", "elbv2", "ec2", "vpc", "cloudwatch", "iam", "kms")
 NETWORKS = ("public", "private")
 # One moto server holds both stacks, so neither name may contain the other (a stack's resources are found
 # by its name in their ARNs and names); the public one keeps the default name, as a user's would.
@@ -201,7 +203,7 @@ def run_logged(command: list[str], environment: Mapping[str, str], log_path: Pat
 def provision_config(args: argparse.Namespace, network: str) -> str:
     lines = list(args.setting)
     if network == "private":
-        lines.append('network = "private"')
+        lines.extend(PRIVATE_SETTINGS)
     return "".join(f"{line}\n" for line in lines)
 
 

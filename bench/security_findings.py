@@ -228,7 +228,9 @@ ALLOWED_ON_PUBLIC = frozenset({"ecs_service_no_assign_public_ip"})
 # skipped one of them (a moto error, a renamed service, an identity that no longer matches) would pass
 # the gate by seeing nothing, so it fails instead.
 REQUIRED_SERVICES = frozenset({"cloudwatch", "ec2", "ecs", "elbv2", "vpc"})
-PRIVATE_SETTING = 'network = "private"'
+# The gate's second stack: the private network and a log key of its own, the settings a careful user adds;
+# a FAIL the README's table says one of them clears must not remain on it.
+PRIVATE_SETTINGS = ('network = "private"', 'log_kms_key = "create"')
 SECURITY_HEADING = "## Security"
 TABLE_HEADER = ("Prowler check", "severity", "why it remains", "the setting that clears it")
 _CHECK_CELL = re.compile(r"^`([a-z0-9_]+)`$")
@@ -245,8 +247,8 @@ class Listed:
 
     @property
     def public_only(self) -> bool:
-        """A FAIL that `network = "private"` clears remains on the public network only."""
-        return PRIVATE_SETTING in self.clears
+        """A FAIL that one of PRIVATE_SETTINGS clears remains on the public default only."""
+        return any(setting.split(" = ")[0] in self.clears for setting in PRIVATE_SETTINGS)
 
 
 class ReadmeTableError(ValueError):
@@ -303,7 +305,7 @@ def refusals(scan: Scan, network: str, listed: Mapping[str, Listed]) -> list[Ref
         elif finding.check_id not in listed:
             refused.append(Refusal(finding, "not in README.md's security table"))
         elif network == "private" and listed[finding.check_id].public_only:
-            refused.append(Refusal(finding, f"the table says {PRIVATE_SETTING} clears it"))
+            refused.append(Refusal(finding, f"the table says {listed[finding.check_id].clears} clears it"))
     return refused
 
 

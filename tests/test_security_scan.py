@@ -302,7 +302,7 @@ def test_the_private_network_refuses_the_public_ip_and_what_it_should_clear(scan
     assert refused(private, "private") == [f"{PUBLIC_IP} high", f"{SUBNETS} medium"]
     paragraph = verdict("flask-site", "private", private, listed())
     assert f"{PUBLIC_IP} (high, high on the private network) on {public_ip.uid}" in paragraph
-    assert f'{SUBNETS} (medium, the table says network = "private" clears it)' in paragraph
+    assert f'{SUBNETS} (medium, the table says `network = "private"` clears it)' in paragraph
     assert refused(seen(retention), "private") == []  # a listed medium the private network keeps
 
 
@@ -345,7 +345,7 @@ def test_the_private_stack_needs_the_network_setting() -> None:
 
 def test_the_private_variant_goes_to_the_provision_config() -> None:
     args = argparse.Namespace(setting=["retention_days = 30"])
-    assert provision_config(args, "private") == 'retention_days = 30\nnetwork = "private"\n'
+    assert provision_config(args, "private") == 'retention_days = 30\nnetwork = "private"\nlog_kms_key = "create"\n'
     assert provision_config(argparse.Namespace(setting=[]), "public") == ""
 
 
