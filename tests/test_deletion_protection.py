@@ -70,6 +70,7 @@ def test_deletion_protection_is_on_and_put_back(ctx: StepContext, calls: CallLog
     assert calls.changing() == []
 
 
+@pytest.mark.contract_exempt("it deletes a protected load balancer on purpose, to see the hook refuse it")
 def test_the_refusal_hook_refuses_like_aws(ctx: StepContext) -> None:
     provision_through(ctx, "load-balancer")
     arn = ctx.ids("load-balancer")["arn"]

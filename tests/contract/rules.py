@@ -209,6 +209,15 @@ FARGATE_SIZES: dict[int, frozenset[int]] = {
 }
 
 
+def protected_load_balancer(request: Request) -> str | None:
+    arn = request.params.get("LoadBalancerArn")
+    answer = _read(request, "elbv2", lambda elbv2: elbv2.describe_load_balancer_attributes(LoadBalancerArn=arn))
+    attributes = {a.get("Key"): a.get("Value") for a in (answer or {}).get("Attributes", [])}
+    if attributes.get("deletion_protection.enabled") == "true":
+        return f"{arn} has deletion protection on (OperationNotPermitted)"
+    return None
+
+
 def _units(text: Any, unit: str, per_unit: int) -> int | None:
     """'1024' -> 1024; '1 vCPU' / '2GB' / '2 GB' -> units * per_unit; None if unreadable."""
     if not isinstance(text, str):
@@ -406,6 +415,14 @@ RULES: tuple[Rule, ...] = (
         f'{EC2_API}/API_DeleteInternetGateway.html ("You must detach the internet gateway from the VPC")',
         frozenset({("ec2", "DeleteInternetGateway")}),
         attached_internet_gateway,
+    ),
+    Rule(
+        "DeleteLoadBalancer refuses a load balancer with deletion protection on",
+        "https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-delete.html"
+        " (\"You can't delete a Network Load Balancer if deletion protection is enabled\"); botocore's elbv2"
+        " model lists OperationNotPermitted for DeleteLoadBalancer",
+        frozenset({("elbv2", "DeleteLoadBalancer")}),
+        protected_load_balancer,
     ),
     Rule(
         "Fargate cpu/memory must be a supported task size",
