@@ -386,7 +386,7 @@ def test_accepted_tags_deploy_the_whole_stack(
     ctx = unvalidated_context(aws, settings, state_path)
     Rollout().install(aws.ecs, aws.elbv2)
     report = runner.provision(ctx, wait=False, parallel=False)
-    assert [line.outcome for line in report.steps] == first_outcomes()
+    assert [line.outcome for line in report.steps] == first_outcomes(settings)
     assert served_tags == []
     role_tags = {t["Key"]: t["Value"] for t in aws.iam.list_role_tags(RoleName=f"test-site-{REGION}-task")["Tags"]}
     assert role_tags["Équipe"] == "Données Ünïcode 名前 ١٢٣" and len(role_tags) == 50

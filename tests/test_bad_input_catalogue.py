@@ -608,7 +608,8 @@ def assert_nothing_lost(server: MotoServer, tmp_path: Path, case: Case) -> None:
     resources = aws_resources(server)
     assert resources["vpcs"] == [ids["vpc"]["id"]]
     assert resources["subnets"] == sorted(ids[step]["id"] for step in ("subnet-1", "subnet-2") if step in ids)
-    assert resources.get("roles", []) == sorted(ids[s]["name"] for s in ("execution-role", "task-role") if s in ids)
+    roles = ("flow-logs-role", "execution-role", "task-role")
+    assert resources.get("roles", []) == sorted(ids[s]["name"] for s in roles if s in ids)
     assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")] == []
 
     (tmp_path / "deploy.toml").write_text(case.fixed_toml)

@@ -20,8 +20,8 @@ IDENTITY_KEYS = ("id", "arn", "name", "uri")
 
 @pytest.fixture
 def settings() -> Settings:
-    """Every step wanted: the stack makes its own log key (log_kms_key = "create"), flow logs are on."""
-    return Settings(stack="test-site", region=REGION, image=IMAGE, log_kms_key="create")
+    """Every step wanted: a private network, the stack's own log key (log_kms_key = "create"), flow logs on."""
+    return Settings(stack="test-site", region=REGION, image=IMAGE, log_kms_key="create", network="private")
 
 
 def identity(ids: dict[str, str]) -> dict[str, str]:
