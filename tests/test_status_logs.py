@@ -165,8 +165,9 @@ def test_status_reports_a_part_deleted_by_hand_and_goes_on(
     provisioned: StepContext, state_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     arn = provisioned.ids("load-balancer")["arn"]
-    unprotected = [{"Key": "deletion_protection.enabled", "Value": "false"}]  # as AWS needs it by hand, too
-    provisioned.clients.elbv2.modify_load_balancer_attributes(LoadBalancerArn=arn, Attributes=unprotected)
+    provisioned.clients.elbv2.modify_load_balancer_attributes(  # by hand, AWS needs protection off too
+        LoadBalancerArn=arn, Attributes=[{"Key": "deletion_protection.enabled", "Value": "false"}]
+    )
     provisioned.clients.elbv2.delete_load_balancer(LoadBalancerArn=arn)
     assert cli.status_main(["--state-file", str(state_path), "--output", "json"], probe=FakeProbe()) == 0
     report = json.loads(capsys.readouterr().out)
