@@ -9,10 +9,11 @@ they receive an `AwsClients`, so tests can hand them clients with hooks attached
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 import boto3
+from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
@@ -56,6 +57,10 @@ class AwsClients:
     logs: CloudWatchLogsClient
     sts: STSClient
     kms: KMSClient
+
+    def every(self) -> tuple[BaseClient, ...]:
+        """Every client, for what must see every call (the tests' recorders and the contract hook)."""
+        return tuple(getattr(self, item.name) for item in fields(self) if item.name != "region")
 
 
 def create_session(region: str | None) -> boto3.Session:

@@ -101,16 +101,7 @@ _SHARED_BOTOCORE = botocore.session.get_session()
 def recorded_clients(log: CallLog) -> AwsClients:
     """Clients as the CLI builds them, each recording its calls into `log`."""
     clients = build_clients(boto3.Session(botocore_session=_SHARED_BOTOCORE, region_name=REGION), TEST_CLIENT_CONFIG)
-    for client in (
-        clients.ec2,
-        clients.elbv2,
-        clients.ecs,
-        clients.iam,
-        clients.ecr,
-        clients.logs,
-        clients.sts,
-        clients.kms,
-    ):
+    for client in clients.every():
         client.meta.events.register("before-call", log.record)
         contract_hook(client)  # already there through the create_client patch; explicit here
     emulate_log_group_keys(clients.logs, ACCOUNT)

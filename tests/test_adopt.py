@@ -186,16 +186,7 @@ def test_role_names_carry_the_region_and_fit_iam() -> None:
 
 def _clients_in(region: str, calls: CallLog) -> AwsClients:
     clients = build_clients(boto3.Session(region_name=region), TEST_CLIENT_CONFIG)
-    for client in (
-        clients.ec2,
-        clients.elbv2,
-        clients.ecs,
-        clients.iam,
-        clients.ecr,
-        clients.logs,
-        clients.sts,
-        clients.kms,
-    ):
+    for client in clients.every():
         client.meta.events.register("before-call", calls.record)
     return clients
 

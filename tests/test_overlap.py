@@ -121,16 +121,7 @@ class SlowBuilder(ImageBuilder):
 def recorder(ctx: StepContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     recorder = Recorder()
     clients = ctx.clients
-    for client in (
-        clients.ec2,
-        clients.elbv2,
-        clients.ecs,
-        clients.iam,
-        clients.ecr,
-        clients.logs,
-        clients.sts,
-        clients.kms,
-    ):
+    for client in clients.every():
         client.meta.events.register("before-call", recorder.before_call)
     original_wait = LoadBalancerStep.wait
 

@@ -81,16 +81,7 @@ def recorded_commands(monkeypatch: pytest.MonkeyPatch, calls: CallLog) -> None:
 
     def build(session: boto3.Session, config: Config | None = None) -> AwsClients:
         clients = build_clients(session, config)
-        for client in (
-            clients.ec2,
-            clients.elbv2,
-            clients.ecs,
-            clients.iam,
-            clients.ecr,
-            clients.logs,
-            clients.sts,
-            clients.kms,
-        ):
+        for client in clients.every():
             client.meta.events.register("before-call", calls.record)
         return clients
 
