@@ -27,7 +27,14 @@ from deployer.images import ImageBuilder
 from deployer.ledger import Ledger
 from deployer.output import Output
 from deployer.probe import Probe
-from deployer.settings import CONFIG_FILE_NAME, Settings, check_log_kms_key, load_settings, validate_stack
+from deployer.settings import (
+    CONFIG_FILE_NAME,
+    Settings,
+    check_certificate_arn,
+    check_log_kms_key,
+    load_settings,
+    validate_stack,
+)
 from deployer.state import State, StateFile, check_identity
 from deployer.steps.base import StepContext
 from deployer.steps.ecs import TaskDefinitionStep
@@ -118,6 +125,16 @@ def provision_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="a build argument for the site's image, as with docker build (repeatable)",
+    )
+    parser.add_argument(
+        "--domain",
+        help="serve the site over HTTPS on this name (e.g. www.example.com): a certificate, its DNS validation "
+        "and an alias record in the account's Route 53 hosted zone for it; port 80 redirects to https",
+    )
+    parser.add_argument(
+        "--certificate-arn",
+        help="with --domain: use this ISSUED ACM certificate of the stack's region and touch no hosted zone "
+        "(DNS managed elsewhere: the record to create is printed)",
     )
     parser.add_argument(
         "--allow-broad-task-role",
@@ -260,6 +277,7 @@ def open_context(
         state = State(stack=settings.stack, region=aws.clients.region, account_id=aws.account_id)
     check_identity(state, settings.stack, aws.clients.region, aws.account_id, state_file.path)
     check_log_kms_key(settings.log_kms_key, aws.partition, aws.clients.region)  # the region may come from AWS config
+    check_certificate_arn(settings.certificate_arn, aws.partition, aws.clients.region, aws.account_id)
     ledger = Ledger.scratch(state) if dry_run else Ledger(state, state_file.save)
     return StepContext(
         clients=aws.clients,
@@ -436,6 +454,8 @@ def _settings(args: argparse.Namespace, state: State | None) -> Settings:
         "image": args.image,
         "build_args": _build_args(args.build_arg),
         "allow_broad_task_role": args.allow_broad_task_role,
+        "domain": getattr(args, "domain", None),
+        "certificate_arn": getattr(args, "certificate_arn", None),
     }
     return load_settings(config, flags, fallback=recorded)
 

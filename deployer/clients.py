@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from deployer.errors import AwsSetupError
 
 if TYPE_CHECKING:
+    from mypy_boto3_acm import ACMClient
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_ecs import ECSClient
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_route53 import Route53Client
     from mypy_boto3_sts import STSClient
 
 DEFAULT_MAX_ATTEMPTS = 8
@@ -57,6 +59,8 @@ class AwsClients:
     logs: CloudWatchLogsClient
     sts: STSClient
     kms: KMSClient
+    acm: ACMClient
+    route53: Route53Client  # a global service: its endpoint is the same whatever the region
 
     def every(self) -> tuple[BaseClient, ...]:
         """Every client, for what must see every call (the tests' recorders and the contract hook)."""
@@ -123,6 +127,8 @@ def build_clients(session: boto3.Session, config: Config | None = None) -> AwsCl
         logs=session.client("logs", config=config),
         sts=session.client("sts", config=config),
         kms=session.client("kms", config=config),
+        acm=session.client("acm", config=config),
+        route53=session.client("route53", config=config),
     )
 
 

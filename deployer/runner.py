@@ -8,8 +8,9 @@ is deleted at the end, newest first, once everything else has converged away fro
 and the site serves (e.g. the NAT gateway after the tasks moved to public subnets).
 Then record the site URL.
 
-teardown: for each resource the state records, newest first, `delete` it and
-forget it (saved at once), so an interrupted teardown resumes where it stopped.
+teardown: for each resource the state records, in the stack's order reversed
+(`newest_first`), `delete` it and forget it (saved at once), so an interrupted
+teardown resumes where it stopped.
 
 Any AWS refusal becomes an `AwsCallError` naming the step and the resource.
 """
@@ -28,8 +29,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from deployer.clients import error_code, error_message
 from deployer.errors import AwsCallError, AwsSetupError, DeployerError, ForeignResourceError
 from deployer.stack import build_steps, steps_by_name
-from deployer.state import Ids, State
-from deployer.steps.base import PLANNED, PlannedDependencyError, Step, StepContext
+from deployer.state import Ids, ResourceRecord, State
+from deployer.steps.base import PLANNED, SUPERSEDED, PlannedDependencyError, Step, StepContext
 from deployer.steps.ecs import ServiceStep
 from deployer.steps.loadbalancer import site_url
 
@@ -113,10 +114,11 @@ def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> Run
     is told to stop (nothing is pushed after it) and is not waited for (its thread is a daemon).
     """
     check_zones(ctx)
+    steps = [step for step in build_steps() if step.wanted(ctx.settings)]
+    check_steps(ctx, steps)
     lines: dict[str, StepReport] = {}
     deferred: list[tuple[Step[Any], Ids]] = []
     background: dict[str, Background] = {}
-    steps = [step for step in build_steps() if step.wanted(ctx.settings)]
     try:
         for step in steps:
             for name in step.needs:
@@ -142,6 +144,7 @@ def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> Run
         lines[step.name] = _finish_wait(ctx, step, ids, lines[step.name])
     report = RunReport(steps=[lines[step.name] for step in steps])
     report.steps.extend(_remove_unwanted(ctx))
+    report.steps.extend(_retire_superseded(ctx, steps))
     outputs = {**ctx.state.outputs, "url": site_url(ctx)}
     if wait and ctx.settings.desired_count > 0:  # a parked stack (0 tasks) was not verified serving
         outputs = _served(outputs, ctx.ids("task-definition")["arn"])
@@ -267,9 +270,20 @@ def _unwanted(ctx: StepContext) -> list[Step[Any]]:
     known = steps_by_name()
     return [
         known[record.step]
-        for record in reversed(list(ctx.state.resources))
+        for record in newest_first(ctx.state)
         if record.step in known and not known[record.step].wanted(ctx.settings)
     ]
+
+
+def newest_first(state: State) -> list[ResourceRecord]:
+    """The recorded resources in the order they are deleted: the stack's order reversed (dependents first).
+
+    Not the reverse of creation order: a resource added to an existing stack (the certificate when a domain
+    is set, the redirect target group) is recorded after those that use it (the service, the listener).
+    A step this version does not know goes first, where teardown refuses it before deleting anything.
+    """
+    order = {step.name: index for index, step in enumerate(build_steps())}
+    return sorted(state.resources, key=lambda record: order.get(record.step, len(order)), reverse=True)
 
 
 def _remove_unwanted(ctx: StepContext) -> list[StepReport]:
@@ -283,6 +297,29 @@ def _remove_unwanted(ctx: StepContext) -> list[StepReport]:
         ctx.ledger.forget(step.name)
         removed.append(_announce(ctx, StepReport(step.name, "removed", ctx.clock.now() - started, primary(ids))))
     return removed
+
+
+def _retire_superseded(ctx: StepContext, steps: list[Step[Any]]) -> list[StepReport]:
+    """Delete what replaced resources replaced (e.g. the certificate of the previous domain), newest first,
+    now that nothing uses it any more (outcome "retired")."""
+    retired: list[StepReport] = []
+    for step in reversed(steps):
+        ids = ctx.recorded(step.name)
+        if ids is None or SUPERSEDED not in ids:
+            continue
+        started = ctx.clock.now()
+        with _explained(step, ctx.state):
+            ctx.remember(step.name, step.retire(ctx, ids))
+        line = StepReport(step.name, "retired", ctx.clock.now() - started, ids[SUPERSEDED])
+        retired.append(_announce(ctx, line))
+    return retired
+
+
+def check_steps(ctx: StepContext, steps: list[Step[Any]]) -> None:
+    """Each wanted step's own look before anything changes (Step.check), its failures named like a step's."""
+    for step in steps:
+        with _explained(step, ctx.state):
+            step.check(ctx)
 
 
 def check_zones(ctx: StepContext) -> None:
@@ -331,10 +368,10 @@ def plan(ctx: StepContext) -> RunReport:
     if not ctx.dry_run:
         raise RuntimeError("plan() needs a dry-run context")
     check_zones(ctx)
+    wanted = [step for step in build_steps() if step.wanted(ctx.settings)]
+    check_steps(ctx, wanted)
     report = RunReport()
-    for step in build_steps():
-        if not step.wanted(ctx.settings):
-            continue
+    for step in wanted:
         with _explained(step, ctx.state):
             outcome, detail = _plan_step(ctx, step)
         report.steps.append(StepReport(step.name, outcome, 0.0, detail))
@@ -365,7 +402,7 @@ def _plan_step(ctx: StepContext, step: Step[Any]) -> tuple[str, str]:
 def teardown(ctx: StepContext) -> RunReport:
     report = RunReport()
     known = steps_by_name()
-    for record in reversed(list(ctx.state.resources)):
+    for record in newest_first(ctx.state):
         step = known.get(record.step)
         if step is None:
             raise DeployerError(

@@ -104,6 +104,62 @@ NETWORK_MODES = ("public", "private")
 # Never opened to the internet (Prowler's ec2_networkacl_allow_ingress_tcp_port_22 / _3389 checks).
 ADMIN_PORTS = (22, 3389)
 
+# HTTPS on the user's domain (`domain`, `certificate_arn`; deployer/steps/certificates.py, dns.py and the
+# TLS listener in loadbalancer.py). The NLB terminates TLS on HTTPS_PORT and forwards to the container
+# port; the plain listener (listener_port) forwards to REDIRECT_PORT, where the site answers every request
+# with a permanent redirect to https://<domain> (an NLB cannot redirect: website/app.py does).
+HTTPS_PORT = 443
+REDIRECT_PORT = 8081
+# The issue's choice, and AWS's recommended TLS 1.3 policy for NLB listeners; the FIPS + post-quantum
+# policy is stricter (see tls_policy in the README's Security table).
+DEFAULT_TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+# `tls_policy`: the NLB policies that accept TLS 1.2 and 1.3 only (AWS, "Security policies for your Network
+# Load Balancer": https://docs.aws.amazon.com/elasticloadbalancing/latest/network/describe-ssl-policies.html).
+# "FIPS" names pass Prowler's elbv2_listener_fips_tls_enabled, "PQ-2025-09" its elbv2_listener_pqc_tls_enabled.
+TLS_POLICIES = (
+    DEFAULT_TLS_POLICY,
+    *(
+        f"ELBSecurityPolicy-TLS13-{variant}-{date}"
+        for variant, date in (
+            ("1-2-Res", "2021-06"),
+            ("1-2-Ext1", "2021-06"),
+            ("1-2-Ext2", "2021-06"),
+            ("1-3", "2021-06"),
+            ("1-2-FIPS", "2023-04"),
+            ("1-2-Res-FIPS", "2023-04"),
+            ("1-2-Ext0-FIPS", "2023-04"),
+            ("1-2-Ext1-FIPS", "2023-04"),
+            ("1-2-Ext2-FIPS", "2023-04"),
+            ("1-3-FIPS", "2023-04"),
+            ("1-2-PQ", "2025-09"),
+            ("1-2-Res-PQ", "2025-09"),
+            ("1-2-Ext1-PQ", "2025-09"),
+            ("1-2-Ext2-PQ", "2025-09"),
+            ("1-3-PQ", "2025-09"),
+            ("1-2-FIPS-PQ", "2025-09"),
+            ("1-2-Res-FIPS-PQ", "2025-09"),
+            ("1-2-Ext0-FIPS-PQ", "2025-09"),
+            ("1-2-Ext1-FIPS-PQ", "2025-09"),
+            ("1-2-Ext2-FIPS-PQ", "2025-09"),
+            ("1-3-FIPS-PQ", "2025-09"),
+        )
+    ),
+)
+# A public DNS name ACM can issue for: labels of letters, digits and '-' (not first or last), at least
+# two labels, the last not all digits (ACM API reference, RequestCertificate DomainName pattern:
+# https://docs.aws.amazon.com/acm/latest/APIReference/API_RequestCertificate.html). Checked in lower case.
+_DOMAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_DOMAIN_PATTERN = re.compile(rf"^({_DOMAIN_LABEL}\.)+(?![0-9]+$){_DOMAIN_LABEL}$")
+MAX_DOMAIN_LENGTH = 253
+# "The first domain name ... cannot exceed 64 octets (characters), including periods" (same page): the
+# certificate's common name.
+MAX_COMMON_NAME_LENGTH = 64
+# An ACM certificate ARN: arn:<partition>:acm:<region>:<account>:certificate/<id> (ACM API reference,
+# DescribeCertificate CertificateArn; https://docs.aws.amazon.com/acm/latest/userguide/authen-overview.html).
+_CERTIFICATE_ARN_PATTERN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):acm:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):certificate/[A-Za-z0-9-]{1,128}$"
+)
+
 CONFIG_FILE_NAME = "deploy.toml"
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # beside provision.py; relative paths start here
 
@@ -143,10 +199,24 @@ class Settings:
     flow_logs: bool = True
     log_kms_key: str | None = None
     fail_on_scan: str = "CRITICAL"
+    domain: str | None = None
+    certificate_arn: str | None = None
+    tls_policy: str = DEFAULT_TLS_POLICY
 
     @property
     def names(self) -> Names:
         return Names(self.stack, self.region or "")
+
+    @property
+    def https(self) -> bool:
+        """A domain makes the site HTTPS: a TLS listener on 443 and port 80 redirecting to it."""
+        return self.domain is not None
+
+    @property
+    def managed_dns(self) -> bool:
+        """The stack makes the certificate, its validation record and the alias in the account's hosted
+        zone; with `certificate_arn` the user's DNS is elsewhere and the stack touches no zone."""
+        return self.domain is not None and self.certificate_arn is None
 
 
 @dataclass(frozen=True)
@@ -168,6 +238,11 @@ class Names:
     @property
     def target_group(self) -> str:
         return f"{self.stack}-tg"
+
+    @property
+    def redirect_target_group(self) -> str:
+        """Port 80's target group when the site has a domain: the container's redirect port."""
+        return f"{self.stack}-rd"
 
     # Role names (at most 64 characters, IAM's RoleName limit): a 28-character stack, the region
     # and a 5-character suffix leave MAX_REGION_LENGTH = 30 characters for the region, twice the
@@ -236,6 +311,7 @@ SECURITY_GROUP_ROLES = ("nlb", "task")
 NAME_KINDS: dict[str, str] = {
     "load_balancer": "load-balancer",
     "target_group": "target-group",
+    "redirect_target_group": "target-group",
     "execution_role": "iam-role",
     "task_role": "iam-role",
     "repository": "ecr-repository",
@@ -390,6 +466,7 @@ def validate(settings: Settings) -> None:
             "Pass a reference like 123456789012.dkr.ecr.us-east-1.amazonaws.com/site:tag",
         )
     validate_log_kms_key(settings.log_kms_key, settings.region)
+    _validate_domain(settings)
     if settings.fail_on_scan.upper() not in SCAN_SEVERITIES and settings.fail_on_scan.lower() != SCAN_OFF:
         _fail(
             "fail_on_scan",
@@ -440,6 +517,99 @@ def check_log_kms_key(value: str | None, partition: str, region: str) -> None:
             "log_kms_key",
             f"the key {value} is in partition {match['partition']}, the credentials in {partition}",
             f"Give a key ARN starting arn:{partition}:kms:{region}:",
+        )
+
+
+def _validate_domain(settings: Settings) -> None:
+    """`domain`, `certificate_arn` and `tls_policy`, and the ports a domain takes (443 and REDIRECT_PORT)."""
+    if settings.domain is not None:
+        validate_domain(settings.domain)
+        if settings.listener_port == HTTPS_PORT:
+            _fail(
+                "listener_port",
+                f"port {HTTPS_PORT} is the TLS listener's when a domain is set; listener_port is the plain "
+                "listener that redirects to it",
+                "Leave listener_port at 80",
+            )
+        if settings.container_port == REDIRECT_PORT:
+            _fail(
+                "container_port",
+                f"port {REDIRECT_PORT} is where the container answers with the redirect to https when a domain is set",
+                "Use another container_port, e.g. 8080",
+            )
+    if settings.certificate_arn is not None:
+        if settings.domain is None:
+            _fail(
+                "certificate_arn",
+                "a certificate is used for a domain, and none is set",
+                "Give the name the site answers on too: --domain www.example.com (it must be one of the "
+                "certificate's names)",
+            )
+        validate_certificate_arn(settings.certificate_arn, settings.region)
+    if settings.tls_policy not in TLS_POLICIES:
+        _fail(
+            "tls_policy",
+            f"'{settings.tls_policy}' is not a TLS 1.3 security policy of Network Load Balancers",
+            f"Use one of {', '.join(TLS_POLICIES)}",
+        )
+
+
+def validate_domain(domain: str) -> None:
+    """A lower-case DNS name without a trailing dot, one site's name (no wildcard), ACM's length limits."""
+    if domain.startswith("*."):
+        _fail(
+            "domain",
+            f"'{domain}' is a wildcard: the site answers on one name, which the alias record, the redirect and "
+            "the certificate are made for, and a wildcard names none",
+            "Set domain to the name the site answers on (e.g. www.example.com); to use a wildcard certificate you "
+            "already have, pass it with --certificate-arn",
+        )
+    if domain != domain.lower() or domain.endswith(".") or not _DOMAIN_PATTERN.match(domain):
+        _fail(
+            "domain",
+            f"'{domain}' is not a DNS name of the form www.example.com",
+            'Write the name in lower case, without a scheme, path, port or trailing dot: domain = "www.example.com"',
+        )
+    if len(domain) > MAX_COMMON_NAME_LENGTH:
+        _fail(
+            "domain",
+            f"'{domain}' has {len(domain)} characters; a certificate's first name may have at most "
+            f"{MAX_COMMON_NAME_LENGTH}",
+            "Use a shorter name",
+        )
+
+
+def validate_certificate_arn(value: str, region: str | None) -> None:
+    """An ACM certificate ARN of the stack's region (an NLB uses certificates of its own region only)."""
+    match = _CERTIFICATE_ARN_PATTERN.match(value)
+    if match is None:
+        _fail(
+            "certificate_arn",
+            f"'{value}' is not the ARN of an ACM certificate",
+            "Give an ARN such as arn:aws:acm:us-east-1:123456789012:certificate/1234abcd-12ab-34cd-56ef-1234567890ab "
+            "(aws acm list-certificates shows them)",
+        )
+    elif region is not None and match["region"] != region:
+        _fail(
+            "certificate_arn",
+            f"the certificate {value} is in region {match['region']}, the stack in {region}: a load balancer can "
+            "only use a certificate of its own region",
+            f"Request or import the certificate in {region}, or leave out certificate_arn to let the stack request one",
+        )
+
+
+def check_certificate_arn(value: str | None, partition: str, region: str, account_id: str) -> None:
+    """The same check once the connection's partition, region and account are known (before any change)."""
+    if value is None:
+        return
+    validate_certificate_arn(value, region)
+    match = _CERTIFICATE_ARN_PATTERN.match(value)
+    if match is not None and (match["partition"], match["account"]) != (partition, account_id):
+        _fail(
+            "certificate_arn",
+            f"the certificate {value} belongs to account {match['account']} ({match['partition']}), the credentials "
+            f"to {account_id} ({partition}): a load balancer can only use a certificate of its own account",
+            f"Give a certificate of account {account_id}",
         )
 
 

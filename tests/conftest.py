@@ -22,6 +22,7 @@ import botocore.session
 import docker
 import docker.errors
 import moto.iam.models
+import moto.settings
 import pytest
 from botocore.config import Config
 from moto import mock_aws
@@ -47,6 +48,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
+# The site's domain in the HTTPS tests, and the public hosted zone that holds it (see `hosted_zone`).
+DOMAIN = "www.example.com"
+ZONE = "example.com"
 READ_PREFIXES = ("Describe", "List", "Get")
 
 # moto loads all ~1,500 AWS managed policies into every fresh IAM backend, which
@@ -72,6 +76,16 @@ def isolated_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
     # The stack runs no EC2 instance: skip moto's AMI catalogue (about a second per fresh backend).
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    # moto issues a requested ACM certificate this many seconds after the request (default 60, read from
+    # MOTO_ACM_VALIDATION_WAIT when moto is imported, so set on its settings module): at once here; tests
+    # of a pending certificate hold it back with hooks (tests/faults.py).
+    monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", 0)
+
+
+def hosted_zone(clients: AwsClients, name: str = ZONE) -> str:
+    """A public Route 53 hosted zone, as a user of `domain` has one; returns its ID (without /hostedzone/)."""
+    zone = clients.route53.create_hosted_zone(Name=name, CallerReference=f"test-{name}")["HostedZone"]
+    return zone["Id"].rsplit("/", 1)[-1]
 
 
 @dataclass

@@ -12,6 +12,12 @@ A step owns one AWS resource. The runner asks it, in this order:
   and write only what differs (a no-op run makes no changing call);
 * `wait` until the resource is usable (skipped with `--no-wait`);
 * `delete` at teardown, where "already gone" counts as deleted.
+
+Two optional parts: `check`, before anything is created (a refusal there changes
+nothing: e.g. no hosted zone for the domain), and `retire`, at the end of provision:
+a resource AWS cannot change in place (a certificate for another domain) is replaced
+by a new one, and the step records the old one under SUPERSEDED until everything has
+moved to the new one; `retire` then deletes it (and `delete` deletes both).
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ T = TypeVar("T")
 ItemT = TypeVar("ItemT")
 
 PLANNED = "planned"  # in a dry run, the identifiers of a resource that would be created
+# In a step's identifiers: what the resource replaced, deleted by `Step.retire` at the end of provision.
+SUPERSEDED = "superseded"
 
 # Every resource carries these two tags (see deployer/steps/tags.py); EC2 resources are found by them.
 STACK_TAG = "deployer:stack"
@@ -72,6 +80,7 @@ class StepContext:
     clock: Clock = SYSTEM_CLOCK
     poll_seconds: float = 10.0
     _zones: list[Zone] = field(default_factory=list, compare=False, repr=False)  # memo of the region's zones
+    _lookups: dict[str, object] = field(default_factory=dict, compare=False, repr=False)  # see `once`
     # When (ctx.clock) this run created each step's resource: "not yet" answers about a resource
     # are retried only right after it was made (see `fresh`).
     _created: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
@@ -127,6 +136,12 @@ class StepContext:
         """
         now = self.clock.now()
         return any(step in self._created and now - self._created[step] < within for step in steps)
+
+    def once(self, key: str, lookup: Callable[[], T]) -> T:
+        """A read that is asked once per run (e.g. the hosted zone of the domain), then remembered."""
+        if key not in self._lookups:
+            self._lookups[key] = lookup()
+        return self._lookups[key]  # type: ignore[return-value]  # stored by this method under this key
 
     def client_token(self, step: str, *parts: str) -> str:
         """A deterministic idempotency token: the same request on a re-run sends the same token."""
@@ -250,6 +265,16 @@ class Step(ABC, Generic[LiveT]):
     def wanted(self, settings: Settings) -> bool:
         """Whether these settings want the resource: one a setting turns off is skipped, and removed if it exists."""
         return True
+
+    def check(self, ctx: StepContext) -> None:
+        """Before the run changes anything (provision and the dry run): refuse what AWS's answers show cannot
+        work (read calls only). Called for every wanted step, in order."""
+        return None
+
+    def retire(self, ctx: StepContext, ids: Ids) -> Ids:
+        """At the end of provision, once everything uses the new resource: delete what it replaced (recorded
+        under SUPERSEDED) and return the identifiers without it. Only called when SUPERSEDED is recorded."""
+        return ids
 
     @abstractmethod
     def delete(self, ctx: StepContext, ids: Ids) -> str | None:
