@@ -3,8 +3,9 @@ each stack's own resources, before (issue 11's baseline) and after, and issue 11
 
 What it measures
     The security findings of the stacks the tool provisions (public: the default settings, stack
-    flask-site; private: `network = "private"` and `log_kms_key = "create"`, stack private-site), both in
-    one moto server and one scan:
+    flask-site; private: `network = "private"`, `log_kms_key = "create"` and HTTPS on a domain with the FIPS
+    and post-quantum TLS policy (its public hosted zone made first), stack private-site), both in one moto
+    server and one scan:
     1. A moto server (`python -m moto.server`) on a free loopback port, with IAM's managed policies loaded
        and ECS services reported running; fake credentials, region us-east-1, no AWS configuration.
     2. The real provision script into it, as a user runs it, once per stack:
@@ -53,9 +54,9 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -64,6 +65,7 @@ import boto3
 from bench import common
 from bench.security_findings import (
     PRIVATE_SETTINGS,
+    PRIVATE_ZONE,
     SEVERITIES,
     Finding,
     Listed,
@@ -80,7 +82,6 @@ from bench.security_findings import (
     unseen_services,
     verdict,
 )
-from deployer.settings import Settings
 
 IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"  # --image: no build, no push, no Docker
 SERVICES = ("ecs", "ecr", "elbv2", "ec2", "vpc", "cloudwatch", "iam", "kms")
@@ -96,6 +97,7 @@ MOTO_SWITCHES = {
     "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
     "MOTO_ECS_SERVICE_RUNNING": "1",
     "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
+    "MOTO_ACM_VALIDATION_WAIT": "0",  # the private stack's certificate is issued at once (moto's default: 60 s)
 }
 PROVISION_TIMEOUT = 300
 PROWLER_TIMEOUT = 1200
@@ -207,16 +209,15 @@ def provision_config(args: argparse.Namespace, network: str) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-def network_missing(network: str, setting_names: frozenset[str] | None = None) -> str:
-    """Why the `network` stack cannot be provisioned by this checkout, or "": the private network needs
-    the `network` setting (issue 11), which provision refuses as an unknown key until it exists."""
-    names = setting_names if setting_names is not None else frozenset(f.name for f in fields(Settings))
-    if network == "private" and "network" not in names:
-        return (
-            'provision.py has no `network` setting yet (issue 11\'s `network = "private"` has not landed), '
-            "so the private stack cannot be provisioned or scanned; the gate requires it and fails."
-        )
-    return ""
+def moto_client(service: Literal["ec2", "route53"], endpoint: str) -> Any:
+    """A client of the moto server with the fake credentials (the scripts' environment is not this process's)."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=common.REGION,
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def vpc_owned_ids(endpoint: str, vpc_ids: list[str]) -> list[str]:
@@ -224,13 +225,7 @@ def vpc_owned_ids(endpoint: str, vpc_ids: list[str]) -> list[str]:
     network ACLs (the default one, which the subnets keep until the stack has its own)."""
     if not vpc_ids:
         return []
-    ec2: Any = boto3.client(
-        "ec2",
-        endpoint_url=endpoint,
-        region_name=common.REGION,
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
+    ec2 = moto_client("ec2", endpoint)
     in_vpc = [{"Name": "vpc-id", "Values": vpc_ids}]
     acls = ec2.describe_network_acls(Filters=in_vpc)["NetworkAcls"]
     groups = ec2.describe_security_groups(Filters=[*in_vpc, {"Name": "group-name", "Values": ["default"]}])
@@ -267,6 +262,8 @@ def provision_stack(
     folder.mkdir()
     state_path, config_path = folder / "state.json", folder / "deploy.toml"
     config_path.write_text(provision_config(args, network))
+    if network == "private":  # the domain's public hosted zone, which a user of `domain` has
+        moto_client("route53", endpoint).create_hosted_zone(Name=PRIVATE_ZONE, CallerReference=STACKS[network])
     provision = [sys.executable, str(common.REPO_ROOT / "provision.py"), "--image", IMAGE, "--no-wait"]
     provision += ["--stack", STACKS[network], "--state-file", str(state_path), "--config", str(config_path)]
     provision += args.provision_arg
@@ -282,7 +279,7 @@ def scan_stacks(args: argparse.Namespace, networks: tuple[str, ...], output: com
     findings per stack (one scan, not one per stack: Prowler's start and checks take minutes)."""
     started = time.perf_counter()
     prowler = Path(args.prowler)
-    errors: dict[str, str] = {network: network_missing(network) for network in networks}
+    errors: dict[str, str] = dict.fromkeys(networks, "")
     with tempfile.TemporaryDirectory(prefix="security-") as tmp:
         scratch = Path(tmp)
         environment = {

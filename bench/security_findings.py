@@ -228,9 +228,16 @@ ALLOWED_ON_PUBLIC = frozenset({"ecs_service_no_assign_public_ip"})
 # skipped one of them (a moto error, a renamed service, an identity that no longer matches) would pass
 # the gate by seeing nothing, so it fails instead.
 REQUIRED_SERVICES = frozenset({"cloudwatch", "ec2", "ecs", "elbv2", "vpc"})
-# The gate's second stack: the private network and a log key of its own, the settings a careful user adds;
-# a FAIL the README's table says one of them clears must not remain on it.
-PRIVATE_SETTINGS = ('network = "private"', 'log_kms_key = "create"')
+# The gate's second stack: the private network, a log key of its own, HTTPS on a domain (in a hosted zone
+# the gate makes first, as a user has one) with the FIPS and post-quantum TLS policy: the settings a careful
+# user adds; a FAIL the README's table says one of them clears must not remain on it.
+PRIVATE_DOMAIN, PRIVATE_ZONE = "www.private-site.example", "private-site.example"
+PRIVATE_SETTINGS = (
+    'network = "private"',
+    'log_kms_key = "create"',
+    f'domain = "{PRIVATE_DOMAIN}"',
+    'tls_policy = "ELBSecurityPolicy-TLS13-1-2-FIPS-PQ-2025-09"',
+)
 SECURITY_HEADING = "## Security"
 TABLE_HEADER = ("Prowler check", "severity", "why it remains", "the setting that clears it")
 _CHECK_CELL = re.compile(r"^`([a-z0-9_]+)`$")

@@ -59,8 +59,38 @@ class CostLine:
     basis: str
 
 
+# A domain (deployer/steps/certificates.py, dns.py): ACM's public certificates cost nothing (only exportable
+# ones do, and the stack's are not: https://aws.amazon.com/certificate-manager/pricing/); Route 53 answers
+# queries for alias records that point at an ELB load balancer for free, and the hosted zone ($0.50 a month)
+# is the user's, not the stack's (https://aws.amazon.com/route53/pricing/). The TLS listener's traffic is
+# metered in TLS NLCUs, apart from the TCP ones (https://aws.amazon.com/elasticloadbalancing/pricing/, "Network
+# Load Balancer": an NLCU is measured per protocol): one more NLCU-hour for a small site.
+
+
 def estimate(settings: Settings) -> list[CostLine]:
-    return [*_base(settings), *_logging(settings)]
+    return [*_base(settings), *_https(settings), *_logging(settings)]
+
+
+def _https(settings: Settings) -> list[CostLine]:
+    if not settings.https:
+        return []
+    lines = [
+        CostLine(
+            "NLB TLS listener",
+            NLB_LCU_HOUR * HOURS_PER_MONTH,
+            f"{HOURS_PER_MONTH} h x 1 TLS NLCU x ${NLB_LCU_HOUR}/h (TLS traffic is metered apart from TCP)",
+        )
+    ]
+    if settings.managed_dns:
+        lines.append(
+            CostLine(
+                "ACM certificate and Route 53 records",
+                0.0,
+                "public certificates are free; alias queries to the NLB are free; the hosted zone "
+                "($0.50/month) is yours, not the stack's",
+            )
+        )
+    return lines
 
 
 def _logging(settings: Settings) -> list[CostLine]:

@@ -28,6 +28,51 @@ EXPECTED_COUNTS = {
 # With log_kms_key = "create": the stack's key and its alias too.
 EXPECTED_WITH_LOG_KEY = {**EXPECTED_COUNTS, "kms_keys": 1, "aliases": 1}
 
+# With a domain in the account's hosted zone: the certificate, its validation CNAME and the alias A record,
+# the redirect target group and the TLS listener.
+EXPECTED_WITH_DOMAIN = {
+    **EXPECTED_COUNTS,
+    "certificates": 1,
+    "dns_records": 2,
+    "target_groups": 2,
+    "listeners": 2,
+}
+
+
+def certificates(clients: AwsClients) -> set[str]:
+    """Every ACM certificate of the region, whatever its status or key type (ListCertificates' default
+    filter leaves some out)."""
+    paginator = clients.acm.get_paginator("list_certificates")
+    pages = paginator.paginate(
+        Includes={
+            "keyTypes": [
+                "RSA_1024",
+                "RSA_2048",
+                "RSA_3072",
+                "RSA_4096",
+                "EC_prime256v1",
+                "EC_secp384r1",
+                "EC_secp521r1",
+            ]
+        }
+    )
+    return {summary["CertificateArn"] for page in pages for summary in page["CertificateSummaryList"]}
+
+
+def dns_records(clients: AwsClients) -> set[str]:
+    """Every record of every hosted zone but the zone's own NS and SOA, as "zone name type"."""
+    route53 = clients.route53
+    records = set()
+    for page in route53.get_paginator("list_hosted_zones").paginate():
+        for zone in page["HostedZones"]:
+            for rr_page in route53.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone["Id"]):
+                records |= {
+                    f"{zone['Name']} {record['Name']} {record['Type']}"
+                    for record in rr_page["ResourceRecordSets"]
+                    if record["Type"] not in ("NS", "SOA")
+                }
+    return records
+
 
 def kms_keys(clients: AwsClients) -> set[str]:
     """Customer keys that are not on their way out: a key pending deletion is as good as gone."""
@@ -93,6 +138,8 @@ def inventory(clients: AwsClients) -> dict[str, set[str]]:
         "services": services,
         "flow_logs": {f["FlowLogId"] for f in ec2.describe_flow_logs()["FlowLogs"]},
         "kms_keys": kms_keys(clients),
+        "certificates": certificates(clients),
+        "dns_records": dns_records(clients),
         "aliases": {
             a["AliasName"] for a in clients.kms.list_aliases()["Aliases"] if not a["AliasName"].startswith("alias/aws/")
         },

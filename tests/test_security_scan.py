@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from bench import common, security
-from bench.security import before_after, network_missing, provision_config
+from bench.security import before_after, provision_config
 from bench.security_findings import (
     ALLOWED_ON_PUBLIC,
+    PRIVATE_SETTINGS,
     REQUIRED_SERVICES,
     SEVERITIES,
     Finding,
@@ -335,17 +336,9 @@ def test_identity_takes_every_id_of_a_step_whatever_its_key() -> None:
     assert "us-east-1b" not in tokens
 
 
-def test_the_private_stack_needs_the_network_setting() -> None:
-    missing = network_missing("private", frozenset({"stack", "region"}))
-    assert missing.startswith("provision.py has no `network` setting yet")
-    assert "the gate requires it and fails" in missing
-    assert network_missing("private", frozenset({"stack", "network"})) == ""
-    assert network_missing("public", frozenset({"stack"})) == ""
-
-
 def test_the_private_variant_goes_to_the_provision_config() -> None:
     args = argparse.Namespace(setting=["retention_days = 30"])
-    assert provision_config(args, "private") == 'retention_days = 30\nnetwork = "private"\nlog_kms_key = "create"\n'
+    assert provision_config(args, "private").splitlines() == ["retention_days = 30", *PRIVATE_SETTINGS]
     assert provision_config(argparse.Namespace(setting=[]), "public") == ""
 
 
