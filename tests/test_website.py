@@ -5,6 +5,7 @@ The app is loaded from its file path (website/ is not a package), so this runs f
 
 from __future__ import annotations
 
+import http.client
 import importlib.metadata
 import importlib.util
 import os
@@ -25,6 +26,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -131,6 +133,13 @@ def parse(html: str) -> Page:
 
 def is_internal(url: str) -> bool:
     return url.startswith("/") and not url.startswith("//")
+
+
+@pytest.fixture(autouse=True)
+def plain_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The site as it runs without a domain, whatever the environment running the tests holds."""
+    for name in ("SITE_DOMAIN", "REDIRECT_PORT"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -436,6 +445,163 @@ def test_a_minimal_data_file_is_enough(tmp_path: Path) -> None:
     assert "No projects listed yet." in client.get("/projects").get_data(as_text=True)
 
 
+# --- https on the user's domain: the redirect port and HSTS ---------------------------------------
+
+DOMAIN = "www.example.com"
+HSTS = "max-age=31536000"
+# werkzeug's EnvironBuilder writes SERVER_PORT from base_url after applying environ_base (werkzeug/test.py
+# get_environ), so the port a request "arrived on" is set with environ_overrides, as gunicorn sets it.
+ON_REDIRECT_PORT = {"SERVER_PORT": "8081"}
+ON_MAIN_PORT = {"SERVER_PORT": "8080"}
+
+
+@pytest.fixture
+def https_client(monkeypatch: pytest.MonkeyPatch) -> FlaskClient:
+    """The site as the deployer runs it on a domain: SITE_DOMAIN set, PORT and REDIRECT_PORT their defaults."""
+    monkeypatch.setenv("SITE_DOMAIN", DOMAIN)
+    monkeypatch.delenv("PORT", raising=False)
+    return cast(FlaskClient, website.create_app().test_client())
+
+
+@pytest.mark.parametrize(
+    ("target", "location"),
+    [
+        ("/", "/"),
+        ("/about", "/about"),
+        ("/some/path?q=1", "/some/path?q=1"),
+        ("/some/path?q=1&r=a+b&s=%2F", "/some/path?q=1&r=a+b&s=%2F"),
+        ("/some/path?", "/some/path"),
+        ("/healthz", "/healthz"),  # the NLB's TCP health check only connects: no 200 needed here
+        ("/static/css/site.css", "/static/css/site.css"),
+        ("/no-such-page", "/no-such-page"),
+        ("/caf%C3%A9/100%25", "/caf%C3%A9/100%25"),  # percent-encoded once, as sent
+        ("/a%0D%0ASet-Cookie:x=1", "/a%0D%0ASet-Cookie:x=1"),  # no header injection
+    ],
+)
+def test_the_redirect_port_sends_every_request_to_https_on_the_domain(
+    https_client: FlaskClient, target: str, location: str
+) -> None:
+    response = https_client.get(target, environ_overrides=ON_REDIRECT_PORT)
+    assert response.status_code == 301
+    assert response.headers["Location"] == f"https://{DOMAIN}{location}"
+    assert "Set-Cookie" not in response.headers
+    assert len(response.get_data()) < 200
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "OPTIONS"])
+def test_the_redirect_answers_every_method(https_client: FlaskClient, method: str) -> None:
+    response = https_client.open("/about?x=1", method=method, environ_overrides=ON_REDIRECT_PORT)
+    assert response.status_code == 301
+    assert response.headers["Location"] == f"https://{DOMAIN}/about?x=1"
+    if method == "HEAD":
+        assert response.get_data() == b""
+
+
+@pytest.mark.parametrize("target", ["/x", "//evil.example/x", "http://evil.example/x"])
+def test_the_redirect_ignores_the_host_header(https_client: FlaskClient, target: str) -> None:
+    """No open redirect: neither the Host header nor an absolute or scheme-relative target picks the host."""
+    response = https_client.get(
+        target,
+        base_url="http://evil.example:8081",
+        headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"},
+        environ_overrides=ON_REDIRECT_PORT,
+    )
+    assert response.status_code == 301
+    assert urlsplit(response.headers["Location"])[:2] == ("https", DOMAIN)
+
+
+def test_the_redirect_carries_no_hsts_but_the_security_headers(https_client: FlaskClient) -> None:
+    """RFC 6797 section 7.2: no Strict-Transport-Security over plain http."""
+    headers = https_client.get("/", environ_overrides=ON_REDIRECT_PORT).headers
+    assert "Strict-Transport-Security" not in headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("path", ["/", "/about", "/healthz", "/static/css/site.css", "/no-such-page"])
+def test_every_answer_on_the_main_port_carries_hsts(https_client: FlaskClient, path: str) -> None:
+    response = https_client.get(path, environ_overrides=ON_MAIN_PORT)
+    assert response.status_code == (404 if path == "/no-such-page" else 200)
+    assert response.headers["Strict-Transport-Security"] == HSTS
+    assert "Location" not in response.headers
+
+
+def test_the_redirect_port_follows_redirect_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SITE_DOMAIN", DOMAIN)
+    monkeypatch.setenv("PORT", "9090")
+    monkeypatch.setenv("REDIRECT_PORT", "9091")
+    client = website.create_app().test_client()
+    assert client.get("/x", environ_overrides={"SERVER_PORT": "9091"}).status_code == 301
+    main = client.get("/", environ_overrides={"SERVER_PORT": "9090"})
+    assert main.status_code == 200 and main.headers["Strict-Transport-Security"] == HSTS
+    assert client.get("/", environ_overrides=ON_REDIRECT_PORT).status_code == 200  # 8081 is nothing special now
+
+
+def test_an_upper_case_domain_redirects_in_lower_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SITE_DOMAIN", "WWW.Example.COM")
+    client = website.create_app().test_client()
+    assert client.get("/", environ_overrides=ON_REDIRECT_PORT).headers["Location"] == f"https://{DOMAIN}/"
+
+
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_without_a_domain_no_redirect_and_no_hsts(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
+    if value is not None:
+        monkeypatch.setenv("SITE_DOMAIN", value)
+    monkeypatch.setenv("REDIRECT_PORT", "8081")
+    client = website.create_app().test_client()
+    for port in (ON_MAIN_PORT, ON_REDIRECT_PORT):
+        for path in ("/", "/healthz", "/no-such-page"):
+            response = client.get(path, environ_overrides=port)
+            assert response.status_code in (200, 404), (port, path)
+            assert "Location" not in response.headers
+            assert "Strict-Transport-Security" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://www.example.com",
+        "www.example.com/",
+        "www.example.com.",
+        "www.example.com:443",
+        "*.example.com",
+        " www.example.com",
+        "localhost",
+        "192.0.2.1",
+        "-www.example.com",
+        "www_site.example.com",
+        "www..example.com",
+        f"{'a' * 64}.example.com",
+        ".".join(["a" * 60] * 5),  # 304 characters
+    ],
+)
+def test_a_bad_domain_stops_the_site_at_start_up(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SITE_DOMAIN", value)
+    with pytest.raises(website.SiteConfigError, match=r"SITE_DOMAIN=.* is not a DNS name"):
+        website.create_app()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REDIRECT_PORT": "http"}, "REDIRECT_PORT='http' is not a port number"),
+        ({"REDIRECT_PORT": "0"}, "REDIRECT_PORT='0' is not a port number"),
+        ({"REDIRECT_PORT": "70000"}, "REDIRECT_PORT='70000' is not a port number"),
+        ({"REDIRECT_PORT": "8080"}, "REDIRECT_PORT=8080 is also PORT"),
+        ({"PORT": "9000", "REDIRECT_PORT": "9000"}, "REDIRECT_PORT=9000 is also PORT"),
+    ],
+)
+def test_a_bad_redirect_port_stops_the_site_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    monkeypatch.setenv("SITE_DOMAIN", DOMAIN)
+    monkeypatch.delenv("PORT", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(website.SiteConfigError, match=re.escape(message)):
+        website.create_app()
+
+
 # --- the container health check script -------------------------------------------------------------
 
 
@@ -588,6 +754,110 @@ def test_gunicorn_serves_the_site_and_stops_gracefully_on_sigterm(tmp_path: Path
     log = stderr.read_text()
     assert "Handling signal: term" in log
     assert "Shutting down: Master" in log
+
+
+@pytest.mark.parametrize(
+    ("env", "bind"),
+    [
+        ({"SITE_DOMAIN": DOMAIN}, ["0.0.0.0:8080", "0.0.0.0:8081"]),
+        ({"SITE_DOMAIN": DOMAIN, "PORT": "9090", "REDIRECT_PORT": "9091"}, ["0.0.0.0:9090", "0.0.0.0:9091"]),
+        ({"SITE_DOMAIN": None, "REDIRECT_PORT": "9091"}, "0.0.0.0:8080"),  # exactly as without a domain
+        ({"SITE_DOMAIN": "", "REDIRECT_PORT": "bad"}, "0.0.0.0:8080"),
+    ],
+)
+def test_gunicorn_binds_the_redirect_port_only_with_a_domain(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str | None], bind: str | list[str]
+) -> None:
+    assert gunicorn_settings(monkeypatch, **{"PORT": None, **env})["bind"] == bind
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REDIRECT_PORT": "http"}, "REDIRECT_PORT='http' is not a whole number"),
+        ({"REDIRECT_PORT": "0"}, "REDIRECT_PORT=0 is outside"),
+        ({"REDIRECT_PORT": "8080"}, "REDIRECT_PORT=8080 is also PORT"),
+        ({"PORT": "9000", "REDIRECT_PORT": "9000"}, "REDIRECT_PORT=9000 is also PORT"),
+    ],
+)
+def test_gunicorn_refuses_a_bad_redirect_port(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        gunicorn_settings(monkeypatch, **{"SITE_DOMAIN": DOMAIN, "PORT": None, **env})
+
+
+def unredirected(
+    port: int, target: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One request to 127.0.0.1:port, redirects not followed and no proxy: status, headers, body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request(method, target, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def test_real_gunicorn_redirects_by_the_port_a_request_arrived_on(tmp_path: Path) -> None:
+    """gunicorn's own SERVER_PORT (the listening socket's), not the test client's: two loopback binds."""
+    pytest.importorskip("gunicorn")
+    port, redirect_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "REDIRECT_PORT": str(redirect_port),
+        "SITE_DOMAIN": DOMAIN,
+        "WEB_CONCURRENCY": "1",
+    }
+    binds = ["--bind", f"127.0.0.1:{port}", "--bind", f"127.0.0.1:{redirect_port}"]
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", *binds, "app:app"],
+            cwd=WEBSITE_DIR,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while run_healthcheck(port).returncode != 0:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "gunicorn did not become healthy in 30 s"
+            time.sleep(0.2)
+        status, headers, _ = unredirected(redirect_port, "/some/path?q=1", "HEAD")
+        assert (status, headers["Location"]) == (301, f"https://{DOMAIN}/some/path?q=1")
+        status, headers, body = unredirected(redirect_port, "/healthz", headers={"Host": "evil.example"})
+        assert (status, headers["Location"]) == (301, f"https://{DOMAIN}/healthz")
+        assert "Strict-Transport-Security" not in headers
+        status, headers, body = unredirected(port, "/healthz")
+        assert (status, body) == (200, b'{"status":"ok"}\n')
+        assert headers["Strict-Transport-Security"] == HSTS
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_real_gunicorn_stops_at_boot_on_a_bad_domain() -> None:
+    """A bad SITE_DOMAIN fails the worker's boot, and gunicorn exits saying why: no request is ever served."""
+    pytest.importorskip("gunicorn")
+    env = {**os.environ, "SITE_DOMAIN": "https://www.example.com", "WEB_CONCURRENCY": "1"}
+    port, redirect_port = free_port(), free_port()
+    binds = ["--bind", f"127.0.0.1:{port}", "--bind", f"127.0.0.1:{redirect_port}"]
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", *binds, "app:app"],
+        cwd=WEBSITE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "SITE_DOMAIN='https://www.example.com' is not a DNS name" in result.stderr
+    assert "Worker failed to boot" in result.stderr
 
 
 # --- packaging -------------------------------------------------------------------------------------

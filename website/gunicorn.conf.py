@@ -1,7 +1,12 @@
 """gunicorn settings for the container (``gunicorn --config gunicorn.conf.py app:app``).
 
 Environment: PORT (default 8080), WEB_CONCURRENCY (worker processes, default 2),
-GUNICORN_THREADS (threads per worker, default 4), LOG_LEVEL (default info).
+GUNICORN_THREADS (threads per worker, default 4), LOG_LEVEL (default info); on the user's domain
+SITE_DOMAIN (the deployer sets it) and REDIRECT_PORT (default 8081, must differ from PORT).
+
+With SITE_DOMAIN set, gunicorn also listens on REDIRECT_PORT, where the load balancer forwards plain
+http (port 80) and the app answers every request with a redirect to https://SITE_DOMAIN (app.py
+checks SITE_DOMAIN itself when a worker boots). Without it, only PORT.
 
 Shutdown: gunicorn handles SIGTERM gracefully by default. On SIGTERM (what ECS sends when it stops
 a task) the master stops accepting connections, lets each worker finish the requests it is serving
@@ -28,8 +33,20 @@ def _int_from_env(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def _bind() -> str | list[str]:
+    """PORT, plus REDIRECT_PORT when SITE_DOMAIN is set (gunicorn's bind takes a list of addresses)."""
+    port = _int_from_env("PORT", 8080, 1, 65535)
+    main = f"0.0.0.0:{port}"
+    if not os.environ.get("SITE_DOMAIN", "").strip():
+        return main
+    redirect_port = _int_from_env("REDIRECT_PORT", 8081, 1, 65535)
+    if redirect_port == port:
+        raise SystemExit(f"gunicorn.conf.py: REDIRECT_PORT={redirect_port} is also PORT; give it a port of its own")
+    return [main, f"0.0.0.0:{redirect_port}"]
+
+
 # Listen on every interface: the load balancer reaches the task on its own IP (awsvpc networking).
-bind = f"0.0.0.0:{_int_from_env('PORT', 8080, 1, 65535)}"
+bind = _bind()
 
 # Fargate's smallest task (0.25 vCPU, 512 MiB) serves this site comfortably with 2 workers.
 # Threaded workers keep a slow client from holding a whole worker: the Network Load Balancer
