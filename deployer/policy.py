@@ -39,6 +39,12 @@ ECR_PAGE = REFERENCE + "list_amazonelasticcontainerregistry.html"
 LOGS_PAGE = REFERENCE + "list_amazoncloudwatchlogs.html"
 IAM_PAGE = REFERENCE + "list_awsidentityandaccessmanagementiam.html"
 KMS_PAGE = REFERENCE + "list_awskeymanagementservice.html"
+ACM_PAGE = REFERENCE + "list_awscertificatemanager.html"
+ROUTE53_PAGE = REFERENCE + "list_amazonroute53.html"
+# Route 53's condition keys take record names normalised: lower case, no trailing dot (Route 53 developer
+# guide, "Using IAM policy conditions for fine-grained access control to manage DNS records":
+# https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/specifying-conditions-route53.html).
+ROUTE53_RECORDS_PAGE = "https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/specifying-conditions-route53.html"
 ECR_PUSH_PAGE = "https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-push-iam.html"
 
 MANAGED_POLICY_LIMIT = 6144  # characters, white space not counted (IAM and STS quotas)
@@ -62,7 +68,11 @@ EC2_CREATES = (
 )
 ELB = "arn:{partition}:elasticloadbalancing:{region}:{account}:"
 # loadbalancer/net/<name>/<id> and listener/net/<name>/<id>/<id>; targetgroup/<name>/<id>
-ELB_ARNS = (ELB + "*/net/{load_balancer}/*", ELB + "targetgroup/{target_group}/*")
+ELB_ARNS = (
+    ELB + "*/net/{load_balancer}/*",
+    ELB + "targetgroup/{target_group}/*",
+    ELB + "targetgroup/{redirect_target_group}/*",
+)
 ECS = "arn:{partition}:ecs:{region}:{account}:"
 # cluster/<cluster>, and what lives in it: service/<cluster>/<service>, task/<cluster>/<id>
 ECS_ARNS = (ECS + "*/{cluster}", ECS + "*/{cluster}/*")
@@ -77,6 +87,8 @@ FLOW_LOG_GROUP = "arn:{partition}:logs:{region}:{account}:log-group:{flow_log_gr
 KMS_KEYS = "arn:{partition}:kms:{region}:{account}:key/*"
 KMS_ALIAS = "arn:{partition}:kms:{region}:{account}:{log_key_alias}"
 OURS = {f"aws:ResourceTag/{STACK_TAG}": "{stack}"}
+CERTIFICATES = "arn:{partition}:acm:{region}:{account}:certificate/*"
+HOSTED_ZONES = "arn:{partition}:route53:::hostedzone/*"  # the zone is found at run time: any of the account's
 TAGGED = {f"aws:RequestTag/{STACK_TAG}": "{stack}"}
 
 
@@ -95,8 +107,9 @@ GROUPS: dict[str, Group] = {
     # Balancing's Describe*; ECS's DescribeTaskDefinition, ListTaskDefinitions, ListTasks (by cluster, not
     # resource) and DeregisterTaskDefinition, DeleteTaskDefinitions (see UNSCOPED_WRITES); ECR's
     # GetAuthorizationToken (registry-wide); CloudWatch Logs' DescribeLogGroups (lists by prefix).
-    # KMS's ListKeys and ListAliases (account-wide lists).
-    "Unscoped": Group(("*",), (EC2_PAGE, ELB_PAGE, ECS_PAGE, ECR_PAGE, LOGS_PAGE, KMS_PAGE)),
+    # KMS's ListKeys and ListAliases (account-wide lists); ACM's ListCertificates; Route 53's ListHostedZones
+    # and ListHostedZonesByName.
+    "Unscoped": Group(("*",), (EC2_PAGE, ELB_PAGE, ECS_PAGE, ECR_PAGE, LOGS_PAGE, KMS_PAGE, ACM_PAGE, ROUTE53_PAGE)),
     # EC2 resources have no names: a new one is allowed only with the stack's tag in the request. The VPC
     # that a subnet, route table or security group goes into is authorized by Ec2Tagged: it must be ours.
     "Ec2CreateVpc": Group((EC2 + "vpc/*",), (EC2_PAGE,), {"StringEquals": TAGGED}),
@@ -180,6 +193,39 @@ GROUPS: dict[str, Group] = {
     # Alias calls are authorized on the alias and on its key (KMS developer guide, "Controlling access to
     # aliases": https://docs.aws.amazon.com/kms/latest/developerguide/alias-access.html); aliases carry no tags.
     "KmsAlias": Group((KMS_ALIAS, KMS_KEYS), (KMS_PAGE,)),
+    # A domain (deployer/steps/certificates.py): a new certificate only with the stack's tag, for the domain
+    # alone, validated by DNS. RequestCertificate has no resource (the certificate does not exist yet).
+    "AcmRequest": Group(
+        ("*",),
+        (ACM_PAGE,),
+        {
+            "StringEquals": {**TAGGED, "acm:ValidationMethod": "DNS"},
+            "ForAllValues:StringEquals": {"acm:DomainNames": ["{domain}"]},
+        },
+    ),
+    # The tags given with RequestCertificate (terraform-provider-aws#11903: AccessDenied without it).
+    "AcmTagOnCreate": Group((CERTIFICATES,), (ACM_PAGE,), {"StringEquals": TAGGED}),
+    # Reads of the region's certificates: the stack's, found by its tags, and a `certificate_arn` of the user's.
+    "AcmRead": Group((CERTIFICATES,), (ACM_PAGE,)),
+    "AcmTagged": Group((CERTIFICATES,), (ACM_PAGE,), {"StringEquals": OURS}),
+    # Records cannot be tagged, and the zone is found at run time: reads on the account's zones, changes
+    # held to the domain's two names (the alias, and ACM's `_<token>.<domain>` validation record), their
+    # two types and the two actions the stack uses.
+    "Route53Read": Group((HOSTED_ZONES,), (ROUTE53_PAGE,)),
+    "Route53Records": Group(
+        (HOSTED_ZONES,),
+        (ROUTE53_PAGE, ROUTE53_RECORDS_PAGE),
+        {
+            "ForAllValues:StringLike": {
+                "route53:ChangeResourceRecordSetsNormalizedRecordNames": ["{domain}", "_*.{domain}"]
+            },
+            "ForAllValues:StringEquals": {
+                "route53:ChangeResourceRecordSetsRecordTypes": ["A", "CNAME"],
+                "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"],
+            },
+        },
+    ),
+    "Route53Change": Group(("arn:{partition}:route53:::change/*",), (ROUTE53_PAGE,)),
     "IamEcsLinkedRole": Group(
         ("arn:{partition}:iam::{account}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",),
         (IAM_PAGE,),
@@ -306,6 +352,23 @@ TABLE: tuple[Row, ...] = (
         "KmsTagged",
     ),
     Row("kms", "CreateAlias DeleteAlias UpdateAlias", "KmsAlias"),
+    # A domain in the account's hosted zone (managed_dns), or a certificate of the user's (https only).
+    Row("acm", "ListCertificates", "Unscoped", when=lambda settings: settings.managed_dns),
+    Row("acm", "RequestCertificate", "AcmRequest", when=lambda settings: settings.managed_dns),
+    Row(
+        "acm",
+        "RequestCertificate",
+        "AcmTagOnCreate",
+        actions="acm:AddTagsToCertificate",
+        when=lambda settings: settings.managed_dns,
+    ),
+    Row("acm", "DescribeCertificate", "AcmRead", when=lambda settings: settings.https),
+    Row("acm", "ListTagsForCertificate", "AcmRead", when=lambda settings: settings.managed_dns),
+    Row("acm", "DeleteCertificate", "AcmTagged", when=lambda settings: settings.managed_dns),
+    Row("route53", "ListHostedZones ListHostedZonesByName", "Unscoped", when=lambda settings: settings.managed_dns),
+    Row("route53", "ListResourceRecordSets", "Route53Read", when=lambda settings: settings.managed_dns),
+    Row("route53", "ChangeResourceRecordSets", "Route53Records", when=lambda settings: settings.managed_dns),
+    Row("route53", "GetChange", "Route53Change", when=lambda settings: settings.managed_dns),
 )
 
 # Changing actions left on every resource: the revisions of the stack's family could be named by ARN
@@ -410,6 +473,8 @@ def _values(settings: Settings, partition: str, region: str, account: str) -> di
         "flow_log_group": names.flow_log_group,
         "flow_logs_role": names.flow_logs_role,
         "log_key_alias": names.log_key_alias,
+        "redirect_target_group": names.redirect_target_group,
+        "domain": settings.domain or "",
         "policy_arns": sorted(set(settings.task_role_policy_arns)),
     }
 
