@@ -246,6 +246,19 @@ def test_switching_back_before_retire_reuses_the_stacks_certificate(ctx: StepCon
     assert back == {"arn": first["arn"], "domain": DOMAIN, SUPERSEDED: second["arn"]}
 
 
+def test_a_certificate_deleted_by_hand_is_requested_again_and_still_retires_what_it_superseded(
+    ctx: StepContext,
+) -> None:
+    _, old = provision(ctx)
+    moved = with_settings(ctx, domain=OTHER_DOMAIN)
+    _, switched, _ = provision_step(moved, STEP)
+    ctx.clients.acm.delete_certificate(CertificateArn=switched["arn"])
+    outcome, ids, _ = provision_step(moved, STEP)
+    assert outcome == "created" and ids[SUPERSEDED] == old["arn"] and ids["domain"] == OTHER_DOMAIN
+    STEP.retire(moved, ids)
+    assert certificate_arns(ctx) == [ids["arn"]]
+
+
 def test_a_failed_certificate_is_replaced_by_a_new_request(ctx: StepContext) -> None:
     _, failed = provision(ctx)
     fail_validation(ctx.clients.acm, arn=lambda arn: arn == failed["arn"])

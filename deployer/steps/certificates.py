@@ -292,6 +292,15 @@ class CertificateStep(Step["CertificateDetailTypeDef"]):
     def wanted(self, settings: Settings) -> bool:
         return settings.managed_dns
 
+    def find(self, ctx: StepContext, recorded: Ids | None) -> Existing[CertificateDetailTypeDef] | None:
+        """As every step finds; a certificate found by its tags instead of the recorded one (deleted by hand)
+        keeps the record of those it superseded, so they are still retired."""
+        found = super().find(ctx, recorded)
+        if found is None or recorded is None or found.ids["arn"] == recorded["arn"]:
+            return found
+        kept = [arn for arn in _superseded(recorded) if arn != found.ids["arn"]]
+        return Existing({**found.ids, SUPERSEDED: ",".join(kept)}, found.live) if kept else found
+
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[CertificateDetailTypeDef] | None:
         detail = absent_if(lambda: describe(ctx, ids["arn"]), NOT_FOUND)
         return Existing(dict(ids), detail) if detail is not None else None
@@ -326,9 +335,14 @@ class CertificateStep(Step["CertificateDetailTypeDef"]):
         return found.get(STACK_TAG) == ctx.settings.stack and found.get(STEP_TAG) == self.name
 
     def create(self, ctx: StepContext) -> Ids:
-        return self._request(ctx, _domain(ctx), replacing=())
+        """A new certificate. One recorded but deleted by hand passes on those it superseded, and its ARN
+        goes into the token: within the hour the old token would name the deleted certificate."""
+        recorded = ctx.recorded(self.name)
+        if recorded is None:
+            return self._request(ctx, _domain(ctx), replacing=())
+        return self._request(ctx, _domain(ctx), tuple(_superseded(recorded)), gone=recorded["arn"])
 
-    def _request(self, ctx: StepContext, domain: str, replacing: tuple[str, ...]) -> Ids:
+    def _request(self, ctx: StepContext, domain: str, replacing: tuple[str, ...], gone: str = "") -> Ids:
         """RequestCertificate, recorded at once; on a re-run within the hour, the same token returns the
         same certificate ("Idempotency tokens time out after one hour", ACM API reference,
         RequestCertificate). The token changes with the domain and with the certificates it replaces,
@@ -338,7 +352,7 @@ class CertificateStep(Step["CertificateDetailTypeDef"]):
             # Always sent: without it ACM validates by email (the IAM key acm:ValidationMethod, "Default
             # 'EMAIL' if no key is present": https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscertificatemanager.html).
             ValidationMethod="DNS",
-            IdempotencyToken=request_token(ctx, domain, *replacing),
+            IdempotencyToken=request_token(ctx, domain, *replacing, *([gone] if gone else [])),
             Tags=acm_tags(ctx.settings, self.name),
         )["CertificateArn"]
         ids = {"arn": arn, "domain": domain}
