@@ -199,6 +199,33 @@ STILL_IN_USE = Retry(
     budget_seconds=1200,
 )
 
+# A certificate ACM issued a moment ago: "After successful completion of the RequestCertificate action,
+# there is a delay of several seconds before you can retrieve information about the new certificate"
+# (ACM API reference, RequestCertificate:
+# https://docs.aws.amazon.com/acm/latest/APIReference/API_RequestCertificate.html); meanwhile
+# DescribeCertificate answers ResourceNotFoundException, as it does for a wrong ARN, so the rule is used
+# only right after this run requested the certificate (StepContext.fresh). 5 minutes: the time Terraform
+# gives a new certificate to show its validation records (certificateDNSValidationAssignmentTimeout,
+# https://github.com/hashicorp/terraform-provider-aws/blob/main/internal/service/acm/certificate.go).
+NEW_CERTIFICATE_NOT_VISIBLE = Retry(
+    "a new ACM certificate is not visible yet",
+    frozenset({"ResourceNotFoundException"}),
+    budget_seconds=300,
+)
+
+# DeleteCertificate while a load balancer still holds the certificate: ACM answers ResourceInUseException
+# ("The certificate is in use by another Amazon Web Services service in the caller's account", ACM API
+# reference, DeleteCertificate: https://docs.aws.amazon.com/acm/latest/APIReference/API_DeleteCertificate.html),
+# and ELB releases it some time after the listener stops using it. The code is ACM's exception shape name
+# (the shape has no other error code); ECS and ELB spell theirs ResourceInUse (STILL_IN_USE). 20 minutes:
+# Terraform's certificateCrossServicePropagationTimeout, with which resourceCertificateDelete retries it
+# (https://github.com/hashicorp/terraform-provider-aws/blob/main/internal/service/acm/certificate.go).
+CERTIFICATE_IN_USE = Retry(
+    "the load balancer has not released the certificate yet",
+    frozenset({"ResourceInUseException"}),
+    budget_seconds=1200,
+)
+
 # DeleteService while ECS is still rolling out: InvalidParameterException "The service
 # cannot be stopped while deployments are active." The phrase and the 20-minute budget
 # (the delete timeout) are Terraform's resourceServiceDelete, in the same service.go.
