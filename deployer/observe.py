@@ -20,7 +20,8 @@ then reads how the parts that can be unwell are doing: the ECS service (counts, 
 task-definition revision it runs, that revision's image, the digest the state
 recorded for the image, and its deployments with their rollout state), the target
 group's target health, the load balancer's state, and the answer of the site URL to
-one GET (deployer/probe.py). A part that cannot be read (deleted by hand, no
+one GET (deployer/probe.py); with a domain, the TLS listener's certificate (status, expiry,
+how many resources use it). A part that cannot be read (deleted by hand, no
 permission) is recorded as such in its part of the `StatusReport` instead of ending
 the report, because that is exactly when a status is wanted.
 
@@ -51,6 +52,7 @@ from deployer.probe import Probe, UrlAnswer
 from deployer.probe import probe as probe_url
 from deployer.runner import primary
 from deployer.state import Ids, State, StateFile, check_identity
+from deployer.steps.certificates import CertificateStatus, certificate_status
 
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
@@ -175,6 +177,8 @@ class StatusReport:
     service: ServiceStatus | None = None
     target_health: TargetHealth | None = None
     load_balancer: LoadBalancerStatus | None = None
+    certificate: CertificateStatus | None = None
+    certificate_error: str | None = None
     url: UrlAnswer | None = None
 
 
@@ -202,6 +206,7 @@ def collect_status(clients: AwsClients, state: State, probe: Probe) -> StatusRep
     balancer = state.get("load-balancer")
     if balancer is not None:
         report.load_balancer = _load_balancer_status(clients, balancer)
+    _read_certificate(clients, state, report)
     url = state.outputs.get("url")
     if url:
         report.url = probe(url)
@@ -279,6 +284,25 @@ def _load_balancer_status(clients: AwsClients, ids: Ids) -> LoadBalancerStatus:
     status.state, status.reason = live.get("Code", ""), live.get("Reason", "")
     status.dns_name = balancers[0].get("DNSName", "")
     return status
+
+
+def _read_certificate(clients: AwsClients, state: State, report: StatusReport) -> None:
+    """The TLS listener's certificate: the stack's (recorded), or a `certificate_arn` of the user's, which the
+    state does not record and the listener names."""
+    try:
+        arn = (state.get("certificate") or {}).get("arn") or _listener_certificate(clients, state.get("https-listener"))
+        if arn:
+            report.certificate = certificate_status(clients, arn)
+    except ClientError as exc:
+        report.certificate_error = _refusal(exc)
+
+
+def _listener_certificate(clients: AwsClients, listener: Ids | None) -> str:
+    if listener is None:
+        return ""
+    listeners = clients.elbv2.describe_listeners(ListenerArns=[listener["arn"]])["Listeners"]
+    certificates = listeners[0].get("Certificates", []) if listeners else []
+    return certificates[0].get("CertificateArn", "") if certificates else ""
 
 
 def _revision(task_definition_arn: str) -> str:

@@ -88,9 +88,23 @@ def render_status(report: StatusReport) -> list[str]:
         lines.append(f"  {line.step:<22} {line.id:<{width}}  {live.get(line.step, '')}".rstrip())
     if report.service is not None and report.service.error is None:
         lines += ["", *_service_details(report.service)]
+    if report.certificate is not None or report.certificate_error is not None:
+        lines += ["", _certificate_line(report)]
     if report.url is not None:
         lines += ["", f"Site {report.url.url}: {_url_line(report.url)}"]
     return lines
+
+
+def _certificate_line(report: StatusReport) -> str:
+    certificate = report.certificate
+    if certificate is None:
+        return f"Certificate: {report.certificate_error}"
+    expiry = f", expires {certificate.not_after}" if certificate.not_after else ""
+    failure = f" ({certificate.failure_reason})" if certificate.failure_reason else ""
+    return (
+        f"Certificate for {certificate.domain}: {certificate.status}{failure}{expiry}, "
+        f"used by {certificate.in_use_by} resource(s)"
+    )
 
 
 def _service_line(service: ServiceStatus) -> str:
