@@ -17,6 +17,7 @@ from moto.route53.models import route53_backends
 
 from deployer.errors import DeployerError
 from deployer.runner import provision_step
+from deployer.steps import certificates
 from deployer.steps.base import SUPERSEDED, StepContext
 from deployer.steps.dns import (
     AliasRecordStep,
@@ -327,6 +328,38 @@ def test_the_dry_run_plans_the_records_without_a_change(stack: StepContext, call
     for step in (ValidationRecordStep(), AliasRecordStep()):
         step.check(dry)
         assert step.find(dry, None) is None  # planned as "create"
+    assert calls.changing() == []
+
+
+def test_a_lost_state_adopts_the_alias_to_our_nlb_and_shares_the_validation_record(
+    stack: StepContext, zone: str, calls: CallLog
+) -> None:
+    nlb = balancer(stack)
+    ours = {"HostedZoneId": nlb["CanonicalHostedZoneId"], "DNSName": nlb["DNSName"], "EvaluateTargetHealth": True}
+    put(stack, zone, {"Name": DOMAIN, "Type": "A", "AliasTarget": ours})
+    validation, alias = ValidationRecordStep(), AliasRecordStep()
+    provision_step(stack, validation)
+    stack.ledger.forget(validation.name)
+
+    found = alias.find_unrecorded(stack)
+    assert found is not None and found.ids == {"zone": zone, "name": DOMAIN}
+    calls.clear()
+    outcome, _, changes = provision_step(stack, alias)  # adopted, then EvaluateTargetHealth converged
+    assert (outcome, changes) == ("updated", [f"alias target set to {nlb['DNSName']}"])
+    assert calls.changing() == [CHANGE]
+    shared = validation.find_unrecorded(stack)
+    assert shared is not None and shared.ids["created"] == "false"  # who made it is unknown: never deleted
+
+
+def test_a_certificate_asking_for_several_records_is_refused(
+    stack: StepContext, monkeypatch: pytest.MonkeyPatch, calls: CallLog
+) -> None:
+    two = [("_a.www.example.com.", "_x.acm-validations.aws."), ("_b.example.com.", "_y.acm-validations.aws.")]
+    monkeypatch.setattr(certificates, "validation_records", lambda _ctx, _arn: two)
+    calls.clear()
+    with pytest.raises(DeployerError) as refused:
+        provision_step(stack, ValidationRecordStep())
+    assert "asks for 2 DNS validation records" in refused.value.message
     assert calls.changing() == []
 
 

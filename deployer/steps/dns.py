@@ -33,6 +33,7 @@ from deployer.retry import Retry
 from deployer.settings import Settings
 from deployer.state import Ids
 from deployer.steps import certificates
+from deployer.steps.aws import absent_if
 from deployer.steps.base import SUPERSEDED, Converged, Existing, Step, StepContext, is_code
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
     )
 
 ZONE_KEY: Final = "hosted-zone"  # the StepContext.once key of the zone lookup
-CERTIFICATE_STEP: Final = "certificate"
+CERTIFICATE_STEP: Final = certificates.CERTIFICATE_STEP
+GONE_CERTIFICATE: Final = certificates.NOT_FOUND
 LOAD_BALANCER_STEP: Final = "load-balancer"
 # ACM's own examples and Terraform's docs use 60-300 s for the validation record; it changes only with the
 # certificate (https://docs.aws.amazon.com/acm/latest/userguide/dns-validation.html).
@@ -234,7 +236,7 @@ def _delete_record(ctx: StepContext, zone: str, live: ResourceRecordSetOutputTyp
             raise
 
 
-def _superseded(ids: Ids) -> list[dict[str, str]]:
+def _superseded(ids: Ids) -> list[Ids]:
     """What a step's record replaced: a JSON list of identifiers, under SUPERSEDED."""
     return list(json.loads(ids[SUPERSEDED])) if SUPERSEDED in ids else []
 
@@ -383,7 +385,7 @@ def _put_validation(ctx: StepContext, step: ValidationRecordStep, wanted: Wanted
     return ids
 
 
-def _delete_validation(ctx: StepContext, ids: Ids | dict[str, str]) -> str | None:
+def _delete_validation(ctx: StepContext, ids: Ids) -> str | None:
     """Delete a validation record the stack made, unless another certificate of the account still lists it."""
     name = normalise(ids["name"])
     if ids.get("created") != "true":
@@ -401,10 +403,13 @@ def _delete_validation(ctx: StepContext, ids: Ids | dict[str, str]) -> str | Non
 
 
 def _other_certificates_using(ctx: StepContext, name: str, value: str) -> list[str]:
-    """ARNs of the region's certificates, other than the stack's, whose validation record is this one.
+    """ARNs of the region's certificates, other than the stack's (current and superseded), whose validation
+    record is this one. Certificates of the account in other regions are not asked about: a stack knows
+    one region's ACM (the record would then be deleted under them; said in the report line of `delete`).
 
     ListCertificates returns only RSA_1024 and RSA_2048 certificates unless told otherwise (ACM model,
-    Filters.keyTypes) and, without CertificateStatuses, every status; both are listed in full.
+    Filters.keyTypes): every key type and every status are asked for. A certificate deleted between the
+    list and its describe is skipped.
     """
     acm = ctx.clients.acm
     recorded = ctx.recorded(CERTIFICATE_STEP) or {}
@@ -418,11 +423,17 @@ def _other_certificates_using(ctx: StepContext, name: str, value: str) -> list[s
             arn = summary.get("CertificateArn", "")
             if arn in ours:
                 continue
-            options = acm.describe_certificate(CertificateArn=arn)["Certificate"].get("DomainValidationOptions", [])
-            records = [option["ResourceRecord"] for option in options if "ResourceRecord" in option]
-            if any(normalise(r["Name"]) == name and normalise(r["Value"]) == value for r in records):
+            if any(normalise(r_name) == name and normalise(r_value) == value for r_name, r_value in _records(ctx, arn)):
                 users.append(arn)
     return users
+
+
+def _records(ctx: StepContext, arn: str) -> list[tuple[str, str]]:
+    """The validation records a certificate lists so far; none if it was deleted meanwhile."""
+    acm = ctx.clients.acm
+    detail = absent_if(lambda: acm.describe_certificate(CertificateArn=arn)["Certificate"], GONE_CERTIFICATE)
+    options = detail.get("DomainValidationOptions", []) if detail is not None else []
+    return [(o["ResourceRecord"]["Name"], o["ResourceRecord"]["Value"]) for o in options if "ResourceRecord" in o]
 
 
 # Every value of ACM's CertificateStatus and KeyAlgorithm (botocore's acm model).
@@ -477,9 +488,9 @@ class AliasRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
         if not ctx.settings.managed_dns or ctx.recorded(LOAD_BALANCER_STEP) is None:
             return None
         zone = find_zone(ctx)
-        target = _target(ctx)
+        dns_name = ctx.ids(LOAD_BALANCER_STEP)["dns_name"]
         for live in _at_name(ctx, zone.id, _domain(ctx.settings)):
-            if live["Type"] == "A" and _same_target(live, target):
+            if live["Type"] == "A" and _points_at(live, dns_name):
                 return Existing({"zone": zone.id, "name": _domain(ctx.settings)}, live)
         return None
 
@@ -532,7 +543,7 @@ class AliasRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
         zone = find_zone(ctx)
         name = _domain(ctx.settings)
         for live in _at_name(ctx, zone.id, name):
-            if not (live["Type"] == "A" and _same_target(live, target)):
+            if not (live["Type"] == "A" and _points_at(live, target["DNSName"])):
                 raise self._foreign(zone.id, live)
         ids: Ids = {"zone": zone.id, "name": name}
         if replaced:
@@ -591,7 +602,7 @@ def _describe(live: ResourceRecordSetOutputTypeDef) -> str:
     return ", ".join(entry["Value"] for entry in live.get("ResourceRecords", [])) or "no values"
 
 
-def _delete_alias(ctx: StepContext, ids: Ids | dict[str, str]) -> str | None:
+def _delete_alias(ctx: StepContext, ids: Ids) -> str | None:
     """Delete the recorded alias, sent back exactly as read (route53 model: "you must specify all the same
     values"). Only an A alias to the stack's NLB is deleted: whatever else is now at the name (someone
     replaced the record) is left alone and reported."""
