@@ -13,22 +13,32 @@ check of a user's certificate (`check_external`) and what status.py shows (`cert
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
+
+from botocore.exceptions import ClientError
 
 from deployer.clients import AwsClients
 from deployer.errors import DeployerError, WaitTimeoutError
-from deployer.retry import NEW_CERTIFICATE_NOT_VISIBLE
+from deployer.retry import CERTIFICATE_IN_USE, NEW_CERTIFICATE_NOT_VISIBLE
+from deployer.settings import Settings
+from deployer.state import Ids
+from deployer.steps import tags
 from deployer.steps.aws import absent_if
-from deployer.steps.base import StepContext
+from deployer.steps.base import STACK_TAG, STEP_TAG, SUPERSEDED, Converged, Existing, Step, StepContext, is_code, single
 
 if TYPE_CHECKING:
-    from mypy_boto3_acm.type_defs import CertificateDetailTypeDef
+    from mypy_boto3_acm.literals import CertificateStatusType
+    from mypy_boto3_acm.type_defs import CertificateDetailTypeDef, TagTypeDef
 
 CERTIFICATE_STEP = "certificate"
 NOT_FOUND = "ResourceNotFoundException"
-ISSUED = "ISSUED"
-PENDING = "PENDING_VALIDATION"
+IN_USE = "ResourceInUseException"
+ISSUED: Final = "ISSUED"
+PENDING: Final = "PENDING_VALIDATION"
+# The statuses of a certificate that can still serve the domain: adopted and kept; any other is replaced.
+USABLE: tuple[CertificateStatusType, ...] = (PENDING, ISSUED)
 # How long ACM may take to name the validation records of a new certificate: Terraform's
 # certificateDNSValidationAssignmentTimeout, 5 minutes
 # (https://github.com/hashicorp/terraform-provider-aws/blob/main/internal/service/acm/certificate.go).
@@ -257,3 +267,193 @@ def certificate_status(clients: AwsClients, arn: str) -> CertificateStatus:
         in_use_by=len(detail.get("InUseBy", [])),
         failure_reason=detail.get("FailureReason", ""),
     )
+
+
+class CertificateStep(Step["CertificateDetailTypeDef"]):
+    """The stack's own certificate for `domain`: requested, found again by its tags, replaced when unusable.
+
+    A certificate has no name, and any number of an account's certificates may name the same domain.
+    So one for the domain without our tags (the user's, for their old server or CloudFront) is neither
+    adopted nor a collision: it is left alone and a certificate of our own is requested. Adopting it would
+    delete the user's certificate at teardown; refusing would block a user whose domain already has one,
+    for no reason. Only the ListCertificates statuses that can still serve (PENDING_VALIDATION, ISSUED)
+    are looked at: a failed certificate is never adopted (a run after a lost state file leaves it behind;
+    ACM charges nothing for public certificates, https://aws.amazon.com/certificate-manager/pricing/).
+
+    A domain change cannot be made in place (a certificate's names are fixed), and neither can a failed
+    validation: converge finds or requests a certificate for the domain and records the old one under
+    SUPERSEDED; `retire` deletes it once the TLS listener has moved to the new one.
+    """
+
+    name = CERTIFICATE_STEP
+    resource = "ACM certificate"
+    background = True  # requested early: ACM validates while the load balancer is made
+
+    def wanted(self, settings: Settings) -> bool:
+        return settings.managed_dns
+
+    def find(self, ctx: StepContext, recorded: Ids | None) -> Existing[CertificateDetailTypeDef] | None:
+        """As every step finds; a certificate found by its tags instead of the recorded one (deleted by hand)
+        keeps the record of those it superseded, so they are still retired."""
+        found = super().find(ctx, recorded)
+        if found is None or recorded is None or found.ids["arn"] == recorded["arn"]:
+            return found
+        kept = [arn for arn in _superseded(recorded) if arn != found.ids["arn"]]
+        return Existing({**found.ids, SUPERSEDED: ",".join(kept)}, found.live) if kept else found
+
+    def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[CertificateDetailTypeDef] | None:
+        detail = absent_if(lambda: describe(ctx, ids["arn"]), NOT_FOUND)
+        return Existing(dict(ids), detail) if detail is not None else None
+
+    def find_unrecorded(self, ctx: StepContext) -> Existing[CertificateDetailTypeDef] | None:
+        domain = _domain(ctx)
+        found = single(self._ours_for(ctx, domain), self.resource, lambda arn: arn)
+        if found is None:
+            return None
+        detail = absent_if(lambda: describe(ctx, found), NOT_FOUND)
+        return Existing({"arn": found, "domain": domain}, detail) if detail is not None else None
+
+    def _ours_for(self, ctx: StepContext, domain: str) -> list[str]:
+        """The ARNs of this stack's usable certificates for the domain.
+
+        ListCertificates cannot filter by tag or name (ACM API reference, ListCertificates): each summary
+        for the domain is checked with ListTagsForCertificate. Without `Includes`, ACM lists RSA_2048
+        certificates only (botocore's acm model, Filters.keyTypes), which is what RequestCertificate makes.
+        """
+        acm = ctx.clients.acm
+        candidates = [
+            summary["CertificateArn"]
+            for page in acm.get_paginator("list_certificates").paginate(CertificateStatuses=list(USABLE))
+            for summary in page["CertificateSummaryList"]
+            if summary.get("DomainName") == domain and summary.get("Type") == "AMAZON_ISSUED"
+        ]
+        return [arn for arn in candidates if self._tagged_ours(ctx, arn)]
+
+    def _tagged_ours(self, ctx: StepContext, arn: str) -> bool:
+        answer = absent_if(lambda: ctx.clients.acm.list_tags_for_certificate(CertificateArn=arn), NOT_FOUND)
+        found = tags.tag_map(answer.get("Tags") if answer else None)
+        return found.get(STACK_TAG) == ctx.settings.stack and found.get(STEP_TAG) == self.name
+
+    def create(self, ctx: StepContext) -> Ids:
+        """A new certificate. One recorded but deleted by hand passes on those it superseded, and its ARN
+        goes into the token: within the hour the old token would name the deleted certificate."""
+        recorded = ctx.recorded(self.name)
+        if recorded is None:
+            return self._request(ctx, _domain(ctx), replacing=())
+        return self._request(ctx, _domain(ctx), tuple(_superseded(recorded)), gone=recorded["arn"])
+
+    def _request(self, ctx: StepContext, domain: str, replacing: tuple[str, ...], gone: str = "") -> Ids:
+        """RequestCertificate, recorded at once; on a re-run within the hour, the same token returns the
+        same certificate ("Idempotency tokens time out after one hour", ACM API reference,
+        RequestCertificate). The token changes with the domain and with the certificates it replaces,
+        so a failed certificate is not handed back for its own replacement."""
+        arn = ctx.clients.acm.request_certificate(
+            DomainName=domain,
+            # Always sent: without it ACM validates by email (the IAM key acm:ValidationMethod, "Default
+            # 'EMAIL' if no key is present": https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscertificatemanager.html).
+            ValidationMethod="DNS",
+            IdempotencyToken=request_token(ctx, domain, *replacing, *([gone] if gone else [])),
+            Tags=acm_tags(ctx.settings, self.name),
+        )["CertificateArn"]
+        ids = {"arn": arn, "domain": domain}
+        if replacing:
+            ids[SUPERSEDED] = ",".join(replacing)
+        ctx.remember(self.name, ids)
+        ctx.mark_created(self.name)  # its describe may answer "not found" for a few seconds (describe)
+        return ids
+
+    def converge(self, ctx: StepContext, existing: Existing[CertificateDetailTypeDef]) -> Converged:
+        live = existing.live
+        domain = _domain(ctx)
+        status = live.get("Status", "")
+        if live.get("DomainName") == domain and status in USABLE:
+            return Converged(existing.ids)
+        old = existing.ids["arn"]
+        why = (
+            f"its status is {status}" + (f" ({live['FailureReason']})" if "FailureReason" in live else "")
+            if live.get("DomainName") == domain
+            else f"it is for {live.get('DomainName', '')}"
+        )
+        superseded = tuple(dict.fromkeys([*_superseded(existing.ids), old]))
+        changes: list[str] = []
+        replaced: dict[str, Ids] = {}
+
+        def replace() -> None:
+            replaced["ids"] = self._replacement(ctx, domain, superseded)
+
+        ctx.change(changes, f"certificate {old} replaced ({why}); the old one is deleted once unused", replace)
+        return Converged(replaced.get("ids", existing.ids), changes)
+
+    def _replacement(self, ctx: StepContext, domain: str, superseded: tuple[str, ...]) -> Ids:
+        """A usable certificate of ours for the domain (e.g. from an earlier switch back), else a new one.
+
+        The one being replaced (last of `superseded`) is never the answer: ListCertificates is eventually
+        consistent and may still list a certificate that just failed as PENDING_VALIDATION.
+        """
+        current = superseded[-1]
+        found = single([arn for arn in self._ours_for(ctx, domain) if arn != current], self.resource, lambda arn: arn)
+        if found is None:
+            return self._request(ctx, domain, superseded)
+        ids = {"arn": found, "domain": domain, SUPERSEDED: ",".join(arn for arn in superseded if arn != found)}
+        if not ids[SUPERSEDED]:
+            del ids[SUPERSEDED]
+        ctx.remember(self.name, ids)
+        return ids
+
+    def wait(self, ctx: StepContext, ids: Ids) -> None:
+        """Until ACM names the validation records (the next step writes them); the wait for ISSUED is the
+        validation record's."""
+        validation_records(ctx, ids["arn"])
+
+    def retire(self, ctx: StepContext, ids: Ids) -> Ids:
+        for arn in _superseded(ids):
+            delete_certificate(ctx, arn)
+        return {key: value for key, value in ids.items() if key != SUPERSEDED}
+
+    def delete(self, ctx: StepContext, ids: Ids) -> None:
+        for arn in (*_superseded(ids), ids["arn"]):
+            delete_certificate(ctx, arn)
+
+
+def _domain(ctx: StepContext) -> str:
+    domain = ctx.settings.domain
+    if domain is None:
+        raise RuntimeError("the certificate step runs only with a domain (CertificateStep.wanted)")
+    return domain
+
+
+def _superseded(ids: Ids) -> list[str]:
+    return [arn for arn in ids.get(SUPERSEDED, "").split(",") if arn]
+
+
+def request_token(ctx: StepContext, domain: str, *replacing: str) -> str:
+    """RequestCertificate's IdempotencyToken: 32 hex characters, as ACM allows at most 32 of `\\w`
+    (botocore's acm model, IdempotencyToken), which `StepContext.client_token` (with dashes) is not."""
+    return uuid.UUID(ctx.client_token(CERTIFICATE_STEP, domain, *replacing)).hex
+
+
+def acm_tags(settings: Settings, step: str) -> list[TagTypeDef]:
+    """ACM spells tags Key/Value (ACM API reference, Tag: https://docs.aws.amazon.com/acm/latest/APIReference/API_Tag.html)."""
+    return [{"Key": key, "Value": value} for key, value in tags.stack_tags(settings, step).items()]
+
+
+def delete_certificate(ctx: StepContext, arn: str) -> None:
+    """DeleteCertificate, waiting while a load balancer still holds it (CERTIFICATE_IN_USE); gone = deleted.
+
+    Still in use after the wait: something else uses it (InUseBy names it), which is refused with exit 2.
+    """
+    acm = ctx.clients.acm
+    try:
+        absent_if(lambda: ctx.retry(lambda: acm.delete_certificate(CertificateArn=arn), CERTIFICATE_IN_USE), NOT_FOUND)
+    except ClientError as exc:
+        if not is_code(exc, IN_USE):
+            raise
+        users = absent_if(
+            lambda: acm.describe_certificate(CertificateArn=arn)["Certificate"].get("InUseBy", []), NOT_FOUND
+        )
+        raise DeployerError(
+            f"The ACM certificate {arn} is still in use by {', '.join(users or ['another AWS resource'])} after "
+            f"{CERTIFICATE_IN_USE.budget_seconds:.0f} s, so it cannot be deleted",
+            where=f"DeleteCertificate, ACM certificate {arn}",
+            todo="Remove the certificate from what uses it (a listener not made by this stack?), then run again",
+        ) from exc
