@@ -18,7 +18,8 @@ from moto.route53.models import route53_backends
 from deployer.errors import DeployerError
 from deployer.runner import provision_step
 from deployer.steps import certificates
-from deployer.steps.base import SUPERSEDED, StepContext
+from deployer.steps.base import SUPERSEDED, Step, StepContext
+from deployer.steps.certificates import CertificateStep
 from deployer.steps.dns import (
     AliasRecordStep,
     HostedZone,
@@ -26,6 +27,7 @@ from deployer.steps.dns import (
     find_zone,
     normalise,
 )
+from tests.acm_emulation import withhold_records
 from tests.conftest import ACCOUNT, DOMAIN, ZONE, CallLog, hosted_zone, make_context, planning
 from tests.route53_emulation import Route53Emulation, emulate_route53, zone_busy
 from tests.steps_helpers import provision_through
@@ -481,6 +483,25 @@ def test_a_crash_around_the_upsert_converges_on_the_next_run(
     assert step.delete(rerun, ids) is None and records(rerun, zone, name) == []
 
 
+@pytest.mark.parametrize("which", ["validation-record", "dns-alias"])
+def test_a_crash_before_the_upsert_for_a_new_domain_still_retires_the_old_record(
+    stack: StepContext, zone: str, state_path: Path, kill: list[Any], which: str
+) -> None:
+    step = ValidationRecordStep() if which == "validation-record" else AliasRecordStep()
+    _, old, _ = provision_step(stack, step)
+    moved = replace(stack, settings=replace(stack.settings, domain=NEW_DOMAIN), _lookups={})
+    request_certificate(moved, NEW_DOMAIN, superseded=stack.ids("certificate")["arn"])
+    killing(moved, kill, "before-call", "ChangeResourceRecordSets")
+    with pytest.raises(Killed):
+        provision_step(moved, step)
+
+    rerun = again(moved, state_path)
+    outcome, ids, _ = provision_step(rerun, step)
+    assert outcome == "created" and json.loads(ids[SUPERSEDED]) == [old]
+    rerun.remember(step.name, step.retire(rerun, ids))
+    assert records(rerun, zone, old["name"]) == [] and records(rerun, zone, ids["name"])
+
+
 def test_a_crash_while_waiting_for_insync_converges_without_a_change(
     stack: StepContext, zone: str, state_path: Path, kill: list[Any], calls: CallLog
 ) -> None:
@@ -492,3 +513,41 @@ def test_a_crash_while_waiting_for_insync_converges_without_a_change(
     calls.clear()
     assert provision_step(again(stack, state_path), AliasRecordStep())[0] == "unchanged"
     assert calls.changing() == []
+
+
+# --- with the certificate step ----------------------------------------------------------------------------------
+
+
+def test_the_lifecycle_with_the_certificate_step(dctx: StepContext, zone: str, calls: CallLog) -> None:
+    """certificate -> validation record (its wait: ISSUED) -> alias; re-run; domain change; retire; teardown."""
+    provision_through(dctx, "listener")
+    withhold_records(dctx.clients.acm, describes=2)  # ACM names the record a few seconds after the request
+    steps: list[Step[Any]] = [CertificateStep(), ValidationRecordStep(), AliasRecordStep()]
+
+    def run(ctx: StepContext) -> list[str]:
+        outcomes: list[str] = []
+        for step in steps:
+            outcome, ids, _ = provision_step(ctx, step)
+            step.wait(ctx, ids)
+            outcomes.append(outcome)
+        return outcomes
+
+    assert run(dctx) == ["created", "created", "created"]
+    assert dctx.ids("validation-record")["created"] == "true"
+    calls.clear()
+    assert run(replace(dctx, _lookups={})) == ["unchanged"] * 3
+    assert calls.changing() == []
+
+    old_record = dctx.ids("validation-record")["name"]
+    moved = replace(dctx, settings=replace(dctx.settings, domain=NEW_DOMAIN), _lookups={})
+    assert run(moved) == ["updated"] * 3
+    for step in reversed(steps):  # the runner retires newest first: the records before the certificate
+        moved.remember(step.name, step.retire(moved, moved.ids(step.name)))
+    assert records(moved, zone, old_record) == [] and records(moved, zone, DOMAIN) == []
+
+    for step in reversed(steps):  # teardown
+        assert step.delete(moved, moved.ids(step.name)) is None
+        moved.ledger.forget(step.name)
+    left = moved.clients.route53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+    assert sorted(record["Type"] for record in left) == ["NS", "SOA"]
+    assert moved.clients.acm.list_certificates()["CertificateSummaryList"] == []

@@ -241,10 +241,19 @@ def _superseded(ids: Ids) -> list[Ids]:
     return list(json.loads(ids[SUPERSEDED])) if SUPERSEDED in ids else []
 
 
-def _replacing(old: Ids, new: Ids) -> Ids:
-    """`new`, with `old` (and what `old` itself replaced) recorded as superseded."""
-    previous = {key: value for key, value in old.items() if key != SUPERSEDED}
-    return {**new, SUPERSEDED: json.dumps([*_superseded(old), previous])}
+def _replacing(old: Ids) -> list[Ids]:
+    """What a record made in place of `old` supersedes: `old`, and what `old` itself superseded."""
+    return [*_superseded(old), {key: value for key, value in old.items() if key != SUPERSEDED}]
+
+
+def _still_superseded(ctx: StepContext, step: str) -> list[Ids]:
+    """What the step's recorded identifiers say is still to retire. `create` runs when the recorded record
+    is missing (deleted by hand, or a crash before its UPSERT): the records it had replaced are still there."""
+    return _superseded(ctx.state.get(step) or {})
+
+
+def _with_superseded(ids: Ids, superseded: list[Ids]) -> Ids:
+    return {**ids, SUPERSEDED: json.dumps(superseded)} if superseded else ids
 
 
 # --- the certificate's validation CNAME ------------------------------------------------------------------
@@ -287,10 +296,10 @@ class ValidationRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
         live = _cname(ctx, wanted.zone, wanted.name)
         if live is None or _value(live) != normalise(wanted.value):
             return None
-        return Existing(_ids(wanted, created=False), live)
+        return Existing(_with_superseded(_ids(wanted, created=False), _still_superseded(ctx, self.name)), live)
 
     def create(self, ctx: StepContext) -> Ids:
-        return _put_validation(ctx, self, _wanted(ctx), {})
+        return _put_validation(ctx, self, _wanted(ctx), _still_superseded(ctx, self.name))
 
     def converge(self, ctx: StepContext, existing: Existing[ResourceRecordSetOutputTypeDef]) -> Converged:
         """A new certificate (a changed domain) asks for another record: made beside the old one, which
@@ -307,7 +316,7 @@ class ValidationRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
         made: dict[str, Ids] = {}
 
         def replace() -> None:
-            made["ids"] = _put_validation(ctx, self, wanted, ids)
+            made["ids"] = _put_validation(ctx, self, wanted, _replacing(ids))
 
         ctx.change(changes, f"validation record {normalise(wanted.name)} for the new certificate", replace)
         return Converged(made.get("ids", ids), changes)
@@ -356,7 +365,7 @@ def _value(record: ResourceRecordSetOutputTypeDef) -> str:
     return values[0] if len(values) == 1 else ",".join(sorted(values))
 
 
-def _put_validation(ctx: StepContext, step: ValidationRecordStep, wanted: Wanted, replaced: Ids) -> Ids:
+def _put_validation(ctx: StepContext, step: ValidationRecordStep, wanted: Wanted, superseded: list[Ids]) -> Ids:
     """Write the record, or take the one already there if it has our value (shared); refuse another value.
 
     The identifiers, with "created": "true", are saved before the UPSERT: records carry no tags, so the
@@ -370,9 +379,7 @@ def _put_validation(ctx: StepContext, step: ValidationRecordStep, wanted: Wanted
             where=f"step '{step.name}', {step.resource} {normalise(wanted.name)}",
             todo="If nothing uses that record, delete it from the zone and run again",
         )
-    ids = _ids(wanted, created=live is None)
-    if replaced:
-        ids = _replacing(replaced, ids)
+    ids = _with_superseded(_ids(wanted, created=live is None), superseded)
     ctx.remember(step.name, ids)
     if live is None:
         cname: ResourceRecordSetUnionTypeDef = {
@@ -491,11 +498,12 @@ class AliasRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
         dns_name = ctx.ids(LOAD_BALANCER_STEP)["dns_name"]
         for live in _at_name(ctx, zone.id, _domain(ctx.settings)):
             if live["Type"] == "A" and _points_at(live, dns_name):
-                return Existing({"zone": zone.id, "name": _domain(ctx.settings)}, live)
+                ids = {"zone": zone.id, "name": _domain(ctx.settings)}
+                return Existing(_with_superseded(ids, _still_superseded(ctx, self.name)), live)
         return None
 
     def create(self, ctx: StepContext) -> Ids:
-        return self._put(ctx, _target(ctx), {})
+        return self._put(ctx, _target(ctx), _still_superseded(ctx, self.name))
 
     def converge(self, ctx: StepContext, existing: Existing[ResourceRecordSetOutputTypeDef]) -> Converged:
         ids = existing.ids
@@ -506,7 +514,7 @@ class AliasRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
         if (ids["zone"], normalise(ids["name"])) != (zone.id, _domain(ctx.settings)):
 
             def move() -> None:
-                made["ids"] = self._put(ctx, target, ids)
+                made["ids"] = self._put(ctx, target, _replacing(ids))
 
             ctx.change(changes, f"alias {_domain(ctx.settings)} made for the new domain", move)
             return Converged(made.get("ids", ids), changes)
@@ -537,7 +545,7 @@ class AliasRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
             _delete_alias(ctx, old)
         return _delete_alias(ctx, ids)
 
-    def _put(self, ctx: StepContext, target: AliasTargetTypeDef, replaced: Ids) -> Ids:
+    def _put(self, ctx: StepContext, target: AliasTargetTypeDef, superseded: list[Ids]) -> Ids:
         """Look at the name first: an A, AAAA or CNAME there that is not an alias to our NLB is the user's
         (an UPSERT would silently replace it). Ours: recorded before the UPSERT (records carry no tags)."""
         zone = find_zone(ctx)
@@ -545,9 +553,7 @@ class AliasRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
         for live in _at_name(ctx, zone.id, name):
             if not (live["Type"] == "A" and _points_at(live, target["DNSName"])):
                 raise self._foreign(zone.id, live)
-        ids: Ids = {"zone": zone.id, "name": name}
-        if replaced:
-            ids = _replacing(replaced, ids)
+        ids = _with_superseded({"zone": zone.id, "name": name}, superseded)
         ctx.remember(self.name, ids)
         self._submitted.append(_change(ctx, zone.id, "UPSERT", _alias(name, target)))
         return ids
