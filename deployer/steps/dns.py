@@ -5,16 +5,16 @@ domain that has one), which is the user's: the stack never creates or deletes a 
 
 Route 53 records cannot be tagged (ChangeResourceRecordSets has no tags, and ChangeTagsForResource takes
 only hosted zones and health checks: https://docs.aws.amazon.com/Route53/latest/APIReference/API_ChangeTagsForResource.html).
-Which records are the stack's comes from the state alone: each step records its record's identifiers
-BEFORE the UPSERT that makes it (a crash after the call still knows the record is ours), and a record
-found at the name without that (a lost state, or one that was there before) is never deleted:
+Which records are the stack's comes from the state: each step records its record's identifiers BEFORE the
+UPSERT that makes it, so a crash after the call still knows the record is ours.
 
 * the validation CNAME: ACM gives every certificate of one account for the same name the same record
   (dflook/cloudformation-dns-certificate#7: deleting it made another certificate fail to renew), so a
-  record that already had our value is shared ("created": "false") and never deleted, and one the stack
-  made is deleted only when no other certificate in the account still lists it;
-* the alias: a record at the domain that is not an alias to the stack's NLB is the user's: refused,
-  never overwritten by an UPSERT.
+  record that already had our value (or one a lost state cannot vouch for) is shared ("created": "false")
+  and never deleted, and one the stack made is deleted only when no other certificate of the region
+  still lists it (certificates of other regions are not asked about);
+* the alias: an A alias to the stack's own NLB is the stack's (found again after a lost state, as the NLB
+  is); any other A, AAAA or CNAME at the domain is the user's: refused, never overwritten by an UPSERT.
 
 Names are compared after `normalise` (Route 53 answers lower case with a trailing dot and octal escapes).
 """
@@ -49,14 +49,13 @@ ZONE_KEY: Final = "hosted-zone"  # the StepContext.once key of the zone lookup
 CERTIFICATE_STEP: Final = certificates.CERTIFICATE_STEP
 GONE_CERTIFICATE: Final = certificates.NOT_FOUND
 LOAD_BALANCER_STEP: Final = "load-balancer"
-# ACM's own examples and Terraform's docs use 60-300 s for the validation record; it changes only with the
-# certificate (https://docs.aws.amazon.com/acm/latest/userguide/dns-validation.html).
+# The validation record changes only with the certificate; ACM re-checks it at every renewal
+# (https://docs.aws.amazon.com/acm/latest/userguide/dns-validation.html).
 VALIDATION_TTL: Final = 300
-# False: with True, Route 53 asks the NLB for its health, and "a target group that has no registered targets
-# is considered unhealthy" (route53 model, AliasTarget.EvaluateTargetHealth; also
-# https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/dns-failover-complex-configs.html): the
-# domain's only record gains nothing from it (there is no other record to fail over to), and a deploy
-# whose targets are briefly unhealthy would put that to the test.
+# False: with True, Route 53 answers by the NLB's health, and "a target group that has no registered
+# targets is considered unhealthy" (route53 model, AliasTarget.EvaluateTargetHealth): the port-80 redirect
+# target group between deploys could count against the site. The domain's one record gains nothing from
+# it: there is no other record to fail over to.
 EVALUATE_TARGET_HEALTH: Final = False
 # Record types that cannot share the alias's name with it without being overwritten or refused
 # (a CNAME excludes every other type at its name: RFC 1034 section 3.6.2).
