@@ -515,6 +515,20 @@ def test_a_crash_while_waiting_for_insync_converges_without_a_change(
     assert calls.changing() == []
 
 
+def test_teardown_works_on_moto_without_the_emulation(ctx: StepContext) -> None:
+    """The scripts' lifecycle runs against a moto server, where no hook makes Route 53 answer like AWS."""
+    plain = replace(ctx, settings=replace(ctx.settings, domain=DOMAIN))
+    zone = hosted_zone(plain.clients)
+    provision_through(plain, "listener")
+    request_certificate(plain, DOMAIN)
+    steps = (ValidationRecordStep(), AliasRecordStep())
+    ids = [provision_step(plain, step)[1] for step in steps]
+    for step, recorded in zip(reversed(steps), reversed(ids), strict=True):
+        assert step.delete(plain, recorded) is None
+    left = plain.clients.route53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+    assert sorted(record["Type"] for record in left) == ["NS", "SOA"]
+
+
 # --- with the certificate step ----------------------------------------------------------------------------------
 
 
