@@ -10,7 +10,8 @@
   InvalidChangeBatch "Tried to delete resource record set [name='x.', type='A'] but it was not found" or
   "... but the values provided do not match the current values" (boto/boto#2887,
   kubernetes-sigs/external-dns#732); moto checks its journal of earlier requests instead of the zone
-  (refusing a DELETE of a record sent with a trailing dot with InvalidInput) and deletes by name and type.
+  (a record deleted since, or one whose values were replaced, still passes; a missing one is answered
+  InvalidInput) and then deletes whatever has that name and type.
 * ListResourceRecordSets: AWS answers names in lower case with `*` as `\\052` and an alias's DNSName in
   lower case with a trailing dot ("DNS domain name format",
   https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/DomainNameFormat.html); moto answers them as
