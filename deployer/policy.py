@@ -208,9 +208,9 @@ GROUPS: dict[str, Group] = {
     # Reads of the region's certificates: the stack's, found by its tags, and a `certificate_arn` of the user's.
     "AcmRead": Group((CERTIFICATES,), (ACM_PAGE,)),
     "AcmTagged": Group((CERTIFICATES,), (ACM_PAGE,), {"StringEquals": OURS}),
-    # Records cannot be tagged, and the zone is found at run time: reads on the account's zones, changes
-    # held to the domain's two names (the alias, and ACM's `_<token>.<domain>` validation record), their
-    # two types and the two actions the stack uses.
+    # Records cannot be tagged, and the zone is found at run time: reads on the account's zones; writes
+    # (UPSERT) held to the domain's two names (the alias, and ACM's `_<token>.<domain>` validation record)
+    # and their two types.
     "Route53Read": Group((HOSTED_ZONES,), (ROUTE53_PAGE,)),
     "Route53Records": Group(
         (HOSTED_ZONES,),
@@ -221,7 +221,20 @@ GROUPS: dict[str, Group] = {
             },
             "ForAllValues:StringEquals": {
                 "route53:ChangeResourceRecordSetsRecordTypes": ["A", "CNAME"],
-                "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"],
+                "route53:ChangeResourceRecordSetsActions": ["UPSERT"],
+            },
+        },
+    ),
+    # Deletes are not held to the current domain's names: after a change of `domain` the previous domain's
+    # alias and validation record are deleted (the state names them; the tool deletes only records it wrote
+    # and that still hold what it wrote). Held to the two types and the one action.
+    "Route53Delete": Group(
+        (HOSTED_ZONES,),
+        (ROUTE53_PAGE, ROUTE53_RECORDS_PAGE),
+        {
+            "ForAllValues:StringEquals": {
+                "route53:ChangeResourceRecordSetsRecordTypes": ["A", "CNAME"],
+                "route53:ChangeResourceRecordSetsActions": ["DELETE"],
             },
         },
     ),
@@ -368,6 +381,7 @@ TABLE: tuple[Row, ...] = (
     Row("route53", "ListHostedZones ListHostedZonesByName", "Unscoped", when=lambda settings: settings.managed_dns),
     Row("route53", "ListResourceRecordSets", "Route53Read", when=lambda settings: settings.managed_dns),
     Row("route53", "ChangeResourceRecordSets", "Route53Records", when=lambda settings: settings.managed_dns),
+    Row("route53", "ChangeResourceRecordSets", "Route53Delete", when=lambda settings: settings.managed_dns),
     Row("route53", "GetChange", "Route53Change", when=lambda settings: settings.managed_dns),
 )
 
