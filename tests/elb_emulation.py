@@ -103,10 +103,13 @@ class TlsListeners:
         policy = params.get("SslPolicy")
         if policy is not None and policy not in SSL_POLICIES and policy not in TLS_POLICIES:
             return _error("SSLPolicyNotFound", f"Policy {policy} not found")
-        refusal = self._refusal(params)
+        refusal = self._refusal(params) or _protocol_refusal(listener, params)
         if refusal is not None:
             return refusal
         listener.port = params.get("Port", listener.port)
+        if params.get("Protocol") == "TCP":  # "removes the security policy and default certificate properties"
+            listener.ssl_policy = None  # type: ignore[assignment]  # moto types it str; a TCP listener has none
+            listener.certificate, listener.certificates = None, []
         listener.protocol = params.get("Protocol", listener.protocol)
         listener.ssl_policy = policy or listener.ssl_policy
         if "Certificates" in params:
@@ -127,6 +130,15 @@ class TlsListeners:
         except ListenerNotFoundError:
             return None
         return found[0]
+
+
+def _protocol_refusal(listener: FakeListener, params: dict[str, Any]) -> Answer | None:
+    """TCP to TLS needs both: "If you change the protocol from HTTP to HTTPS, or from TCP to TLS, you must add the
+    security policy and default certificate properties" (ModifyListener, API reference above)."""
+    to_tls = listener.protocol != "TLS" and params.get("Protocol") == "TLS"
+    if to_tls and not {"SslPolicy", "Certificates"} <= set(params):
+        return _error("InvalidConfigurationRequest", "A certificate and a security policy are required for TLS")
+    return None
 
 
 def _keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:

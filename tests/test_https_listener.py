@@ -238,6 +238,22 @@ def test_certificate_and_policy_change_in_place_without_protocol(
     assert calls.changing() == []
 
 
+def test_a_listener_on_443_turned_to_tcp_by_hand_is_made_tls_again(ctx: StepContext, tls: TlsListeners) -> None:
+    """AWS drops the certificate and policy of a listener changed to TCP; turning it back sends all three."""
+    https, certificate = provisioned(ctx)
+    arn = https.ids("https-listener")["arn"]
+    https.clients.elbv2.modify_listener(ListenerArn=arn, Protocol="TCP")
+    assert provision_step(https, STEPS["https-listener"])[0] == "updated"
+    assert tls.modified[-1] == {
+        "ListenerArn": arn,
+        "Protocol": "TLS",
+        "Port": 443,
+        "Certificates": [{"CertificateArn": certificate}],
+        "SslPolicy": DEFAULT_TLS_POLICY,
+    }
+    assert_https(https, certificate)
+
+
 def test_removing_the_domain_moves_port_80_and_the_service_back_and_adding_it_again_returns(
     ctx: StepContext, tls: TlsListeners, calls: CallLog
 ) -> None:
@@ -265,10 +281,11 @@ def test_removing_the_domain_moves_port_80_and_the_service_back_and_adding_it_ag
 def test_teardown_deletes_the_listeners_before_the_redirect_target_group_the_service_dropped(
     ctx: StepContext, tls: TlsListeners, calls: CallLog
 ) -> None:
-    https, _ = provisioned(ctx)
-    balancer = https.ids("load-balancer")["arn"]
+    """Teardown deletes newest first in the stack's order: the service (which held the redirect target group),
+    the TLS listener, port 80's listener, the load balancer, then both target groups."""
+    balancer = provisioned(ctx)[0].ids("load-balancer")["arn"]
     calls.clear()
-    teardown(https)
+    teardown(ctx)
     deletes = [operation for _, operation in calls.changing() if operation.startswith("Delete")]
     assert deletes.index("DeleteService") < deletes.index("DeleteListener") < deletes.index("DeleteTargetGroup")
     assert deletes.count("DeleteListener") == deletes.count("DeleteTargetGroup") == 2
