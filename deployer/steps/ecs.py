@@ -24,7 +24,7 @@ from deployer.retry import (
     Retry,
 )
 from deployer.rollout import RolloutWatch
-from deployer.settings import Settings
+from deployer.settings import REDIRECT_PORT, Settings
 from deployer.state import Ids
 from deployer.steps import tags
 from deployer.steps.aws import absent_if
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         DeleteServiceResponseTypeDef,
         DeploymentConfigurationTypeDef,
         HealthCheckTypeDef,
+        KeyValuePairTypeDef,
         LoadBalancerTypeDef,
         NetworkConfigurationTypeDef,
         RegisterTaskDefinitionRequestTypeDef,
@@ -77,6 +78,23 @@ SCRATCH_PATH = "/tmp"
 # "Preventing log loss with non-blocking mode in the AWSLogs container log driver").
 LOG_MODE = "non-blocking"
 LOG_MAX_BUFFER_SIZE = "25m"
+
+# With a domain: the site's own name, for its redirect (REDIRECT_PORT answers 301 to https://SITE_DOMAIN<path>)
+# and its HSTS header; the Host header is never used for the redirect (an open redirect).
+SITE_DOMAIN: Final = "SITE_DOMAIN"
+
+
+def _ports(settings: Settings) -> list[int]:
+    """The container's ports: the site's, and with a domain the redirect's (see deployer/steps/loadbalancer.py)."""
+    return [settings.container_port, *([REDIRECT_PORT] if settings.https else [])]
+
+
+def _environment(settings: Settings) -> list[KeyValuePairTypeDef]:
+    environment: list[KeyValuePairTypeDef] = [{"name": "PORT", "value": str(settings.container_port)}]
+    if settings.domain is not None:
+        environment.append({"name": SITE_DOMAIN, "value": settings.domain})
+    return environment
+
 
 NOT_FOUND_CODES = ("ClusterNotFoundException", "ServiceNotFoundException", "ServiceNotActiveException")
 
@@ -293,8 +311,8 @@ class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
             "name": names.container,
             "image": image["uri"],
             "essential": True,
-            "portMappings": [{"containerPort": settings.container_port, "protocol": "tcp"}],
-            "environment": [{"name": "PORT", "value": str(settings.container_port)}],
+            "portMappings": [{"containerPort": port, "protocol": "tcp"} for port in _ports(settings)],
+            "environment": _environment(settings),
             "logConfiguration": {
                 "logDriver": "awslogs",
                 "options": {
@@ -475,12 +493,18 @@ class ServiceStep(Step["ServiceTypeDef"]):
         }
 
     def _load_balancers(self, ctx: StepContext) -> list[LoadBalancerTypeDef]:
+        """The site's target group on the container port; with a domain also port 80's redirect target group on
+        REDIRECT_PORT. ECS registers each task in both ("Register multiple target groups with a service", up to
+        five; UpdateService moves "from a single target group to multiple target groups" and back:
+        https://docs.aws.amazon.com/AmazonECS/latest/developerguide/register-multiple-targetgroups.html)."""
+        groups = ["target-group", *(["redirect-target-group"] if ctx.settings.https else [])]
         return [
             {
-                "targetGroupArn": ctx.ids("target-group")["arn"],
+                "targetGroupArn": ctx.ids(group)["arn"],
                 "containerName": ctx.settings.names.container,
-                "containerPort": ctx.settings.container_port,
+                "containerPort": port,
             }
+            for group, port in zip(groups, _ports(ctx.settings), strict=True)
         ]
 
     def _deployment(self) -> DeploymentConfigurationTypeDef:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from deployer.errors import DeployerError
 from deployer.retry import NEW_RESOURCE_NOT_FOUND
-from deployer.settings import Settings
+from deployer.settings import HTTPS_PORT, REDIRECT_PORT, Settings
 from deployer.state import Ids
 from deployer.steps import tags
 from deployer.steps.aws import absent_if
@@ -169,8 +169,22 @@ def wanted_entries(settings: Settings) -> list[Entry]:
     ports. Nothing on 22 or 3389 inbound, no all-ports rule. DNS needs no rule: ACLs do not filter
     the Amazon DNS server's traffic (https://docs.aws.amazon.com/vpc/latest/userguide/vpc-network-acls.html).
     The security groups stay the per-port gate; this ACL is the coarse second layer.
+
+    With a domain, each port gets the rule of its counterpart, numbered 5 after it: visitors to the TLS
+    listener (105, beside the listener's 100), and the NLB to the redirect port inside the VPC both ways
+    (115, beside the container port's 110). REDIRECT_PORT lies in EPHEMERAL too, as the container port may:
+    its own rules keep the ACL readable port by port, as for the container port.
     """
     listener, container, vpc = settings.listener_port, settings.container_port, settings.vpc_cidr
+    https = (
+        [
+            Entry(False, 105, TCP, (HTTPS_PORT, HTTPS_PORT), ANYWHERE, "allow"),
+            Entry(False, 115, TCP, (REDIRECT_PORT, REDIRECT_PORT), vpc, "allow"),
+            Entry(True, 115, TCP, (REDIRECT_PORT, REDIRECT_PORT), vpc, "allow"),
+        ]
+        if settings.https
+        else []
+    )
     return [
         Entry(False, 90, TCP, (RDP, RDP), ANYWHERE, "deny"),
         Entry(False, 100, TCP, (listener, listener), ANYWHERE, "allow"),
@@ -180,6 +194,7 @@ def wanted_entries(settings: Settings) -> list[Entry]:
         Entry(True, 100, TCP, (443, 443), ANYWHERE, "allow"),
         Entry(True, 110, TCP, (container, container), vpc, "allow"),
         Entry(True, 120, TCP, EPHEMERAL, ANYWHERE, "allow"),
+        *https,
     ]
 
 

@@ -1,10 +1,18 @@
-"""The Network Load Balancer: target group, load balancer, listener.
+"""The Network Load Balancer: target groups, load balancer, listeners.
 
 The target group is tuned for deploy speed: a 10 s TCP health check with
 thresholds 2/2 and a 30 s deregistration delay (AWS's 300 s default adds about
 five minutes to every deploy and teardown). The NLB is created with its security
-group, because AWS cannot add one to an NLB created without. All three are found
-by name (the listener by its port on our load balancer).
+group, because AWS cannot add one to an NLB created without. All are found
+by name (the listeners by their port on our load balancer).
+
+With a domain (`settings.https`) the NLB terminates TLS on HTTPS_PORT and forwards to the
+target group; port 80 forwards to a second target group on the container's REDIRECT_PORT,
+where the site answers with a permanent redirect to https://<domain>. An NLB has no redirect
+action: "redirect" and "fixed-response" are Application Load Balancer actions
+(https://docs.aws.amazon.com/elasticloadbalancing/latest/application/rule-action-types.html),
+and a TCP listener adds no header (X-Forwarded-Proto) the site could tell plain HTTP by; the
+port a connection arrives on is the only signal.
 
 The NLB has deletion protection on (AWS Security Hub control ELB.6): AWS then answers
 DeleteLoadBalancer with OperationNotPermitted ("Load balancer '<arn>' cannot be deleted because
@@ -15,6 +23,7 @@ rebuy-de/aws-nuke#1240). Teardown turns it off first, and says so.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,20 +34,22 @@ from botocore.exceptions import ClientError
 from deployer.clients import error_code, error_message
 from deployer.errors import DeployerError
 from deployer.retry import NEW_NETWORK_NOT_VISIBLE_TO_ELB, NEW_RESOURCE_NOT_FOUND, Retry
-from deployer.settings import Settings
+from deployer.settings import HTTPS_PORT, REDIRECT_PORT, Settings
 from deployer.state import Ids
-from deployer.steps import tags
+from deployer.steps import certificates, tags
 from deployer.steps.aws import absent_if
 from deployer.steps.base import Converged, Existing, Step, StepContext
 from deployer.zones import by_id, fargate_runs_in
 
 if TYPE_CHECKING:
     from mypy_boto3_elbv2.type_defs import (
+        ActionTypeDef,
         CreateTargetGroupOutputTypeDef,
         DescribeLoadBalancersInputTypeDef,
         DescribeTargetGroupsInputTypeDef,
         ListenerTypeDef,
         LoadBalancerTypeDef,
+        ModifyListenerInputTypeDef,
         TargetGroupTypeDef,
     )
 
@@ -90,14 +101,22 @@ class LiveTargetGroup:
 
 
 class TargetGroupStep(Step[LiveTargetGroup]):
+    """The container port's target group: where the site is served (over the TCP listener, or TLS with a domain)."""
+
     name = "target-group"
     resource = "target group"
+
+    def group_name(self, settings: Settings) -> str:
+        return settings.names.target_group
+
+    def port(self, settings: Settings) -> int:
+        return settings.container_port
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[LiveTargetGroup] | None:
         return self._describe(ctx, arn=ids["arn"])
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[LiveTargetGroup] | None:
-        name = ctx.settings.names.target_group
+        name = self.group_name(ctx.settings)
         found = self._describe(ctx, name=name)
         return None if found is None else tags.adopt(ctx, self, found, name, _tags(ctx, found.ids), global_=False)
 
@@ -131,9 +150,9 @@ class TargetGroupStep(Step[LiveTargetGroup]):
     def _create(self, ctx: StepContext) -> CreateTargetGroupOutputTypeDef:
         settings = ctx.settings
         return ctx.clients.elbv2.create_target_group(
-            Name=settings.names.target_group,
+            Name=self.group_name(settings),
             Protocol="TCP",
-            Port=settings.container_port,
+            Port=self.port(settings),
             VpcId=ctx.ids("vpc")["id"],
             TargetType="ip",
             HealthCheckProtocol="TCP",
@@ -145,7 +164,7 @@ class TargetGroupStep(Step[LiveTargetGroup]):
         settings = ctx.settings
         group = existing.live.target_group
         fixed = {
-            "port": (group.get("Port"), settings.container_port),
+            "port": (group.get("Port"), self.port(settings)),
             "protocol": (group.get("Protocol"), "TCP"),
             "target type": (group.get("TargetType"), "ip"),
             "VPC": (group.get("VpcId"), ctx.ids("vpc")["id"]),
@@ -181,6 +200,23 @@ class TargetGroupStep(Step[LiveTargetGroup]):
         ctx.delete_when_free(
             lambda: ctx.clients.elbv2.delete_target_group(TargetGroupArn=ids["arn"]), "TargetGroupNotFound"
         )
+
+
+class RedirectTargetGroupStep(TargetGroupStep):
+    """With a domain: port 80's target group, the container's REDIRECT_PORT, where the site answers every
+    request with a permanent redirect to https://<domain>. Same TCP health check: a TCP connect needs no HTTP
+    answer, so the redirect never fails it. Removed with the domain once the listener and the service left it."""
+
+    name = "redirect-target-group"
+
+    def group_name(self, settings: Settings) -> str:
+        return settings.names.redirect_target_group
+
+    def port(self, settings: Settings) -> int:
+        return REDIRECT_PORT
+
+    def wanted(self, settings: Settings) -> bool:
+        return settings.https
 
 
 class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
@@ -327,9 +363,12 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
         return [ctx.ids("subnet-1")["id"], ctx.ids("subnet-2")["id"]]
 
 
-class ListenerStep(Step["ListenerTypeDef"]):
-    name = "listener"
-    resource = "listener"
+class PortListener(Step["ListenerTypeDef"]):
+    """A listener of our load balancer, found by its port (listeners have no name)."""
+
+    @abstractmethod
+    def port(self, settings: Settings) -> int:
+        """The port that identifies the listener on our load balancer."""
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[ListenerTypeDef] | None:
         listeners = absent_if(
@@ -351,45 +390,9 @@ class ListenerStep(Step["ListenerTypeDef"]):
             "LoadBalancerNotFound",
         )
         for listener in listeners or []:
-            if listener.get("Port") == ctx.settings.listener_port:
+            if listener.get("Port") == self.port(ctx.settings):
                 return Existing({"arn": listener["ListenerArn"]}, listener)
         return None
-
-    def create(self, ctx: StepContext) -> Ids:
-        listener = ctx.retry(
-            lambda: ctx.clients.elbv2.create_listener(
-                LoadBalancerArn=ctx.ids("load-balancer")["arn"],
-                Protocol="TCP",
-                Port=ctx.settings.listener_port,
-                DefaultActions=[{"Type": "forward", "TargetGroupArn": ctx.ids("target-group")["arn"]}],
-                Tags=tags.elbv2_tags(ctx.settings, self.name),
-            ),
-            NEW_RESOURCE_NOT_FOUND,
-        )["Listeners"][0]
-        return {"arn": listener["ListenerArn"]}
-
-    def converge(self, ctx: StepContext, existing: Existing[ListenerTypeDef]) -> Converged:
-        target = ctx.ids("target-group")["arn"]
-        actions = existing.live.get("DefaultActions", [])
-        port = ctx.settings.listener_port
-        if (
-            existing.live.get("Protocol") == "TCP"
-            and existing.live.get("Port") == port
-            and [(a.get("Type"), a.get("TargetGroupArn")) for a in actions] == [("forward", target)]
-        ):
-            return Converged(existing.ids)
-        changes: list[str] = []
-        ctx.change(
-            changes,
-            f"TCP {port} -> target group",
-            lambda: ctx.clients.elbv2.modify_listener(
-                ListenerArn=existing.ids["arn"],
-                Protocol="TCP",
-                Port=port,
-                DefaultActions=[{"Type": "forward", "TargetGroupArn": target}],
-            ),
-        )
-        return Converged(existing.ids, changes)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         absent_if(
@@ -397,6 +400,139 @@ class ListenerStep(Step["ListenerTypeDef"]):
             "ListenerNotFound",
             "LoadBalancerNotFound",
         )
+
+
+class ListenerStep(PortListener):
+    """The plain TCP listener (listener_port): it serves the site, or with a domain forwards to the redirect."""
+
+    name = "listener"
+    resource = "listener"
+
+    def port(self, settings: Settings) -> int:
+        return settings.listener_port
+
+    def create(self, ctx: StepContext) -> Ids:
+        listener = ctx.retry(
+            lambda: ctx.clients.elbv2.create_listener(
+                LoadBalancerArn=ctx.ids("load-balancer")["arn"],
+                Protocol="TCP",
+                Port=ctx.settings.listener_port,
+                DefaultActions=_forward(self._target(ctx)),
+                Tags=tags.elbv2_tags(ctx.settings, self.name),
+            ),
+            NEW_RESOURCE_NOT_FOUND,
+        )["Listeners"][0]
+        return {"arn": listener["ListenerArn"]}
+
+    def _target(self, ctx: StepContext) -> str:
+        """With a domain, the redirect target group; else the site's. A domain set or removed switches it."""
+        return ctx.ids("redirect-target-group" if ctx.settings.https else "target-group")["arn"]
+
+    def converge(self, ctx: StepContext, existing: Existing[ListenerTypeDef]) -> Converged:
+        target = self._target(ctx)
+        port = ctx.settings.listener_port
+        if (
+            existing.live.get("Protocol") == "TCP"
+            and existing.live.get("Port") == port
+            and _forwards_to(existing.live) == target
+        ):
+            return Converged(existing.ids)
+        changes: list[str] = []
+        ctx.change(
+            changes,
+            f"TCP {port} -> {'redirect ' if ctx.settings.https else ''}target group",
+            lambda: ctx.clients.elbv2.modify_listener(
+                ListenerArn=existing.ids["arn"], Protocol="TCP", Port=port, DefaultActions=_forward(target)
+            ),
+        )
+        return Converged(existing.ids, changes)
+
+
+class HttpsListenerStep(PortListener):
+    """With a domain: TLS on HTTPS_PORT with the certificate and `tls_policy`, forwarding to the site's target group.
+
+    Created only once the certificate is ISSUED: ELB refuses a certificate that is not yet with
+    UnsupportedCertificate ("... must have a fully-qualified domain name, a supported signature, and a supported
+    key size"), a code missing from botocore's CreateListener errors and a message that does not say "not issued"
+    (DataBiosphere/azul#8321: a listener created 17 s before the certificate's IssuedAt). The wait runs in the
+    background step `validation-record` while the NLB provisions; here it is one look (certificates.wait_issued).
+
+    No AlpnPolicy: the NLB does not translate HTTP/2, and the site's server speaks HTTP/1.1 only.
+    """
+
+    name = "https-listener"
+    resource = "TLS listener"
+    needs = ("validation-record",)
+
+    def port(self, settings: Settings) -> int:
+        return HTTPS_PORT
+
+    def wanted(self, settings: Settings) -> bool:
+        return settings.https
+
+    def check(self, ctx: StepContext) -> None:
+        """The user's own certificate (`certificate_arn`, else nothing to look at): issued, and for the domain."""
+        certificates.check_external(ctx)
+
+    def create(self, ctx: StepContext) -> Ids:
+        arn = certificates.certificate_arn(ctx)
+        certificates.wait_issued(ctx, arn)
+        listener = ctx.retry(
+            lambda: ctx.clients.elbv2.create_listener(
+                LoadBalancerArn=ctx.ids("load-balancer")["arn"],
+                Protocol="TLS",
+                Port=HTTPS_PORT,
+                # "You must provide exactly one certificate" for a TLS listener, without IsDefault (ELBv2 API
+                # reference, Certificate: https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_Certificate.html).
+                Certificates=[{"CertificateArn": arn}],
+                # Always sent: an API caller's default is ELBSecurityPolicy-2016-08, which accepts TLS 1.0
+                # (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/describe-ssl-policies.html).
+                SslPolicy=ctx.settings.tls_policy,
+                DefaultActions=_forward(ctx.ids("target-group")["arn"]),
+                Tags=tags.elbv2_tags(ctx.settings, self.name),
+            ),
+            NEW_RESOURCE_NOT_FOUND,
+        )["Listeners"][0]
+        return {"arn": listener["ListenerArn"]}
+
+    def converge(self, ctx: StepContext, existing: Existing[ListenerTypeDef]) -> Converged:
+        """ModifyListener with only what differs. Protocol is sent only when the listener is not TLS (changed by
+        hand): moto refuses Protocol="TLS" on ModifyListener (UnsupportedProtocol), AWS does not; and SslPolicy
+        only when it differs, as ModifyListener checks the name against the policies it knows (moto knows no
+        FIPS policy: SSLPolicyNotFound). A new certificate (another domain) must be ISSUED first, as on create."""
+        live, settings = existing.live, ctx.settings
+        arn = certificates.certificate_arn(ctx)
+        target = ctx.ids("target-group")["arn"]
+        request: ModifyListenerInputTypeDef = {"ListenerArn": existing.ids["arn"]}
+        changes: list[str] = []
+        if live.get("Protocol") != "TLS" or live.get("Port") != HTTPS_PORT:
+            request["Protocol"] = "TLS"
+            request["Port"] = HTTPS_PORT
+            changes.append(f"TLS on port {HTTPS_PORT}")
+        if [c.get("CertificateArn") for c in live.get("Certificates", [])] != [arn]:
+            request["Certificates"] = [{"CertificateArn": arn}]
+            changes.append(f"certificate {arn}")
+        if live.get("SslPolicy") != settings.tls_policy:
+            request["SslPolicy"] = settings.tls_policy
+            changes.append(f"security policy {settings.tls_policy}")
+        if _forwards_to(live) != target:
+            request["DefaultActions"] = _forward(target)
+            changes.append("forward to the target group")
+        if changes and not ctx.dry_run:
+            if "Certificates" in request:
+                certificates.wait_issued(ctx, arn)
+            ctx.clients.elbv2.modify_listener(**request)
+        return Converged(existing.ids, changes)
+
+
+def _forward(target_group: str) -> list[ActionTypeDef]:
+    return [{"Type": "forward", "TargetGroupArn": target_group}]
+
+
+def _forwards_to(listener: ListenerTypeDef) -> str | None:
+    """The one target group a listener's default action forwards to; None for anything else."""
+    actions = [(a.get("Type"), a.get("TargetGroupArn")) for a in listener.get("DefaultActions", [])]
+    return actions[0][1] if len(actions) == 1 and actions[0][0] == "forward" else None
 
 
 @contextmanager
@@ -433,6 +569,9 @@ def _zone_refusal(ctx: StepContext) -> Iterator[None]:
 
 
 def site_url(ctx: StepContext) -> str:
+    """https://<domain> with a domain (its alias record points at the NLB); else the NLB's own name."""
+    if ctx.settings.domain is not None:
+        return f"https://{ctx.settings.domain}"
     url = f"http://{ctx.ids('load-balancer')['dns_name']}"
     return url if ctx.settings.listener_port == 80 else f"{url}:{ctx.settings.listener_port}"
 

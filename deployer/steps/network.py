@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from deployer.errors import DeployerError
 from deployer.retry import NEW_RESOURCE_NOT_FOUND
-from deployer.settings import Settings
+from deployer.settings import HTTPS_PORT, REDIRECT_PORT, Settings
 from deployer.state import Ids
 from deployer.steps import tags
 from deployer.steps.aws import absent_if
@@ -438,8 +438,12 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
         return Converged(existing.ids, changes)
 
     def ingress(self, ctx: StepContext) -> list[IpPermissionTypeDef]:
+        """The NLB's group: visitors on the listener port, and with a domain on HTTPS_PORT too. The tasks' group:
+        the NLB's group on the container port, and with a domain on REDIRECT_PORT (port 80's target group).
+        Egress stays AWS's default for a new group (all traffic out), so the NLB reaches both ports."""
+        settings = ctx.settings
         if self.role == "nlb":
-            port = ctx.settings.listener_port
+            ports = [settings.listener_port, *([HTTPS_PORT] if settings.https else [])]
             return [
                 {
                     "IpProtocol": "tcp",
@@ -447,8 +451,8 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
                     "ToPort": port,
                     "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "site visitors"}],
                 }
+                for port in ports
             ]
-        port = ctx.settings.container_port
         source = ctx.ids("nlb-security-group")["id"]
         return [
             {
@@ -457,6 +461,7 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
                 "ToPort": port,
                 "UserIdGroupPairs": [{"GroupId": source, "Description": "the load balancer"}],
             }
+            for port in [settings.container_port, *([REDIRECT_PORT] if settings.https else [])]
         ]
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
