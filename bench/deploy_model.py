@@ -204,7 +204,7 @@ class ModelledAws(ImageBuilder):
             else:
                 self.at.setdefault("certificate issued", written + MODEL["dns"] + MODEL["issue"])
 
-    def probe(self, _url: str) -> int | None:
+    def probe(self, _url: str, _via: str | None = None) -> int | None:
         if not self.reached("healthy"):
             return None
         self.at.setdefault("site answered 200", self.clock.now())

@@ -361,7 +361,12 @@ def _provision_locked(args: argparse.Namespace, state_file: StateFile, output: O
         + f" (total {sum(timings.values()):.1f}s)"
     )
     url = report.outputs["url"]
-    output.result(report.to_json(), [f"Site URL: {url}"], quiet=url)
+    lines = [f"Site URL: {url}"]
+    if runner.DNS_RECORD in report.outputs:
+        lines.insert(
+            0, f"Create this DNS record where the domain's DNS is managed: {report.outputs[runner.DNS_RECORD]}"
+        )
+    output.result(report.to_json(), lines, quiet=url)
     return 0
 
 

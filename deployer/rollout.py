@@ -40,9 +40,9 @@ class DeploymentFailedError(DeployerError):
     exit_code = 1
 
 
-def site_status(url: str) -> int | None:
+def site_status(url: str, via: str | None = None) -> int | None:
     """`StepContext.probe`'s default: the HTTP status the site answers with, None when it does not answer."""
-    return probe(url).status
+    return probe(url, via=via).status
 
 
 @dataclass
@@ -54,6 +54,7 @@ class RolloutWatch:
     service: str
     task_definition: str
     url: str
+    via: str | None = None  # ask the URL through this host (the load balancer): see loadbalancer.health_check
     events_seen: set[str] | None = None
     stopped_seen: set[str] = field(default_factory=set)
     reasons: list[str] = field(default_factory=list)
@@ -99,7 +100,7 @@ class RolloutWatch:
         healthy = targets.count("healthy")
         if healthy < max(desired, 1) or healthy != len(targets):
             return f"targets {', '.join(sorted(targets)) or 'not registered yet'} ({healthy}/{desired} healthy)"
-        answer = self.ctx.probe(self.url)
+        answer = self.ctx.probe(self.url, self.via)
         if answer != 200:
             return f"{self.url} answers {answer or 'nothing'}"
         return None

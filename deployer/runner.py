@@ -64,10 +64,19 @@ PHASES = {
         "task-role",
     ),
     "registry and image": ("repository", "image"),
-    "load balancer": ("target-group", "load-balancer", "listener"),
+    "load balancer": (
+        "target-group",
+        "redirect-target-group",
+        "load-balancer",
+        "listener",
+        "https-listener",
+    ),
+    "certificate and DNS": ("certificate", "validation-record", "dns-alias"),
     "service rollout": ("cluster", "task-definition", "service"),
 }
 HEALTH_PHASE = "health"
+# In the outputs with `certificate_arn`: the DNS record to create where the domain's DNS is managed.
+DNS_RECORD = "dns_record"
 
 
 @dataclass
@@ -145,7 +154,10 @@ def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> Run
     report = RunReport(steps=[lines[step.name] for step in steps])
     report.steps.extend(_remove_unwanted(ctx))
     report.steps.extend(_retire_superseded(ctx, steps))
-    outputs = {**ctx.state.outputs, "url": site_url(ctx)}
+    outputs = {key: value for key, value in ctx.state.outputs.items() if key != DNS_RECORD}
+    outputs["url"] = site_url(ctx)
+    if ctx.settings.certificate_arn is not None:  # DNS managed elsewhere: the record the user creates
+        outputs[DNS_RECORD] = f"{ctx.settings.domain} CNAME {ctx.ids('load-balancer')['dns_name']}"
     if wait and ctx.settings.desired_count > 0:  # a parked stack (0 tasks) was not verified serving
         outputs = _served(outputs, ctx.ids("task-definition")["arn"])
     ctx.ledger.set_outputs(outputs)

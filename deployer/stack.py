@@ -9,13 +9,21 @@ from __future__ import annotations
 from typing import Any
 
 from deployer.steps.base import Step
+from deployer.steps.certificates import CertificateStep
+from deployer.steps.dns import AliasRecordStep, ValidationRecordStep
 from deployer.steps.ecs import ClusterStep, ServiceStep, TaskDefinitionStep
 from deployer.steps.firewall import DefaultNetworkAclStep, DefaultSecurityGroupStep, NetworkAclStep
 from deployer.steps.flowlogs import FlowLogStep
 from deployer.steps.iam import RoleStep
 from deployer.steps.image import ImageStep
 from deployer.steps.keys import KeyStep
-from deployer.steps.loadbalancer import ListenerStep, LoadBalancerStep, TargetGroupStep
+from deployer.steps.loadbalancer import (
+    HttpsListenerStep,
+    ListenerStep,
+    LoadBalancerStep,
+    RedirectTargetGroupStep,
+    TargetGroupStep,
+)
 from deployer.steps.logs import LogGroupStep
 from deployer.steps.network import (
     InternetGatewayStep,
@@ -35,12 +43,18 @@ def build_steps() -> list[Step[Any]]:
         # while the network, IAM and load-balancer steps run (see runner.provision).
         RepositoryStep(),
         ImageStep(),
+        # With a domain in the account's hosted zone: requested first, in the background, so that ACM's
+        # validation runs while the network, the roles and the NLB are built (only the TLS listener needs it).
+        CertificateStep(),
         VpcStep(),
         DefaultSecurityGroupStep(),
         SubnetStep(0),
         SubnetStep(1),
         InternetGatewayStep(),
         RouteTableStep(),
+        # Its record written once the certificate names it (a few seconds), then the wait for ISSUED in the
+        # background; before the private network, whose NAT gateway takes minutes.
+        ValidationRecordStep(),
         # network = "private" only (Step.wanted): after the public route table, so a switch back to
         # public removes them (newest first) before anything they depend on.
         PrivateSubnetStep(0),
@@ -63,8 +77,13 @@ def build_steps() -> list[Step[Any]]:
         RoleStep("execution"),
         RoleStep("task"),
         TargetGroupStep(),
+        RedirectTargetGroupStep(),  # a domain: port 80 goes to the site's redirect port
         LoadBalancerStep(),
         ListenerStep(),
+        # Before the service: with a domain port 80 forwards to the redirect target group, and ECS refuses a
+        # service whose target group no listener uses. Waits for the certificate (the one join).
+        HttpsListenerStep(),
+        AliasRecordStep(),  # its INSYNC wait deferred to the end
         ClusterStep(),
         TaskDefinitionStep(),
         ServiceStep(),

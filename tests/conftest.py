@@ -185,9 +185,11 @@ class FakeSite:
 
     status: int | None = None
     asked: list[str] = field(default_factory=list)
+    via: list[str | None] = field(default_factory=list)  # the host each URL was asked through
 
-    def __call__(self, url: str) -> int | None:
+    def __call__(self, url: str, via: str | None = None) -> int | None:
         self.asked.append(url)
+        self.via.append(via)
         return self.status
 
 

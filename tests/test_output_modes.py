@@ -67,7 +67,7 @@ def stack(aws: AwsClients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
         """The CLI's own context, with the rollout emulated and the site answering."""
         ctx = real_open(*args, **kwargs)
         Rollout().install(ctx.clients.ecs, ctx.clients.elbv2)
-        return replace(ctx, probe=lambda _url: 200, clock=FakeClock())
+        return replace(ctx, probe=lambda _url, _via: 200, clock=FakeClock())
 
     monkeypatch.setattr(cli, "open_context", emulated)
     yield ["--state-file", str(state_path)]

@@ -76,7 +76,8 @@ class StepContext:
     images: ImageBuilder | None = None
     dry_run: bool = False
     local: bool = False  # --local: the emulator has no registry, so images are built into the local engine only
-    probe: Callable[[str], int | None] = site_status  # the site URL's HTTP status (deployer/probe.py)
+    # The site's HTTP status at a URL, asked through a host when given (deployer/probe.py, `via`).
+    probe: Callable[[str, str | None], int | None] = site_status
     clock: Clock = SYSTEM_CLOCK
     poll_seconds: float = 10.0
     _zones: list[Zone] = field(default_factory=list, compare=False, repr=False)  # memo of the region's zones

@@ -29,7 +29,7 @@ from deployer.state import Ids
 from deployer.steps import tags
 from deployer.steps.aws import absent_if
 from deployer.steps.base import Converged, Existing, Step, StepContext
-from deployer.steps.loadbalancer import site_url
+from deployer.steps.loadbalancer import health_check
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs.literals import ClusterFieldType, TaskDefinitionStatusType
@@ -443,7 +443,8 @@ class ServiceStep(Step["ServiceTypeDef"]):
 
     def wait(self, ctx: StepContext, ids: Ids) -> None:
         """Until the new revision serves: rollout completed, targets healthy, the URL answers 200."""
-        RolloutWatch(ctx, ids["cluster"], ids["name"], ctx.ids("task-definition")["arn"], site_url(ctx)).wait()
+        url, via = health_check(ctx)
+        RolloutWatch(ctx, ids["cluster"], ids["name"], ctx.ids("task-definition")["arn"], url, via).wait()
 
     def roll_to(self, ctx: StepContext, ids: Ids, revision: str) -> None:
         """Point the service at an earlier revision (`--rollback`) and wait until it serves."""
@@ -451,7 +452,8 @@ class ServiceStep(Step["ServiceTypeDef"]):
             lambda: ctx.clients.ecs.update_service(cluster=ids["cluster"], service=ids["name"], taskDefinition=revision)
         )
         ctx.say(f"service                rolling back to {revision.rsplit('/', 1)[-1]}")
-        RolloutWatch(ctx, ids["cluster"], ids["name"], revision, site_url(ctx)).wait()
+        url, via = health_check(ctx)
+        RolloutWatch(ctx, ids["cluster"], ids["name"], revision, url, via).wait()
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         """Scale to 0, delete with force, and wait until ECS reports it INACTIVE (or forgets it)."""

@@ -576,6 +576,19 @@ def site_url(ctx: StepContext) -> str:
     return url if ctx.settings.listener_port == 80 else f"{url}:{ctx.settings.listener_port}"
 
 
+def health_check(ctx: StepContext) -> tuple[str, str | None]:
+    """What the rollout asks before it calls a revision serving: the URL, and the host to ask it through.
+
+    With a domain: `https://<domain>/healthz` through the NLB's own name, the handshake naming the domain and
+    verifying the certificate for it (deployer/probe.py, `via`). The domain's DNS is left out of the check: the
+    alias may still be propagating, this machine's resolver may hold an NXDOMAIN it cached before (Route 53's
+    SOA gives 900 s), and with `certificate_arn` the DNS is the user's to set up. Without one: the site URL.
+    """
+    if ctx.settings.domain is not None:
+        return f"https://{ctx.settings.domain}/healthz", ctx.ids("load-balancer")["dns_name"]
+    return site_url(ctx), None
+
+
 def _not_yet_visible(ctx: StepContext, *steps: str) -> tuple[Retry, ...]:
     """SubnetNotFound and the like mean "not yet" only right after this run made the resource."""
     rule = NEW_NETWORK_NOT_VISIBLE_TO_ELB
