@@ -17,6 +17,7 @@ Any AWS refusal becomes an `AwsCallError` naming the step and the resource.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -322,9 +323,16 @@ def _retire_superseded(ctx: StepContext, steps: list[Step[Any]]) -> list[StepRep
         started = ctx.clock.now()
         with _explained(step, ctx.state):
             ctx.remember(step.name, step.retire(ctx, ids))
-        line = StepReport(step.name, "retired", ctx.clock.now() - started, ids[SUPERSEDED])
+        line = StepReport(step.name, "retired", ctx.clock.now() - started, _superseded_text(ids[SUPERSEDED]))
         retired.append(_announce(ctx, line))
     return retired
+
+
+def _superseded_text(value: str) -> str:
+    """What was retired, for the report: ARNs as recorded, or the names of a JSON list of records."""
+    if not value.startswith("["):
+        return value
+    return ", ".join(primary(record) for record in json.loads(value))
 
 
 def check_steps(ctx: StepContext, steps: list[Step[Any]]) -> None:
