@@ -306,15 +306,18 @@ class CertificateStep(Step["CertificateDetailTypeDef"]):
         return Existing(dict(ids), detail) if detail is not None else None
 
     def find_unrecorded(self, ctx: StepContext) -> Existing[CertificateDetailTypeDef] | None:
-        domain = _domain(ctx)
-        found = single(self._ours_for(ctx, domain), self.resource, lambda arn: arn)
+        """The stack's certificate for the domain; without a domain in the settings (teardown --sweep, a lost
+        state), the stack's certificate for any domain, so that it is deleted too."""
+        found = single(self._ours_for(ctx, ctx.settings.domain), self.resource, lambda arn: arn)
         if found is None:
             return None
         detail = absent_if(lambda: describe(ctx, found), NOT_FOUND)
-        return Existing({"arn": found, "domain": domain}, detail) if detail is not None else None
+        if detail is None:
+            return None
+        return Existing({"arn": found, "domain": ctx.settings.domain or detail.get("DomainName", "")}, detail)
 
-    def _ours_for(self, ctx: StepContext, domain: str) -> list[str]:
-        """The ARNs of this stack's usable certificates for the domain.
+    def _ours_for(self, ctx: StepContext, domain: str | None) -> list[str]:
+        """The ARNs of this stack's usable certificates for the domain (any domain when None).
 
         ListCertificates cannot filter by tag or name (ACM API reference, ListCertificates): each summary
         for the domain is checked with ListTagsForCertificate. Without `Includes`, ACM lists RSA_2048
@@ -325,7 +328,7 @@ class CertificateStep(Step["CertificateDetailTypeDef"]):
             summary["CertificateArn"]
             for page in acm.get_paginator("list_certificates").paginate(CertificateStatuses=list(USABLE))
             for summary in page["CertificateSummaryList"]
-            if summary.get("DomainName") == domain and summary.get("Type") == "AMAZON_ISSUED"
+            if domain in (None, summary.get("DomainName")) and summary.get("Type") == "AMAZON_ISSUED"
         ]
         return [arn for arn in candidates if self._tagged_ours(ctx, arn)]
 
