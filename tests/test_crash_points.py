@@ -28,6 +28,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import moto.settings
 import pytest
 from moto import mock_aws
 
@@ -36,20 +37,20 @@ from deployer.clients import AwsClients
 from deployer.settings import Settings
 from deployer.state import State, StateFile
 from deployer.steps.base import StepContext
-from tests.conftest import ACCOUNT, IMAGE, REGION, CallLog, make_context, recorded_clients
-from tests.inventory import EXPECTED_WITH_LOG_KEY, added, inventory
+from tests.conftest import ACCOUNT, DOMAIN, IMAGE, REGION, CallLog, hosted_zone, make_context, recorded_clients
+from tests.inventory import EXPECTED_WITH_DOMAIN, added, inventory
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.literals import VpcAttributeNameType
     from mypy_boto3_ec2.type_defs import FilterTypeDef, IpPermissionOutputTypeDef, TagTypeDef
 
-# With the stack's own log key (log_kms_key = "create") and flow logs (the default): every step is wanted,
-# so every call of every step is a crash point.
-SETTINGS = Settings(stack="crash-site", region=REGION, image=IMAGE, log_kms_key="create")
+# With the stack's own log key (log_kms_key = "create"), flow logs (the default) and a domain in the account's
+# hosted zone: every step but the private network's is wanted, so every call of those steps is a crash point.
+SETTINGS = Settings(stack="crash-site", region=REGION, image=IMAGE, log_kms_key="create", domain=DOMAIN)
 
 # One of everything: the reference the clean recording is checked against, so a duplicate in the
 # reference cannot hide.
-ONE_STACK = EXPECTED_WITH_LOG_KEY
+ONE_STACK = {**EXPECTED_WITH_DOMAIN, "kms_keys": 1, "aliases": 1}
 
 # Crash points where the tool is known not to converge: (phase, operation, occurrence of
 # that operation in the phase, 1-based) -> reason. Keyed by operation rather than by call
@@ -114,6 +115,8 @@ def label(identifier: str) -> str:
             return parts[1]
         if kind in ("loadbalancer", "listener"):  # loadbalancer/net/NAME/hash[/listener hash]
             return f"{kind}/{parts[2]}"
+        if kind == "certificate":  # certificate/<random id>
+            return kind
         return "/".join(parts)  # cluster/NAME, task-definition/FAMILY:REVISION, service/CLUSTER/NAME
     if EC2_ID.match(identifier) or KMS_KEY_ID.match(identifier):
         return "*"
@@ -175,7 +178,9 @@ def configuration(clients: AwsClients, state: State) -> Any:
     services = ecs.describe_services(cluster=names.cluster, services=[names.service])["services"]
     found = {
         "state": [(record.step, sorted(record.ids)) for record in state.resources],
-        "url recorded": state.outputs == {"url": f"http://{ids['load-balancer']['dns_name']}"},
+        "url recorded": state.outputs == {"url": f"https://{DOMAIN}"},
+        "certificate": _certificate(clients, ids["certificate"]["arn"]),
+        "records": _records(clients, ids["dns-alias"]["zone"]),
         "vpc": {
             "cidr": vpc["CidrBlock"],
             "tags": _tags(vpc.get("Tags")),
@@ -250,7 +255,14 @@ def configuration(clients: AwsClients, state: State) -> Any:
             "subnets": Unordered(z["SubnetId"] for z in balancer["AvailabilityZones"]),
             "security groups": balancer.get("SecurityGroups"),
             "listeners": [
-                (listener["ListenerArn"], listener["Protocol"], listener["Port"], listener["DefaultActions"])
+                (
+                    listener["ListenerArn"],
+                    listener["Protocol"],
+                    listener["Port"],
+                    listener["DefaultActions"],
+                    listener.get("Certificates"),
+                    listener.get("SslPolicy"),
+                )
                 for listener in elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
             ],
         },
@@ -294,6 +306,22 @@ def configuration(clients: AwsClients, state: State) -> Any:
     return symbolic(found, references)
 
 
+def _certificate(clients: AwsClients, arn: str) -> Any:
+    detail = clients.acm.describe_certificate(CertificateArn=arn)["Certificate"]
+    tags = clients.acm.list_tags_for_certificate(CertificateArn=arn)["Tags"]
+    return (arn, detail["DomainName"], detail["Status"], sorted((tag["Key"], tag.get("Value")) for tag in tags))
+
+
+def _records(clients: AwsClients, zone: str) -> Any:
+    """The zone's records but its own NS and SOA; the alias target by DNS name (moto's zone id is fixed)."""
+    answer = clients.route53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+    return Unordered(
+        (r["Name"], r["Type"], r.get("AliasTarget", {}).get("DNSName"), r.get("ResourceRecords"))
+        for r in answer
+        if r["Type"] not in ("NS", "SOA")
+    )
+
+
 def symbolic(value: Any, references: dict[str, str]) -> Any:
     if isinstance(value, Unordered):
         return sorted((symbolic(item, references) for item in value), key=repr)
@@ -333,6 +361,7 @@ def isolated_environment() -> Iterator[Path]:
         patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(Path(folder) / "no-aws-credentials"))
         patch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         patch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+        patch.setattr(moto.settings, "ACM_VALIDATION_WAIT", 0)
         yield Path(folder)
 
 
@@ -341,9 +370,10 @@ def clean_recording() -> Recording:
     """A clean provision and teardown: the calls each makes, and the stack provision leaves."""
     with isolated_environment() as folder, mock_aws():
         state_path = folder / "state.json"
+        hosted_zone(recorded_clients(CallLog()))
         before = inventory(recorded_clients(CallLog()))
         provision_killer = Killer()
-        runner.provision(new_process(state_path, provision_killer), wait=False)
+        provision(new_process(state_path, provision_killer))
         new = added(before, inventory(recorded_clients(CallLog())))
         settled = configuration(recorded_clients(CallLog()), load(state_path))
         teardown_killer = Killer()
@@ -375,7 +405,15 @@ def clean() -> Recording:
 def observer() -> Iterator[AwsClients]:
     """A fresh in-process moto account, and clients (not the tool's) to look at what it holds."""
     with mock_aws():
-        yield recorded_clients(CallLog())
+        clients = recorded_clients(CallLog())
+        hosted_zone(clients)
+        yield clients
+
+
+def provision(ctx: StepContext) -> None:
+    """One step after another (parallel=False): the certificate's background steps would otherwise make the
+    order of the calls, and so the numbering of the crash points, differ from run to run."""
+    runner.provision(ctx, wait=False, parallel=False)
 
 
 def kill(run: Callable[[StepContext], object], state_path: Path, at: int, operation: str) -> None:
@@ -401,9 +439,9 @@ def test_provision_killed_after_a_call_converges_on_the_next_run(
     at: int, operation: str, clean: Recording, observer: AwsClients, state_path: Path
 ) -> None:
     before = inventory(observer)
-    kill(lambda ctx: runner.provision(ctx, wait=False), state_path, at, operation)
+    kill(provision, state_path, at, operation)
 
-    runner.provision(new_process(state_path), wait=False)
+    provision(new_process(state_path))
     new = added(before, inventory(observer))
     assert shape(new) == clean.shape, f"counts {counts(new)}, wanted {clean.counts}"
     assert configuration(observer, load(state_path)) == clean.configuration
@@ -418,7 +456,7 @@ def test_teardown_killed_after_a_call_converges_on_the_next_run(
     at: int, operation: str, observer: AwsClients, state_path: Path
 ) -> None:
     before = inventory(observer)
-    runner.provision(new_process(state_path), wait=False)
+    provision(new_process(state_path))
     kill(runner.teardown, state_path, at, operation)
 
     runner.teardown(new_process(state_path))
