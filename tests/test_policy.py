@@ -30,7 +30,17 @@ from deployer.probe import UrlAnswer
 from deployer.rollout import DeploymentFailedError
 from deployer.settings import Settings
 from deployer.steps.base import StepContext
-from tests.conftest import ACCOUNT, REGION, CallLog, RecordingOutput, lost_state, recorded_clients
+from tests.conftest import (
+    ACCOUNT,
+    DOMAIN,
+    REGION,
+    ZONE,
+    CallLog,
+    RecordingOutput,
+    hosted_zone,
+    lost_state,
+    recorded_clients,
+)
 from tests.rollouts import Rollout
 from tests.scans import answer_scans
 from tests.test_readme import readme_text, section
@@ -346,3 +356,85 @@ def test_the_readme_lists_exactly_the_policy_of_the_default_settings() -> None:
     }
     assert listed == policy.actions_by_service(Settings())
     assert "python provision.py --print-policy" in body
+
+
+# The statements a domain adds (deployer/policy.py): each of their actions must be needed by a call below.
+DOMAIN_GROUPS = (
+    *("AcmRequest", "AcmTagOnCreate", "AcmRead", "AcmTagged"),
+    *("Route53Read", "Route53Records", "Route53Delete", "Route53Change"),
+)
+
+
+def domain_phases(ctx: StepContext, calls: CallLog) -> dict[str, set[tuple[str, str]]]:
+    """A domain in the account's zone: provision, re-run, a new domain (the old one retired), status, the
+    domain removed, added back, a lost state found again, teardown."""
+    hosted_zone(ctx.clients)
+    with_domain = replace(ctx, settings=replace(ctx.settings, domain=DOMAIN))
+    moved = replace(ctx, settings=replace(ctx.settings, domain=f"shop.{ZONE}"))
+    phases: dict[str, set[tuple[str, str]]] = {}
+
+    def phase(name: str, run: Callable[[], object]) -> None:
+        calls.clear()
+        run()
+        phases[name] = set(calls.calls)
+
+    phase("provision", lambda: runner.provision(with_domain))
+    phase("re-run", lambda: runner.provision(with_domain))
+    phase("new domain", lambda: runner.provision(moved))
+    phase("status", lambda: observe.collect_status(ctx.clients, ctx.state, lambda url: UrlAnswer(url, 200)))
+    phase("domain removed", lambda: runner.provision(ctx))
+    phase("domain again", lambda: runner.provision(moved))
+    phase("lost state", lambda: runner.discover(lost_state(moved)))
+    phase("teardown", lambda: runner.teardown(moved))
+    return phases
+
+
+def check_allowed(phases: dict[str, set[tuple[str, str]]], settings: Settings) -> set[str]:
+    """Every call of every phase is allowed by the policy of `settings`; returns the actions the calls need."""
+    granted = allowed(policy.document(settings, "aws", REGION, ACCOUNT))
+    needed: set[str] = set()
+    for name, recorded in phases.items():
+        for call in sorted(recorded - policy.NO_PERMISSION):
+            grants = {action for action, _group in policy.grants(call[0], call[1], settings)}
+            assert grants, f"{name}: the policy table does not know {call}"
+            assert grants <= granted, f"{name}: {call} needs {grants - granted}, which the policy does not allow"
+            needed |= grants
+    return needed
+
+
+def test_with_a_domain_every_call_is_allowed_and_every_domain_action_is_needed(
+    ctx: StepContext, calls: CallLog, serving: Rollout
+) -> None:
+    settings = replace(ctx.settings, domain=DOMAIN)
+    needed = check_allowed(domain_phases(ctx, calls), settings)
+    for statement in policy.statements(settings, "aws", REGION, ACCOUNT):
+        if statement["Sid"] in DOMAIN_GROUPS:
+            unused = set(statement["Action"]) - needed
+            assert not unused, f"{statement['Sid']} allows actions no call needs: {sorted(unused)}"
+    assert {statement["Sid"] for statement in policy.statements(settings, "aws", REGION, ACCOUNT)} >= set(DOMAIN_GROUPS)
+
+
+def test_with_a_certificate_of_the_users_no_zone_is_touched_and_every_call_is_allowed(
+    ctx: StepContext, calls: CallLog, serving: Rollout
+) -> None:
+    arn = ctx.clients.acm.request_certificate(DomainName=DOMAIN, ValidationMethod="DNS")["CertificateArn"]
+    settings = replace(ctx.settings, domain=DOMAIN, certificate_arn=arn)
+    external = replace(ctx, settings=settings)
+    calls.clear()
+    runner.provision(external)
+    runner.teardown(external)
+    made = set(calls.calls)
+    assert not {call for call in made if call[0] == "route53"}, "DNS is the user's: no hosted zone is touched"
+    check_allowed({"provision and teardown": made}, settings)
+    sids = {statement["Sid"] for statement in policy.statements(settings, "aws", REGION, ACCOUNT)}
+    assert "AcmRead" in sids and not sids & {"AcmRequest", "AcmTagged", "Route53Records", "Route53Delete"}
+
+
+def test_the_domain_bounds_the_request_and_the_record_names() -> None:
+    by_sid = {s["Sid"]: s for s in statements_of(Settings(stack="my-site", domain=DOMAIN))}
+    request = by_sid["AcmRequest"]["Condition"]
+    assert request["ForAllValues:StringEquals"] == {"acm:DomainNames": [DOMAIN]}
+    assert request["StringEquals"]["acm:ValidationMethod"] == "DNS"
+    names = by_sid["Route53Records"]["Condition"]["ForAllValues:StringLike"]
+    assert names == {"route53:ChangeResourceRecordSetsNormalizedRecordNames": [DOMAIN, f"_*.{DOMAIN}"]}
+    assert by_sid["AcmTagged"]["Condition"] == {"StringEquals": {"aws:ResourceTag/deployer:stack": "my-site"}}
