@@ -51,8 +51,9 @@ def with_settings(ctx: StepContext, **changes: Any) -> StepContext:
 
 
 def provision(ctx: StepContext) -> tuple[str, dict[str, str]]:
+    """The step, then what the validation record step waits for first: ACM naming the record."""
     outcome, ids, _changes = provision_step(ctx, STEP)
-    STEP.wait(ctx, ids)
+    certificates.validation_records(ctx, ids["arn"])
     return outcome, ids
 
 

@@ -62,9 +62,14 @@ def zone(dctx: StepContext) -> str:
 @pytest.fixture
 def stack(dctx: StepContext, zone: str) -> StepContext:
     """The stack up to the port-80 listener, and the stack's certificate for DOMAIN."""
-    provision_through(dctx, "listener")
+    through_listener(dctx)
     request_certificate(dctx, DOMAIN)
     return dctx
+
+
+def through_listener(ctx: StepContext) -> None:
+    """The stack up to the port-80 listener as it is without a domain: the steps under test come after."""
+    provision_through(replace(ctx, settings=replace(ctx.settings, domain=None)), "listener")
 
 
 def request_certificate(ctx: StepContext, domain: str, superseded: str = "") -> str:
@@ -519,7 +524,7 @@ def test_teardown_works_on_moto_without_the_emulation(ctx: StepContext) -> None:
     """The scripts' lifecycle runs against a moto server, where no hook makes Route 53 answer like AWS."""
     plain = replace(ctx, settings=replace(ctx.settings, domain=DOMAIN))
     zone = hosted_zone(plain.clients)
-    provision_through(plain, "listener")
+    through_listener(plain)
     request_certificate(plain, DOMAIN)
     steps = (ValidationRecordStep(), AliasRecordStep())
     ids = [provision_step(plain, step)[1] for step in steps]
@@ -534,7 +539,7 @@ def test_teardown_works_on_moto_without_the_emulation(ctx: StepContext) -> None:
 
 def test_the_lifecycle_with_the_certificate_step(dctx: StepContext, zone: str, calls: CallLog) -> None:
     """certificate -> validation record (its wait: ISSUED) -> alias; re-run; domain change; retire; teardown."""
-    provision_through(dctx, "listener")
+    through_listener(dctx)
     withhold_records(dctx.clients.acm, describes=2)  # ACM names the record a few seconds after the request
     steps: list[Step[Any]] = [CertificateStep(), ValidationRecordStep(), AliasRecordStep()]
 

@@ -403,11 +403,6 @@ class CertificateStep(Step["CertificateDetailTypeDef"]):
         ctx.remember(self.name, ids)
         return ids
 
-    def wait(self, ctx: StepContext, ids: Ids) -> None:
-        """Until ACM names the validation records (the next step writes them); the wait for ISSUED is the
-        validation record's."""
-        validation_records(ctx, ids["arn"])
-
     def retire(self, ctx: StepContext, ids: Ids) -> Ids:
         for arn in _superseded(ids):
             delete_certificate(ctx, arn)
