@@ -129,12 +129,13 @@ def provision_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--domain",
         help="serve the site over HTTPS on this name (e.g. www.example.com): a certificate, its DNS validation "
-        "and an alias record in the account's Route 53 hosted zone for it; port 80 redirects to https",
+        "and an alias record in the account's Route 53 hosted zone for it; port 80 redirects to https "
+        "(deploy.toml: domain)",
     )
     parser.add_argument(
         "--certificate-arn",
         help="with --domain: use this ISSUED ACM certificate of the stack's region and touch no hosted zone "
-        "(DNS managed elsewhere: the record to create is printed)",
+        "(DNS managed elsewhere: the record to create is printed; deploy.toml: certificate_arn)",
     )
     parser.add_argument(
         "--allow-broad-task-role",

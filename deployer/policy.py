@@ -366,7 +366,8 @@ TABLE: tuple[Row, ...] = (
     ),
     Row("kms", "CreateAlias DeleteAlias UpdateAlias", "KmsAlias"),
     # A domain in the account's hosted zone (managed_dns), or a certificate of the user's (https only).
-    Row("acm", "ListCertificates", "Unscoped", when=lambda settings: settings.managed_dns),
+    # Also without a domain: a lost state or `--sweep` looks for a certificate the stack made when it had one.
+    Row("acm", "ListCertificates", "Unscoped"),
     Row("acm", "RequestCertificate", "AcmRequest", when=lambda settings: settings.managed_dns),
     Row(
         "acm",

@@ -11,7 +11,7 @@ from deployer.runner import provision_step
 from deployer.settings import Settings
 from deployer.stack import steps_by_name
 from deployer.steps.base import StepContext
-from tests.conftest import IMAGE, REGION, CallLog
+from tests.conftest import DOMAIN, IMAGE, REGION, CallLog, hosted_zone
 from tests.steps_helpers import STEP_NAMES, delete_all, provision_through
 
 # Keys that identify the resource itself (the others are context, such as the VPC of a gateway).
@@ -20,8 +20,17 @@ IDENTITY_KEYS = ("id", "arn", "name", "uri")
 
 @pytest.fixture
 def settings() -> Settings:
-    """Every step wanted: a private network, the stack's own log key (log_kms_key = "create"), flow logs on."""
-    return Settings(stack="test-site", region=REGION, image=IMAGE, log_kms_key="create", network="private")
+    """Every step wanted: a private network, the stack's own log key (log_kms_key = "create"), flow logs on,
+    a domain in the account's hosted zone."""
+    return Settings(
+        stack="test-site", region=REGION, image=IMAGE, log_kms_key="create", network="private", domain=DOMAIN
+    )
+
+
+@pytest.fixture(autouse=True)
+def zone(ctx: StepContext) -> str:
+    """The domain's public hosted zone, which a user of `domain` has."""
+    return hosted_zone(ctx.clients)
 
 
 def identity(ids: dict[str, str]) -> dict[str, str]:
