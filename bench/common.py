@@ -221,7 +221,7 @@ def bench_context(
 def moto_context(settings: Settings, state_path: Path, output: Output, **fields: Any) -> StepContext:
     """`bench_context` for moto: sleeping is instant, the rollout completes (tests/rollouts.py) and the probe
     answers 200 without sending a request (moto's load balancer name is not a real host)."""
-    ctx = bench_context(settings, state_path, output, clock=InstantClock(), probe=lambda _url: 200, **fields)
+    ctx = bench_context(settings, state_path, output, clock=InstantClock(), probe=lambda _url, _via: 200, **fields)
     Rollout().install(ctx.clients.ecs, ctx.clients.elbv2)
     return ctx
 
