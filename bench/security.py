@@ -32,7 +32,8 @@ Targets (issue 11's gate; `--gate` is how CI runs it, scripts/security-gate.sh)
 
 Variants
     --network public|private  one stack only (default: both)
-    --setting 'key = value'   any other line of the provision config (TOML), repeatable
+    --setting 'key = value'   any other line of the provision config (TOML), repeatable; with `domain`, a
+                              public hosted zone for the domain's parent is made first
     --provision-arg=ARG       an extra provision.py argument, repeatable (`=` form for ARGs starting --)
     --gate                    CI: a missing Prowler fails (exit 1) instead of skipping (exit 2)
 
@@ -52,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,7 +67,6 @@ import boto3
 from bench import common
 from bench.security_findings import (
     PRIVATE_SETTINGS,
-    PRIVATE_ZONE,
     SEVERITIES,
     Finding,
     Listed,
@@ -262,8 +263,10 @@ def provision_stack(
     folder.mkdir()
     state_path, config_path = folder / "state.json", folder / "deploy.toml"
     config_path.write_text(provision_config(args, network))
-    if network == "private":  # the domain's public hosted zone, which a user of `domain` has
-        moto_client("route53", endpoint).create_hosted_zone(Name=PRIVATE_ZONE, CallerReference=STACKS[network])
+    domain = tomllib.loads(config_path.read_text()).get("domain")
+    if isinstance(domain, str):  # the domain's public hosted zone (its parent's), which a user of `domain` has
+        zone = domain.split(".", 1)[1]
+        moto_client("route53", endpoint).create_hosted_zone(Name=zone, CallerReference=STACKS[network])
     provision = [sys.executable, str(common.REPO_ROOT / "provision.py"), "--image", IMAGE, "--no-wait"]
     provision += ["--stack", STACKS[network], "--state-file", str(state_path), "--config", str(config_path)]
     provision += args.provision_arg

@@ -231,11 +231,10 @@ REQUIRED_SERVICES = frozenset({"cloudwatch", "ec2", "ecs", "elbv2", "vpc"})
 # The gate's second stack: the private network, a log key of its own, HTTPS on a domain (in a hosted zone
 # the gate makes first, as a user has one) with the FIPS and post-quantum TLS policy: the settings a careful
 # user adds; a FAIL the README's table says one of them clears must not remain on it.
-PRIVATE_DOMAIN, PRIVATE_ZONE = "www.private-site.example", "private-site.example"
 PRIVATE_SETTINGS = (
     'network = "private"',
     'log_kms_key = "create"',
-    f'domain = "{PRIVATE_DOMAIN}"',
+    'domain = "www.private-site.example"',
     'tls_policy = "ELBSecurityPolicy-TLS13-1-2-FIPS-PQ-2025-09"',
 )
 SECURITY_HEADING = "## Security"
