@@ -25,6 +25,7 @@ import moto.iam.models
 import moto.settings
 import pytest
 from botocore.config import Config
+from docker.models.containers import Container
 from moto import mock_aws
 from moto.iam.aws_managed_policies import aws_managed_policies_data
 from moto.server import ThreadedMotoServer
@@ -365,3 +366,12 @@ def docker_client() -> docker.DockerClient:
     except docker.errors.ImageNotFound:
         docker_missing(f"the base image {BASE_IMAGE} is missing")
     return client
+
+
+@pytest.fixture
+def containers(docker_client: docker.DockerClient) -> Iterator[list[Container]]:
+    """Containers a test starts; removed (forced) when it ends."""
+    started: list[Container] = []
+    yield started
+    for container in started:
+        container.remove(force=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from deployer.clients import AwsClients
+from deployer.steps.dns import KEY_TYPES
 
 # One of every kind the stack creates, counted over what a provision adds to an account.
 EXPECTED_COUNTS = {
@@ -43,19 +44,7 @@ def certificates(clients: AwsClients) -> set[str]:
     """Every ACM certificate of the region, whatever its status or key type (ListCertificates' default
     filter leaves some out)."""
     paginator = clients.acm.get_paginator("list_certificates")
-    pages = paginator.paginate(
-        Includes={
-            "keyTypes": [
-                "RSA_1024",
-                "RSA_2048",
-                "RSA_3072",
-                "RSA_4096",
-                "EC_prime256v1",
-                "EC_secp384r1",
-                "EC_secp521r1",
-            ]
-        }
-    )
+    pages = paginator.paginate(Includes={"keyTypes": list(KEY_TYPES)})
     return {summary["CertificateArn"] for page in pages for summary in page["CertificateSummaryList"]}
 
 

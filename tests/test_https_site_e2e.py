@@ -42,14 +42,6 @@ def site_image(docker_client: docker.DockerClient) -> Iterator[str]:
         docker_client.images.remove(reference)
 
 
-@pytest.fixture
-def containers(docker_client: docker.DockerClient) -> Iterator[list[Container]]:
-    started: list[Container] = []
-    yield started
-    for container in started:
-        container.remove(force=True)
-
-
 def run_site(client: docker.DockerClient, image: str, environment: dict[str, str]) -> Container:
     """The container as the task definition runs it: read-only root, /tmp scratch, no capabilities, SITE_USER."""
     return run_as_task_definition(

@@ -20,7 +20,6 @@ import time
 import urllib.request
 import uuid
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,14 +66,6 @@ def deploy_config(tmp_path: Path, site: Path) -> tuple[str, int]:
         f'[build_args]\nBASE_IMAGE = "{BASE_IMAGE}"\n'
     )
     return stack, port
-
-
-@pytest.fixture
-def containers(docker_client: docker.DockerClient) -> Iterator[list[Container]]:
-    started: list[Container] = []
-    yield started
-    for container in started:
-        container.remove(force=True)
 
 
 def test_build_push_run_rebuild_teardown(
