@@ -213,6 +213,45 @@ CATALOGUE: list[Case] = [
         ("without confirmation", "no terminal", "Where: teardown.py with state.json", "pass --yes"),
         state=state_json(),
     ),
+    Case(
+        "domain-not-a-name",
+        "flags",
+        PROVISION,
+        provision_args("--domain", "https://www.example.com/"),
+        ("Invalid setting 'domain'", "is not a DNS name", "without a scheme, path, port or trailing dot"),
+    ),
+    Case(
+        "domain-wildcard",
+        "flags",
+        PROVISION,
+        provision_args("--domain", "*.example.com"),
+        ("Invalid setting 'domain'", "is a wildcard", "--certificate-arn"),
+    ),
+    Case(
+        "certificate-arn-without-domain",
+        "flags",
+        PROVISION,
+        provision_args("--certificate-arn", f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/abc"),
+        ("Invalid setting 'certificate_arn'", "none is set", "--domain www.example.com"),
+    ),
+    Case(
+        "certificate-arn-other-region",
+        "flags",
+        PROVISION,
+        provision_args(
+            "--domain", "www.example.com", "--certificate-arn", f"arn:aws:acm:eu-west-1:{ACCOUNT}:certificate/abc"
+        ),
+        ("is in region eu-west-1, the stack in us-east-1", "its own region"),
+    ),
+    Case(
+        "certificate-arn-other-account",
+        "flags",
+        PROVISION,
+        provision_args(
+            "--domain", "www.example.com", "--certificate-arn", "arn:aws:acm:us-east-1:210987654321:certificate/abc"
+        ),
+        ("belongs to account 210987654321", f"Give a certificate of account {ACCOUNT}"),
+    ),
     # ----------------------------------------------------------------- deploy.toml
     Case(
         "toml-malformed",
@@ -533,6 +572,26 @@ CATALOGUE: list[Case] = [
             "by name or zone ID",
         ),
         toml='availability_zones = ["us-east-1a", "us-east-1x"]\n',
+    ),
+    Case(
+        # The hosted zone lookup runs before the first write (deployer/steps/dns.py, AliasRecordStep.check).
+        "domain-outside-every-zone",
+        "AWS answers",
+        PROVISION,
+        provision_args("--domain", "www.example.com"),
+        ("No public Route 53 hosted zone in this account holds www.example.com", "before any change"),
+    ),
+    Case(
+        "certificate-arn-does-not-exist",
+        "AWS answers",
+        PROVISION,
+        provision_args(
+            "--domain", "www.example.com", "--certificate-arn", f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/abc"
+        ),
+        (
+            f"The ACM certificate arn:aws:acm:us-east-1:{ACCOUNT}:certificate/abc does not exist",
+            "Where: certificate_arn",
+        ),
     ),
 ]
 
