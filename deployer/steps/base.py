@@ -168,8 +168,9 @@ class StepContext:
         chosen = zones.choose(self.clients.region, self.region_zones(), self.settings.availability_zones)
         return [zone.name for zone in chosen]
 
-    def poll(self, what: str, timeout: float, check: Callable[[], str | None]) -> None:
-        """Call `check` until it returns None (done); it returns a status line otherwise."""
+    def poll(self, what: str, timeout: float, check: Callable[[], str | None], every: float = 0.0) -> None:
+        """Call `check` until it returns None (done); it returns a status line otherwise. Between calls,
+        `poll_seconds`, or `every` if longer (a wait known to take minutes need not ask as often)."""
         deadline = self.clock.now() + timeout
         last = ""
         while True:
@@ -186,14 +187,14 @@ class StepContext:
                     todo="Look at the resource in the AWS console, then run the same command again "
                     "(or raise service_wait_timeout)",
                 )
-            self._pause(what, deadline - timeout)
+            self._pause(what, deadline - timeout, max(self.poll_seconds, every))
 
-    def _pause(self, what: str, started: float) -> None:
+    def _pause(self, what: str, started: float, seconds: float) -> None:
         """Sleep until the next poll; on a terminal, show the elapsed time every second meanwhile."""
         if not self.output.terminal:
-            self.clock.sleep(self.poll_seconds)
+            self.clock.sleep(seconds)
             return
-        remaining = self.poll_seconds
+        remaining = seconds
         while remaining > 0:
             self.output.live(f"  waiting for {what}: {self.clock.now() - started:.0f} s elapsed")
             step = min(1.0, remaining)

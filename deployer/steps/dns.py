@@ -57,6 +57,9 @@ VALIDATION_TTL: Final = 300
 # target group between deploys could count against the site. The domain's one record gains nothing from
 # it: there is no other record to fail over to.
 EVALUATE_TARGET_HEALTH: Final = False
+# A change reaches every Route 53 name server "generally within 60 seconds" (botocore's route53 model,
+# ChangeResourceRecordSets); its own waiter (resource_record_sets_changed) asks every 30 s. Every 10 s.
+INSYNC_POLL_SECONDS: Final = 10.0
 # Record types that cannot share the alias's name with it without being overwritten or refused
 # (a CNAME excludes every other type at its name: RFC 1034 section 3.6.2).
 ALIAS_CONFLICTS: Final = ("A", "AAAA", "CNAME")
@@ -219,7 +222,7 @@ def _insync(ctx: StepContext, change_id: str, what: str) -> None:
         status = ctx.clients.route53.get_change(Id=change_id)["ChangeInfo"]["Status"]
         return None if status == "INSYNC" else status
 
-    ctx.poll(what, ctx.settings.service_wait_timeout, pending)
+    ctx.poll(what, ctx.settings.service_wait_timeout, pending, every=INSYNC_POLL_SECONDS)
 
 
 def _delete_record(ctx: StepContext, zone: str, live: ResourceRecordSetOutputTypeDef) -> None:
