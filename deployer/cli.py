@@ -340,11 +340,18 @@ def _check_provision_flags(args: argparse.Namespace) -> None:
 
 def _provision_locked(args: argparse.Namespace, state_file: StateFile, output: Output) -> int:
     images = ImageBuilder(output)
-    if args.local:
-        local.require_engine(images)  # nothing is started without an engine
-        local.use_emulator(local.ensure_emulator(state_file.path, output.line), args.region)
     state = state_file.load()
     settings = _settings(args, state)
+    if args.local:
+        if settings.domain is not None:  # before anything starts
+            raise SettingsError(
+                f"--local serves the site at http://127.0.0.1 and has no DNS or certificates: domain "
+                f"'{settings.domain}' applies on AWS only",
+                where="--domain or deploy.toml's domain, with --local",
+                todo="Leave out --domain (or use a --config without domain) for --local",
+            )
+        local.require_engine(images)  # nothing is started without an engine
+        local.use_emulator(local.ensure_emulator(state_file.path, output.line), args.region)
     if args.rollback:
         return _rollback(state_file, state, settings, output)
     if settings.image is None:

@@ -252,6 +252,13 @@ CATALOGUE: list[Case] = [
         ),
         ("belongs to account 210987654321", f"Give a certificate of account {ACCOUNT}"),
     ),
+    Case(
+        "domain-with-local",
+        "flags",
+        PROVISION,
+        ("--local", "--domain", "www.example.com"),
+        ("--local serves the site at http://127.0.0.1", "applies on AWS only", "Leave out --domain"),
+    ),
     # ----------------------------------------------------------------- deploy.toml
     Case(
         "toml-malformed",
