@@ -9,7 +9,7 @@ and the site serves (e.g. the NAT gateway after the tasks moved to public subnet
 Then record the site URL.
 
 teardown: for each resource the state records, in the stack's order reversed
-(`newest_first`), `delete` it and forget it (saved at once), so an interrupted
+(`teardown_order`), `delete` it and forget it (saved at once), so an interrupted
 teardown resumes where it stopped.
 
 Any AWS refusal becomes an `AwsCallError` naming the step and the resource.
@@ -279,16 +279,16 @@ def provision_step(ctx: StepContext, step: Step[Any]) -> tuple[str, Ids, list[st
 
 
 def _unwanted(ctx: StepContext) -> list[Step[Any]]:
-    """Steps whose resource the state records but the settings no longer want, newest first."""
+    """Steps whose resource the state records but the settings no longer want, in teardown order."""
     known = steps_by_name()
     return [
         known[record.step]
-        for record in newest_first(ctx.state)
+        for record in teardown_order(ctx.state)
         if record.step in known and not known[record.step].wanted(ctx.settings)
     ]
 
 
-def newest_first(state: State) -> list[ResourceRecord]:
+def teardown_order(state: State) -> list[ResourceRecord]:
     """The recorded resources in the order they are deleted: the stack's order reversed (dependents first).
 
     Not the reverse of creation order: a resource added to an existing stack (the certificate when a domain
@@ -422,7 +422,7 @@ def _plan_step(ctx: StepContext, step: Step[Any]) -> tuple[str, str]:
 def teardown(ctx: StepContext) -> RunReport:
     report = RunReport()
     known = steps_by_name()
-    for record in newest_first(ctx.state):
+    for record in teardown_order(ctx.state):
         step = known.get(record.step)
         if step is None:
             raise DeployerError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployer.runner import newest_first, provision_step
+from deployer.runner import provision_step, teardown_order
 from deployer.settings import Settings
 from deployer.stack import build_steps
 from deployer.steps.base import Step, StepContext
@@ -39,6 +39,6 @@ def provision_through(ctx: StepContext, name: str) -> Step[Any]:
 def delete_all(ctx: StepContext) -> None:
     """Delete what the state records, in the order teardown does (the stack's, reversed)."""
     known = {step.name: step for step in build_steps()}
-    for record in newest_first(ctx.state):
+    for record in teardown_order(ctx.state):
         known[record.step].delete(ctx, record.ids)
         ctx.state.forget(record.step)
