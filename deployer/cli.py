@@ -184,7 +184,7 @@ def provision_parser() -> argparse.ArgumentParser:
 
 def teardown_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="teardown.py", description="Delete every resource the state file records, newest first."
+        prog="teardown.py", description="Delete every resource the state file records, in the stack's order reversed."
     )
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument(

@@ -4,7 +4,7 @@ provision: for each step in order, `find` the resource; `create` it if nothing
 was found, else `converge` it; record its identifiers (saved at once); `wait`
 unless told not to. A step the settings turn off (`Step.wanted`) is skipped on the
 way, and if the state records its resource (a setting changed since), that resource
-is deleted at the end, newest first, once everything else has converged away from it
+is deleted at the end, in teardown order, once everything else has converged away from it
 and the site serves (e.g. the NAT gateway after the tasks moved to public subnets).
 Then record the site URL.
 
@@ -313,7 +313,7 @@ def _remove_unwanted(ctx: StepContext) -> list[StepReport]:
 
 
 def _retire_superseded(ctx: StepContext, steps: list[Step[Any]]) -> list[StepReport]:
-    """Delete what replaced resources replaced (e.g. the certificate of the previous domain), newest first,
+    """Delete what replaced resources replaced (e.g. the certificate of the previous domain), in teardown order,
     now that nothing uses it any more (outcome "retired")."""
     retired: list[StepReport] = []
     for step in reversed(steps):

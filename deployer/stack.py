@@ -1,6 +1,6 @@
 """The whole stack as an ordered list of steps: provision walks it forwards.
 
-Teardown walks the resources the state records, newest first, using the step
+Teardown walks the resources the state records in this order reversed, using the step
 with the recorded name; order here is the dependency order.
 """
 
