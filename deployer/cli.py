@@ -309,10 +309,12 @@ def _provision(args: argparse.Namespace, output: Output) -> int:
 
 def _print_policy(args: argparse.Namespace, state_file: StateFile, output: Output) -> int:
     """The identity policy for these settings on stdout (whatever --output says): a JSON array of
-    documents, each small enough for one managed policy (see policy.documents)."""
-    settings = _settings(args, state_file.load())
+    documents, each small enough for one managed policy (see policy.documents). With a state file, what
+    removing its resources that the settings no longer want needs is in it too (e.g. a domain's records)."""
+    state = state_file.load()
+    settings = _settings(args, state)
     aws = connect(settings.region)
-    documents = policy.documents(settings, aws.partition, aws.clients.region, aws.account_id)
+    documents = policy.documents(settings, aws.partition, aws.clients.region, aws.account_id, state)
     text = json.dumps(documents, indent=2)
     output.result(documents, [text], quiet=text)
     return 0

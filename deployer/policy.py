@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployer.settings import Names, Settings
-from deployer.steps.base import STACK_TAG
+from deployer.state import State
+from deployer.steps.base import STACK_TAG, SUPERSEDED
 
 REFERENCE = "https://docs.aws.amazon.com/service-authorization/latest/reference/"
 EC2_PAGE = REFERENCE + "list_amazonec2.html"
@@ -88,6 +89,7 @@ KMS_KEYS = "arn:{partition}:kms:{region}:{account}:key/*"
 KMS_ALIAS = "arn:{partition}:kms:{region}:{account}:{log_key_alias}"
 OURS = {f"aws:ResourceTag/{STACK_TAG}": "{stack}"}
 CERTIFICATES = "arn:{partition}:acm:{region}:{account}:certificate/*"
+DNS = ("validation-record", "dns-alias")  # the steps whose records Route 53 deletes
 HOSTED_ZONES = "arn:{partition}:route53:::hostedzone/*"  # the zone is found at run time: any of the account's
 TAGGED = {f"aws:RequestTag/{STACK_TAG}": "{stack}"}
 
@@ -225,13 +227,14 @@ GROUPS: dict[str, Group] = {
             },
         },
     ),
-    # Deletes are not held to the current domain's names: after a change of `domain` the previous domain's
-    # alias and validation record are deleted (the state names them; the tool deletes only records it wrote
-    # and that still hold what it wrote). Held to the two types and the one action.
+    # Deletes: the domain's two names and every record name the state file records (after a change of
+    # `domain`, the previous domain's alias and validation record; `--print-policy` reads the state), the two
+    # types and the one action.
     "Route53Delete": Group(
         (HOSTED_ZONES,),
         (ROUTE53_PAGE, ROUTE53_RECORDS_PAGE),
         {
+            "ForAllValues:StringLike": {"route53:ChangeResourceRecordSetsNormalizedRecordNames": "{record_names}"},
             "ForAllValues:StringEquals": {
                 "route53:ChangeResourceRecordSetsRecordTypes": ["A", "CNAME"],
                 "route53:ChangeResourceRecordSetsActions": ["DELETE"],
@@ -256,7 +259,17 @@ class Row:
     group: str
     actions: str = ""
     built_only: bool = False  # only when the image is built and pushed (not with `image`)
-    when: Callable[[Settings], bool] | None = None  # only for settings where this holds
+    when: Callable[[Settings], bool] | None = None  # only for settings where this holds,
+    # or when the state records one of these steps (a setting turned off: provision removes their resources)
+    recorded: tuple[str, ...] = ()
+
+
+def _managed_dns(settings: Settings) -> bool:
+    return settings.managed_dns
+
+
+def _https(settings: Settings) -> bool:
+    return settings.https
 
 
 TABLE: tuple[Row, ...] = (
@@ -367,23 +380,24 @@ TABLE: tuple[Row, ...] = (
     Row("kms", "CreateAlias DeleteAlias UpdateAlias", "KmsAlias"),
     # A domain in the account's hosted zone (managed_dns), or a certificate of the user's (https only).
     # Also without a domain: a lost state or `--sweep` looks for a certificate the stack made when it had one.
+    # Also without a domain: `--sweep` and a lost state look for the stack's certificate among the region's.
     Row("acm", "ListCertificates", "Unscoped"),
-    Row("acm", "RequestCertificate", "AcmRequest", when=lambda settings: settings.managed_dns),
+    Row("acm", "ListTagsForCertificate", "AcmRead"),
+    Row("acm", "RequestCertificate", "AcmRequest", when=_managed_dns),
     Row(
         "acm",
         "RequestCertificate",
         "AcmTagOnCreate",
         actions="acm:AddTagsToCertificate",
-        when=lambda settings: settings.managed_dns,
+        when=_managed_dns,
     ),
-    Row("acm", "DescribeCertificate", "AcmRead", when=lambda settings: settings.https),
-    Row("acm", "ListTagsForCertificate", "AcmRead", when=lambda settings: settings.managed_dns),
-    Row("acm", "DeleteCertificate", "AcmTagged", when=lambda settings: settings.managed_dns),
-    Row("route53", "ListHostedZones ListHostedZonesByName", "Unscoped", when=lambda settings: settings.managed_dns),
-    Row("route53", "ListResourceRecordSets", "Route53Read", when=lambda settings: settings.managed_dns),
-    Row("route53", "ChangeResourceRecordSets", "Route53Records", when=lambda settings: settings.managed_dns),
-    Row("route53", "ChangeResourceRecordSets", "Route53Delete", when=lambda settings: settings.managed_dns),
-    Row("route53", "GetChange", "Route53Change", when=lambda settings: settings.managed_dns),
+    Row("acm", "DescribeCertificate", "AcmRead", when=_https, recorded=("certificate",)),
+    Row("acm", "DeleteCertificate", "AcmTagged", when=_managed_dns, recorded=("certificate",)),
+    Row("route53", "ListHostedZones ListHostedZonesByName", "Unscoped", when=_managed_dns),
+    Row("route53", "ListResourceRecordSets", "Route53Read", when=_managed_dns, recorded=DNS),
+    Row("route53", "ChangeResourceRecordSets", "Route53Records", when=_managed_dns),
+    Row("route53", "ChangeResourceRecordSets", "Route53Delete", when=_managed_dns, recorded=DNS),
+    Row("route53", "GetChange", "Route53Change", when=_managed_dns, recorded=DNS),
 )
 
 # Changing actions left on every resource: the revisions of the stack's family could be named by ARN
@@ -395,27 +409,35 @@ UNSCOPED_WRITES = frozenset({"ecs:DeregisterTaskDefinition", "ecs:DeleteTaskDefi
 NO_PERMISSION = {("sts", "GetCallerIdentity")}
 
 
-def grants(service: str, operation: str, settings: Settings) -> list[tuple[str, str]]:
-    """(action, group) pairs the call `service`/`operation` needs; empty for a call the table does not know."""
+def grants(
+    service: str, operation: str, settings: Settings, recorded: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
+    """(action, group) pairs the call `service`/`operation` needs under `settings`, with a state recording the
+    steps `recorded`; empty for a call the table does not know."""
     found: list[tuple[str, str]] = []
     for row in TABLE:
         if row.service != service or operation not in row.operations.split():
             continue
-        if (row.built_only and settings.image is not None) or (row.when is not None and not row.when(settings)):
+        wanted = row.when is None or row.when(settings) or bool(recorded & set(row.recorded))
+        if (row.built_only and settings.image is not None) or not wanted:
             continue
         actions = row.actions.split() or [f"{PREFIX.get(service, service)}:{operation}"]
         found.extend((action, row.group) for action in actions)
     return found
 
 
-def statements(settings: Settings, partition: str, region: str, account: str) -> list[dict[str, Any]]:
-    """One Allow statement per group that has actions under these settings, in `GROUPS` order."""
+def statements(
+    settings: Settings, partition: str, region: str, account: str, state: State | None = None
+) -> list[dict[str, Any]]:
+    """One Allow statement per group that has actions under these settings (and, with `state`, what removing
+    the resources it records that the settings no longer want needs), in `GROUPS` order."""
+    recorded = frozenset(record.step for record in state.resources) if state else frozenset()
     actions: dict[str, set[str]] = {}
     for row in TABLE:
         for operation in row.operations.split():
-            for action, sid in grants(row.service, operation, settings):
+            for action, sid in grants(row.service, operation, settings, recorded):
                 actions.setdefault(sid, set()).add(action)
-    values = _values(settings, partition, region, account)
+    values = _values(settings, partition, region, account, state)
     found: list[dict[str, Any]] = []
     for sid, group in GROUPS.items():
         if sid not in actions:
@@ -432,18 +454,22 @@ def statements(settings: Settings, partition: str, region: str, account: str) ->
     return found
 
 
-def document(settings: Settings, partition: str, region: str, account: str) -> dict[str, Any]:
+def document(
+    settings: Settings, partition: str, region: str, account: str, state: State | None = None
+) -> dict[str, Any]:
     """Every statement in one document: what the tests check the calls against."""
-    return {"Version": "2012-10-17", "Statement": statements(settings, partition, region, account)}
+    return {"Version": "2012-10-17", "Statement": statements(settings, partition, region, account, state)}
 
 
-def documents(settings: Settings, partition: str, region: str, account: str) -> list[dict[str, Any]]:
+def documents(
+    settings: Settings, partition: str, region: str, account: str, state: State | None = None
+) -> list[dict[str, Any]]:
     """The statements packed, in order, into as few documents as fit a managed policy each (what
     --print-policy prints): one document outgrew the 6,144 characters IAM allows a managed policy
     once the stack had flow logs, a network ACL and a log key. A statement is never split, so each
     document grants whole groups."""
     packed: list[list[dict[str, Any]]] = [[]]
-    for statement in statements(settings, partition, region, account):
+    for statement in statements(settings, partition, region, account, state):
         if packed[-1] and size(_wrap([*packed[-1], statement])) > MANAGED_POLICY_LIMIT:
             packed.append([])
         packed[-1].append(statement)
@@ -469,9 +495,10 @@ def actions_by_service(settings: Settings) -> dict[str, list[str]]:
     return {prefix: sorted(names) for prefix, names in sorted(found.items())}
 
 
-def _values(settings: Settings, partition: str, region: str, account: str) -> dict[str, Any]:
+def _values(settings: Settings, partition: str, region: str, account: str, state: State | None) -> dict[str, Any]:
     names = Names(settings.stack, region)  # the role names carry the region the policy is for
     return {
+        "record_names": record_names(settings, state),
         "partition": partition,
         "region": region,
         "account": account,
@@ -494,12 +521,23 @@ def _values(settings: Settings, partition: str, region: str, account: str) -> di
     }
 
 
+def record_names(settings: Settings, state: State | None) -> list[str]:
+    """The DNS names the stack may delete records at: the domain's (the alias, ACM's `_<token>.<domain>`) and
+    each the state records (a previous domain's), normalised as Route 53's condition keys take them."""
+    names = {settings.domain, f"_*.{settings.domain}"} if settings.domain else set()
+    for record in state.resources if state else []:
+        if record.step in DNS:
+            kept = [record.ids, *json.loads(record.ids.get(SUPERSEDED, "[]"))]
+            names |= {ids["name"].rstrip(".").lower() for ids in kept if "name" in ids}
+    return sorted(names)
+
+
 def _fill(template: Any, values: dict[str, Any]) -> Any:
     """Templates filled in: strings with `values`; "{policy_arns}" alone becomes the list itself."""
     if isinstance(template, dict):
         return {key: _fill(value, values) for key, value in template.items()}
     if isinstance(template, list):
         return [_fill(item, values) for item in template]
-    if template == "{policy_arns}":
-        return values["policy_arns"]
+    if template in ("{policy_arns}", "{record_names}"):  # lists, not strings
+        return values[template.strip("{}")]
     return template.format(**values) if isinstance(template, str) and template != "*" else template

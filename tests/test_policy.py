@@ -15,10 +15,12 @@ tests/test_policy_enforced.py.
 
 from __future__ import annotations
 
+import copy
+import fnmatch
 import json
 import re
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -29,6 +31,7 @@ from deployer.images import BuildSpec, ImageBuilder, RegistryAuth
 from deployer.probe import UrlAnswer
 from deployer.rollout import DeploymentFailedError
 from deployer.settings import Settings
+from deployer.state import State
 from deployer.steps.base import StepContext
 from tests.conftest import (
     ACCOUNT,
@@ -176,7 +179,9 @@ def run_phases(ctx: StepContext, calls: CallLog, serving: Rollout) -> dict[str, 
     phase("status", lambda: observe.collect_status(ctx.clients, ctx.state, lambda url: UrlAnswer(url, 200)))
     group = ctx.ids("log-group")["name"]
     phase("logs", lambda: observe.tail(ctx.clients.logs, group, 0, follow=False, write=lambda _event: None))
-    # A lost state file: every named resource is found again by name and adopted only with our tags (read).
+    # A lost state file: every named resource is found again by name and adopted only with our tags (read);
+    # the account's certificates are looked at for the stack's tag (one of the user's is there).
+    hand.acm.request_certificate(DomainName="www.example.org", ValidationMethod="DNS")
     phase("lost state", lambda: runner.discover(lost_state(redeployed)))
     phase("teardown", lambda: runner.teardown(redeployed))
     return phases
@@ -365,53 +370,89 @@ DOMAIN_GROUPS = (
 )
 
 
-def domain_phases(ctx: StepContext, calls: CallLog) -> dict[str, set[tuple[str, str]]]:
+@dataclass
+class Phase:
+    """One run: its calls, the record changes it sent, and the policy a user would print before it
+    (`--print-policy` with its settings and the state file as it was)."""
+
+    calls: set[tuple[str, str]]
+    changes: list[tuple[str, str]]  # (action, normalised record name) of each ChangeResourceRecordSets
+    document: dict[str, Any]
+    settings: Settings
+    recorded: frozenset[str]
+
+
+def domain_phases(ctx: StepContext, calls: CallLog) -> dict[str, Phase]:
     """A domain in the account's zone: provision, re-run, a new domain (the old one retired), status, the
     domain removed, added back, a lost state found again, teardown."""
     hosted_zone(ctx.clients)
     with_domain = replace(ctx, settings=replace(ctx.settings, domain=DOMAIN))
     moved = replace(ctx, settings=replace(ctx.settings, domain=f"shop.{ZONE}"))
-    phases: dict[str, set[tuple[str, str]]] = {}
+    changes: list[tuple[str, str]] = []
 
-    def phase(name: str, run: Callable[[], object]) -> None:
+    def record_change(params: dict[str, Any], **_: Any) -> None:
+        for change in params["ChangeBatch"]["Changes"]:
+            changes.append((change["Action"], change["ResourceRecordSet"]["Name"].rstrip(".").lower()))
+
+    ctx.clients.route53.meta.events.register("provide-client-params.route53.ChangeResourceRecordSets", record_change)
+    phases: dict[str, Phase] = {}
+
+    def phase(name: str, run_ctx: StepContext, run: Callable[[], object]) -> None:
+        before = run_ctx.state  # the state file as the user has it before the run
+        state = State(before.stack, before.region, before.account_id, copy.deepcopy(before.resources))
+        document = policy.document(run_ctx.settings, "aws", REGION, ACCOUNT, state)
+        recorded = frozenset(record.step for record in state.resources)
         calls.clear()
+        changes.clear()
         run()
-        phases[name] = set(calls.calls)
+        phases[name] = Phase(set(calls.calls), list(changes), document, run_ctx.settings, recorded)
 
-    phase("provision", lambda: runner.provision(with_domain))
-    phase("re-run", lambda: runner.provision(with_domain))
-    phase("new domain", lambda: runner.provision(moved))
-    phase("status", lambda: observe.collect_status(ctx.clients, ctx.state, lambda url: UrlAnswer(url, 200)))
-    phase("domain removed", lambda: runner.provision(ctx))
-    phase("domain again", lambda: runner.provision(moved))
-    phase("lost state", lambda: runner.discover(lost_state(moved)))
-    phase("teardown", lambda: runner.teardown(moved))
+    phase("provision", with_domain, lambda: runner.provision(with_domain))
+    phase("re-run", with_domain, lambda: runner.provision(with_domain))
+    phase("new domain", moved, lambda: runner.provision(moved))
+    status = lambda: observe.collect_status(ctx.clients, ctx.state, lambda url: UrlAnswer(url, 200))  # noqa: E731
+    phase("status", moved, status)
+    phase("domain removed", ctx, lambda: runner.provision(ctx))
+    phase("domain again", moved, lambda: runner.provision(moved))
+    phase("lost state", moved, lambda: runner.discover(lost_state(moved)))
+    phase("teardown", moved, lambda: runner.teardown(moved))
     return phases
 
 
-def check_allowed(phases: dict[str, set[tuple[str, str]]], settings: Settings) -> set[str]:
-    """Every call of every phase is allowed by the policy of `settings`; returns the actions the calls need."""
-    granted = allowed(policy.document(settings, "aws", REGION, ACCOUNT))
+def check_allowed(phases: dict[str, Phase]) -> set[str]:
+    """Every call of every phase is allowed by the policy printed before it, and every record change it sent
+    is to a name that policy's Route 53 condition allows; returns the actions the calls need."""
     needed: set[str] = set()
-    for name, recorded in phases.items():
-        for call in sorted(recorded - policy.NO_PERMISSION):
-            grants = {action for action, _group in policy.grants(call[0], call[1], settings)}
+    for name, phase in phases.items():
+        granted = allowed(phase.document)
+        for call in sorted(phase.calls - policy.NO_PERMISSION):
+            grants = {action for action, _ in policy.grants(call[0], call[1], phase.settings, phase.recorded)}
             assert grants, f"{name}: the policy table does not know {call}"
             assert grants <= granted, f"{name}: {call} needs {grants - granted}, which the policy does not allow"
             needed |= grants
+        by_sid = {statement["Sid"]: statement for statement in phase.document["Statement"]}
+        for action, record in phase.changes:
+            sid = "Route53Records" if action == "UPSERT" else "Route53Delete"
+            condition = by_sid[sid]["Condition"]
+            patterns = condition["ForAllValues:StringLike"]["route53:ChangeResourceRecordSetsNormalizedRecordNames"]
+            assert any(fnmatch.fnmatchcase(record, pattern) for pattern in patterns), f"{name}: {action} {record}"
+            assert action in condition["ForAllValues:StringEquals"]["route53:ChangeResourceRecordSetsActions"]
     return needed
 
 
 def test_with_a_domain_every_call_is_allowed_and_every_domain_action_is_needed(
     ctx: StepContext, calls: CallLog, serving: Rollout
 ) -> None:
+    phases = domain_phases(ctx, calls)
+    needed = check_allowed(phases)
+    assert {action for phase in phases.values() for action, _ in phase.changes} == {"UPSERT", "DELETE"}
     settings = replace(ctx.settings, domain=DOMAIN)
-    needed = check_allowed(domain_phases(ctx, calls), settings)
     for statement in policy.statements(settings, "aws", REGION, ACCOUNT):
         if statement["Sid"] in DOMAIN_GROUPS:
             unused = set(statement["Action"]) - needed
             assert not unused, f"{statement['Sid']} allows actions no call needs: {sorted(unused)}"
-    assert {statement["Sid"] for statement in policy.statements(settings, "aws", REGION, ACCOUNT)} >= set(DOMAIN_GROUPS)
+    sids = {statement["Sid"] for statement in policy.statements(settings, "aws", REGION, ACCOUNT)}
+    assert sids >= set(DOMAIN_GROUPS)
 
 
 def test_with_a_certificate_of_the_users_no_zone_is_touched_and_every_call_is_allowed(
@@ -425,7 +466,8 @@ def test_with_a_certificate_of_the_users_no_zone_is_touched_and_every_call_is_al
     runner.teardown(external)
     made = set(calls.calls)
     assert not {call for call in made if call[0] == "route53"}, "DNS is the user's: no hosted zone is touched"
-    check_allowed({"provision and teardown": made}, settings)
+    document = policy.document(settings, "aws", REGION, ACCOUNT)
+    check_allowed({"provision and teardown": Phase(made, [], document, settings, frozenset())})
     sids = {statement["Sid"] for statement in policy.statements(settings, "aws", REGION, ACCOUNT)}
     assert "AcmRead" in sids and not sids & {"AcmRequest", "AcmTagged", "Route53Records", "Route53Delete"}
 
