@@ -213,6 +213,18 @@ NEW_CERTIFICATE_NOT_VISIBLE = Retry(
     budget_seconds=300,
 )
 
+# ELB's view of a certificate lags ACM's: CreateListener and ModifyListener answer CertificateNotFound (in
+# botocore's elbv2 model for both) for a certificate ACM has just issued. Terraform retries both on that code
+# for 5 minutes (resourceListenerCreate / resourceListenerUpdate, `tfresource.RetryWhenAWSErrCodeEquals(...,
+# elbv2.ErrCodeCertificateNotFoundException)`, internal/service/elbv2/listener.go). The TLS listener's
+# certificate was checked to exist and be ISSUED just before (certificates.wait_issued), so the code there
+# means "not yet".
+CERTIFICATE_NOT_YET_AT_ELB = Retry(
+    "the load balancer does not see the new certificate yet",
+    frozenset({"CertificateNotFound"}),
+    budget_seconds=300,
+)
+
 # DeleteCertificate while a load balancer still holds the certificate: ACM answers ResourceInUseException
 # ("The certificate is in use by another Amazon Web Services service in the caller's account", ACM API
 # reference, DeleteCertificate: https://docs.aws.amazon.com/acm/latest/APIReference/API_DeleteCertificate.html),

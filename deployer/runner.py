@@ -158,7 +158,10 @@ def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> Run
     outputs = {key: value for key, value in ctx.state.outputs.items() if key != DNS_RECORD}
     outputs["url"] = site_url(ctx)
     if ctx.settings.certificate_arn is not None:  # DNS managed elsewhere: the record the user creates
-        outputs[DNS_RECORD] = f"{ctx.settings.domain} CNAME {ctx.ids('load-balancer')['dns_name']}"
+        outputs[DNS_RECORD] = (
+            f"{ctx.settings.domain} CNAME {ctx.ids('load-balancer')['dns_name']} (at a zone's apex, where no CNAME "
+            "may stand: an ALIAS or ANAME record, if the DNS provider has one)"
+        )
     if wait and ctx.settings.desired_count > 0:  # a parked stack (0 tasks) was not verified serving
         outputs = _served(outputs, ctx.ids("task-definition")["arn"])
     ctx.ledger.set_outputs(outputs)

@@ -15,6 +15,7 @@ from deployer import cost, runner
 from deployer.errors import DeployerError
 from deployer.steps.base import StepContext
 from tests.conftest import DOMAIN, CallLog, FakeSite, hosted_zone
+from tests.faults import inject_errors
 from tests.inventory import EXPECTED_COUNTS, EXPECTED_WITH_DOMAIN, added, inventory
 from tests.rollouts import Rollout
 from tests.route53_emulation import emulate_route53
@@ -114,3 +115,19 @@ def test_the_estimate_prices_the_tls_listener_and_nothing_for_the_certificate(ht
     assert lines["ACM certificate and Route 53 records"].monthly_usd == 0
     plain = {line.item for line in cost.estimate(replace(https.settings, domain=None))}
     assert not plain & {"NLB TLS listener", "ACM certificate and Route 53 records"}
+
+
+def test_the_load_balancer_not_yet_seeing_the_new_certificate_is_waited_out(https: StepContext) -> None:
+    """ELB answers CertificateNotFound for a certificate ACM issued a moment ago (its view lags); moto never
+    does. Retried, as Terraform retries it, then the TLS listener is made."""
+    lag = inject_errors(
+        https.clients.elbv2,
+        "CreateListener",
+        "CertificateNotFound",
+        "Certificate 'arn:aws:acm:us-east-1:123456789012:certificate/x' not found",
+        times=2,
+        when=lambda params: params.get("Protocol") == "TLS",
+    )
+    runner.provision(https, wait=False)
+    assert lag.served == 2
+    assert https.recorded("https-listener") is not None

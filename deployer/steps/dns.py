@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from mypy_boto3_route53.type_defs import (
         AliasTargetTypeDef,
         HostedZoneTypeDef,
+        ListResourceRecordSetsRequestTypeDef,
         ResourceRecordSetOutputTypeDef,
         ResourceRecordSetUnionTypeDef,
     )
@@ -102,7 +103,8 @@ def find_zone(ctx: StepContext) -> HostedZone:
     Refuses (exit 2, before any change when called from `check`) when no public zone holds the domain, or
     when two public zones have the name (Route 53 allows duplicates; only the delegated one answers).
     """
-    return ctx.once(ZONE_KEY, lambda: _lookup_zone(ctx))
+    return ctx.once(f"{ZONE_KEY} {ctx.settings.domain}", lambda: _lookup_zone(ctx))  # per domain: a copied
+    # context with another domain shares the memo
 
 
 def _lookup_zone(ctx: StepContext) -> HostedZone:
@@ -194,12 +196,15 @@ def _records_at(
         more = answer.get("IsTruncated", False) and normalise(answer.get("NextRecordName", "")) == wanted
         if not more or len(same) < len(answer["ResourceRecordSets"]):
             return found
-        answer = route53.list_resource_record_sets(
-            HostedZoneId=zone,
-            StartRecordName=answer["NextRecordName"],
-            StartRecordType=answer["NextRecordType"],
-            MaxItems=str(page_size),
-        )
+        page: ListResourceRecordSetsRequestTypeDef = {
+            "HostedZoneId": zone,
+            "StartRecordName": answer["NextRecordName"],
+            "StartRecordType": answer["NextRecordType"],
+            "MaxItems": str(page_size),
+        }
+        if "NextRecordIdentifier" in answer:  # sets of one name and type (weighted, latency, ...) span pages
+            page["StartRecordIdentifier"] = answer["NextRecordIdentifier"]
+        answer = route53.list_resource_record_sets(**page)
 
 
 def _change(ctx: StepContext, zone: str, action: ChangeActionType, record: ResourceRecordSetUnionTypeDef) -> str:

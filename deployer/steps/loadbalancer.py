@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 
 from deployer.clients import error_code, error_message
 from deployer.errors import DeployerError
-from deployer.retry import NEW_NETWORK_NOT_VISIBLE_TO_ELB, NEW_RESOURCE_NOT_FOUND, Retry
+from deployer.retry import CERTIFICATE_NOT_YET_AT_ELB, NEW_NETWORK_NOT_VISIBLE_TO_ELB, NEW_RESOURCE_NOT_FOUND, Retry
 from deployer.settings import HTTPS_PORT, REDIRECT_PORT, Settings
 from deployer.state import Ids
 from deployer.steps import certificates, tags
@@ -492,6 +492,7 @@ class HttpsListenerStep(PortListener):
                 Tags=tags.elbv2_tags(ctx.settings, self.name),
             ),
             NEW_RESOURCE_NOT_FOUND,
+            CERTIFICATE_NOT_YET_AT_ELB,
         )["Listeners"][0]
         return {"arn": listener["ListenerArn"]}
 
@@ -521,7 +522,7 @@ class HttpsListenerStep(PortListener):
         if changes and not ctx.dry_run:
             if "Certificates" in request:
                 certificates.wait_issued(ctx, arn)
-            ctx.clients.elbv2.modify_listener(**request)
+            ctx.retry(lambda: ctx.clients.elbv2.modify_listener(**request), CERTIFICATE_NOT_YET_AT_ELB)
         return Converged(existing.ids, changes)
 
 
