@@ -8,6 +8,7 @@ The account holds a public hosted zone for example.com; Route 53 answers as AWS 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,6 +20,9 @@ from tests.faults import inject_errors
 from tests.inventory import EXPECTED_COUNTS, EXPECTED_WITH_DOMAIN, added, inventory
 from tests.rollouts import Rollout
 from tests.route53_emulation import emulate_route53
+
+if TYPE_CHECKING:
+    from mypy_boto3_route53.type_defs import ResourceRecordSetTypeDef
 
 HTTPS_STEPS = ("certificate", "validation-record", "redirect-target-group", "https-listener", "dns-alias")
 
@@ -131,3 +135,24 @@ def test_the_load_balancer_not_yet_seeing_the_new_certificate_is_waited_out(http
     runner.provision(https, wait=False)
     assert lag.served == 2
     assert https.recorded("https-listener") is not None
+
+
+def test_a_users_record_at_the_domain_stops_the_run_before_any_change(https: StepContext, calls: CallLog) -> None:
+    """Found by the alias step's look before the first write, not after the certificate and its validation
+    record were made."""
+    zone = https.clients.route53.list_hosted_zones_by_name(DNSName="example.com")["HostedZones"][0]["Id"]
+    record: ResourceRecordSetTypeDef = {
+        "Name": DOMAIN,
+        "Type": "A",
+        "TTL": 300,
+        "ResourceRecords": [{"Value": "192.0.2.10"}],
+    }
+    https.clients.route53.change_resource_record_sets(
+        HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": record}]}
+    )
+    calls.clear()
+    with pytest.raises(DeployerError) as refused:
+        runner.provision(https, wait=False)
+    assert refused.value.exit_code == 2 and "not overwritten" in refused.value.message
+    assert calls.changing() == []
+    assert https.state.resources == []

@@ -490,8 +490,18 @@ class AliasRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
         return settings.managed_dns
 
     def check(self, ctx: StepContext) -> None:
-        """No public zone for the domain: refused before anything is created, in a dry run too."""
-        find_zone(ctx)
+        """Before anything is created (in a dry run too): no public zone for the domain is refused, and so is
+        a record of someone else's at the name (an A, AAAA or CNAME that is not an alias to the stack's NLB),
+        which the alias would otherwise only meet after the certificate and its validation were made."""
+        zone = find_zone(ctx)
+        name = _domain(ctx.settings)
+        recorded = ctx.recorded(self.name)
+        if recorded is not None and (recorded["zone"], normalise(recorded["name"])) == (zone.id, name):
+            return  # the stack's alias: converge looks after it
+        balancer = ctx.recorded(LOAD_BALANCER_STEP)
+        for live in _at_name(ctx, zone.id, name):
+            if balancer is None or not (live["Type"] == "A" and _points_at(live, balancer["dns_name"])):
+                raise self._foreign(zone.id, live)
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[ResourceRecordSetOutputTypeDef] | None:
         live = _at_name(ctx, ids["zone"], ids["name"])
