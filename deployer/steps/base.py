@@ -203,6 +203,11 @@ class StepContext:
         self.output.live("")
 
 
+def without_superseded(ids: Ids) -> Ids:
+    """A step's identifiers without what its resource replaced (once `retire` has deleted that)."""
+    return {key: value for key, value in ids.items() if key != SUPERSEDED}
+
+
 class PlannedDependencyError(Exception):
     """In a dry run: a step needs a resource that would only be created by the real run."""
 

@@ -26,7 +26,18 @@ from deployer.settings import Settings
 from deployer.state import Ids
 from deployer.steps import tags
 from deployer.steps.aws import absent_if
-from deployer.steps.base import STACK_TAG, STEP_TAG, SUPERSEDED, Converged, Existing, Step, StepContext, is_code, single
+from deployer.steps.base import (
+    STACK_TAG,
+    STEP_TAG,
+    SUPERSEDED,
+    Converged,
+    Existing,
+    Step,
+    StepContext,
+    is_code,
+    single,
+    without_superseded,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_acm.literals import CertificateStatusType
@@ -324,8 +335,8 @@ class CertificateStep(Step["CertificateDetailTypeDef"]):
         """The ARNs of this stack's usable certificates for the domain (any domain when None).
 
         ListCertificates cannot filter by tag or name (ACM API reference, ListCertificates): each summary
-        for the domain is checked with ListTagsForCertificate. Without `Includes`, ACM lists RSA_2048
-        certificates only (botocore's acm model, Filters.keyTypes), which is what RequestCertificate makes.
+        for the domain is checked with ListTagsForCertificate. Without `Includes`, ACM lists RSA_1024 and RSA_2048
+        certificates only (botocore's acm model, Filters.keyTypes); RequestCertificate makes RSA_2048.
         """
         acm = ctx.clients.acm
         candidates = [
@@ -410,7 +421,7 @@ class CertificateStep(Step["CertificateDetailTypeDef"]):
     def retire(self, ctx: StepContext, ids: Ids) -> Ids:
         for arn in _superseded(ids):
             delete_certificate(ctx, arn)
-        return {key: value for key, value in ids.items() if key != SUPERSEDED}
+        return without_superseded(ids)
 
     def delete(self, ctx: StepContext, ids: Ids) -> None:
         for arn in (*_superseded(ids), ids["arn"]):

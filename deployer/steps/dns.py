@@ -34,7 +34,7 @@ from deployer.settings import Settings
 from deployer.state import Ids
 from deployer.steps import certificates
 from deployer.steps.aws import absent_if
-from deployer.steps.base import SUPERSEDED, Converged, Existing, Step, StepContext, is_code
+from deployer.steps.base import SUPERSEDED, Converged, Existing, Step, StepContext, is_code, without_superseded
 
 if TYPE_CHECKING:
     from mypy_boto3_route53.literals import ChangeActionType, RRTypeType
@@ -250,7 +250,7 @@ def _superseded(ids: Ids) -> list[Ids]:
 
 def _replacing(old: Ids) -> list[Ids]:
     """What a record made in place of `old` supersedes: `old`, and what `old` itself superseded."""
-    return [*_superseded(old), {key: value for key, value in old.items() if key != SUPERSEDED}]
+    return [*_superseded(old), without_superseded(old)]
 
 
 def _still_superseded(ctx: StepContext, step: str) -> list[Ids]:
@@ -335,7 +335,7 @@ class ValidationRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
     def retire(self, ctx: StepContext, ids: Ids) -> Ids:
         for old in _superseded(ids):
             _delete_validation(ctx, old)
-        return {key: value for key, value in ids.items() if key != SUPERSEDED}
+        return without_superseded(ids)
 
     def delete(self, ctx: StepContext, ids: Ids) -> str | None:
         for old in _superseded(ids):
@@ -555,7 +555,7 @@ class AliasRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
     def retire(self, ctx: StepContext, ids: Ids) -> Ids:
         for old in _superseded(ids):
             _delete_alias(ctx, old)
-        return {key: value for key, value in ids.items() if key != SUPERSEDED}
+        return without_superseded(ids)
 
     def delete(self, ctx: StepContext, ids: Ids) -> str | None:
         for old in _superseded(ids):
