@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -275,7 +276,26 @@ class Wanted:
     value: str
 
 
-class ValidationRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
+class RecordStep(Step["ResourceRecordSetOutputTypeDef"]):
+    """A record of the stack's in the domain's zone: the ones it replaced (SUPERSEDED, a JSON list) are deleted
+    by `retire` once nothing uses them, and with it at teardown; `remove` deletes one record."""
+
+    @abstractmethod
+    def remove(self, ctx: StepContext, ids: Ids) -> str | None:
+        """Delete one record (current or superseded); gone counts as deleted."""
+
+    def retire(self, ctx: StepContext, ids: Ids) -> Ids:
+        for old in _superseded(ids):
+            self.remove(ctx, old)
+        return without_superseded(ids)
+
+    def delete(self, ctx: StepContext, ids: Ids) -> str | None:
+        for old in _superseded(ids):
+            self.remove(ctx, old)
+        return self.remove(ctx, ids)
+
+
+class ValidationRecordStep(RecordStep):
     """The CNAME ACM checks before it issues the certificate; its wait is the certificate's issue.
 
     The stack's certificate names one domain, and ACM gives one record per name, so one record is wanted;
@@ -332,14 +352,7 @@ class ValidationRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
         """Until ACM has seen the record and issued the certificate (in the background, beside the NLB)."""
         certificates.wait_issued(ctx, ctx.ids(CERTIFICATE_STEP)["arn"])
 
-    def retire(self, ctx: StepContext, ids: Ids) -> Ids:
-        for old in _superseded(ids):
-            _delete_validation(ctx, old)
-        return without_superseded(ids)
-
-    def delete(self, ctx: StepContext, ids: Ids) -> str | None:
-        for old in _superseded(ids):
-            _delete_validation(ctx, old)
+    def remove(self, ctx: StepContext, ids: Ids) -> str | None:
         return _delete_validation(ctx, ids)
 
 
@@ -474,7 +487,7 @@ KEY_TYPES: Final = (
 # --- the alias A record to the NLB ------------------------------------------------------------------------
 
 
-class AliasRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
+class AliasRecordStep(RecordStep):
     """`<domain>` as an alias A record to the stack's NLB (free queries, follows the NLB's addresses)."""
 
     name = "dns-alias"
@@ -552,14 +565,7 @@ class AliasRecordStep(Step["ResourceRecordSetOutputTypeDef"]):
             _insync(ctx, self._submitted[0], f"the alias {normalise(ids['name'])} on every Route 53 name server")
             self._submitted.pop(0)
 
-    def retire(self, ctx: StepContext, ids: Ids) -> Ids:
-        for old in _superseded(ids):
-            _delete_alias(ctx, old)
-        return without_superseded(ids)
-
-    def delete(self, ctx: StepContext, ids: Ids) -> str | None:
-        for old in _superseded(ids):
-            _delete_alias(ctx, old)
+    def remove(self, ctx: StepContext, ids: Ids) -> str | None:
         return _delete_alias(ctx, ids)
 
     def _put(self, ctx: StepContext, target: AliasTargetTypeDef, superseded: list[Ids]) -> Ids:
