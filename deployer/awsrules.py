@@ -107,6 +107,25 @@ NAME_RULES: dict[str, NameRule] = {
         _ECS_ALLOWED,
         "https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_CreateService.html",
     ),
+    # cloudwatch PutMetricAlarm `AlarmName` (botocore cloudwatch 2010-08-01, AlarmName: min 1, max 255, no pattern):
+    # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html
+    "alarm": NameRule(
+        "CloudWatch alarm name",
+        255,
+        re.compile(r"[\x20-\x7e]+"),
+        "printable ASCII characters",
+        "https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html",
+    ),
+    # application-autoscaling PutScalingPolicy `PolicyName` (botocore application-autoscaling 2016-02-06,
+    # PolicyName: min 1, max 256, pattern \p{Print}+):
+    # https://docs.aws.amazon.com/autoscaling/application/APIReference/API_PutScalingPolicy.html
+    "scaling-policy": NameRule(
+        "scaling policy name",
+        256,
+        re.compile(r"[\x20-\x7e]+"),
+        "printable ASCII characters",
+        "https://docs.aws.amazon.com/autoscaling/application/APIReference/API_PutScalingPolicy.html",
+    ),
     # ec2 CreateSecurityGroup `GroupName` (botocore ec2 2016-11-15 docs: "Up to 255 characters in length.
     # Can't start with sg-. Valid characters: a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=&;{}!$*"):
     # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateSecurityGroup.html

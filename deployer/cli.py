@@ -133,6 +133,17 @@ def provision_parser() -> argparse.ArgumentParser:
         "(deploy.toml: domain)",
     )
     parser.add_argument(
+        "--min-tasks",
+        type=int,
+        help="the fewest tasks the service runs; with --max-tasks above it, ECS service autoscaling on average CPU "
+        "(deploy.toml: min_tasks; default desired_count)",
+    )
+    parser.add_argument(
+        "--max-tasks",
+        type=int,
+        help="the most tasks autoscaling may run (deploy.toml: max_tasks; equal to --min-tasks: no autoscaling)",
+    )
+    parser.add_argument(
         "--certificate-arn",
         help="with --domain: use this ISSUED ACM certificate of the stack's region and touch no hosted zone "
         "(DNS managed elsewhere: the record to create is printed; deploy.toml: certificate_arn)",
@@ -471,6 +482,8 @@ def _settings(args: argparse.Namespace, state: State | None) -> Settings:
         "allow_broad_task_role": args.allow_broad_task_role,
         "domain": getattr(args, "domain", None),
         "certificate_arn": getattr(args, "certificate_arn", None),
+        "min_tasks": getattr(args, "min_tasks", None),
+        "max_tasks": getattr(args, "max_tasks", None),
     }
     return load_settings(config, flags, fallback=recorded)
 

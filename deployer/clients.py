@@ -21,6 +21,8 @@ from deployer.errors import AwsSetupError
 
 if TYPE_CHECKING:
     from mypy_boto3_acm import ACMClient
+    from mypy_boto3_application_autoscaling import ApplicationAutoScalingClient
+    from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_ecs import ECSClient
@@ -61,6 +63,8 @@ class AwsClients:
     kms: KMSClient
     acm: ACMClient
     route53: Route53Client  # a global service: its endpoint is the same whatever the region
+    autoscaling: ApplicationAutoScalingClient  # Application Auto Scaling (ECS service scaling), not EC2's
+    cloudwatch: CloudWatchClient
 
     def every(self) -> tuple[BaseClient, ...]:
         """Every client, for what must see every call (the tests' recorders and the contract hook)."""
@@ -129,6 +133,8 @@ def build_clients(session: boto3.Session, config: Config | None = None) -> AwsCl
         kms=session.client("kms", config=config),
         acm=session.client("acm", config=config),
         route53=session.client("route53", config=config),
+        autoscaling=session.client("application-autoscaling", config=config),
+        cloudwatch=session.client("cloudwatch", config=config),
     )
 
 

@@ -160,6 +160,20 @@ _CERTIFICATE_ARN_PATTERN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):acm:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):certificate/[A-Za-z0-9-]{1,128}$"
 )
 
+# Service autoscaling (deployer/steps/scaling.py). The ceiling: a Network Load Balancer takes at most 500 targets
+# per Availability Zone ("Quotas for your Network Load Balancers",
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-limits.html). The tasks spread over
+# two zones, a rollout runs up to twice the count (maximumPercent 200), and with a domain each task is a target of
+# two target groups: 250 tasks x 2 x 2 / 2 zones = 500.
+MAX_TASKS = 250
+DEFAULT_SCALE_CPU_PERCENT = 60
+SCALE_PERCENT_RANGE = (10, 90)
+ROLLOUT_SURGE = 2  # deploymentConfiguration.maximumPercent 200 (deployer/steps/ecs.py)
+# AWS reserves the first four addresses and the last one of every subnet
+# (https://docs.aws.amazon.com/vpc/latest/userguide/subnet-sizing.html); one more per subnet is kept for the
+# NLB's node (public subnets) or another interface of the stack (the NAT gateway's).
+SUBNET_RESERVED_ADDRESSES = 6
+
 CONFIG_FILE_NAME = "deploy.toml"
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # beside provision.py; relative paths start here
 
@@ -180,6 +194,10 @@ class Settings:
     cpu: int = 256
     memory: int = 512
     desired_count: int = 1
+    min_tasks: int | None = None
+    max_tasks: int | None = None
+    scale_cpu_percent: int = DEFAULT_SCALE_CPU_PERCENT
+    scale_memory_percent: int | None = None
     log_retention_days: int = 14
     health_check_interval: int = 10
     healthy_threshold: int = 2
@@ -206,6 +224,26 @@ class Settings:
     @property
     def names(self) -> Names:
         return Names(self.stack, self.region or "")
+
+    @property
+    def task_range(self) -> tuple[int, int]:
+        """(min, max) tasks. Both default to desired_count; max_tasks to the larger of it and min_tasks."""
+        low = self.desired_count if self.min_tasks is None else self.min_tasks
+        high = max(low, self.desired_count) if self.max_tasks is None else self.max_tasks
+        return low, high
+
+    @property
+    def autoscaling(self) -> bool:
+        """max_tasks above min_tasks: Application Auto Scaling owns the service's desired count."""
+        low, high = self.task_range
+        return high > low
+
+    @property
+    def task_count(self) -> int:
+        """The desired count a new service starts with (desired_count within min..max); without autoscaling the
+        count the service keeps."""
+        low, high = self.task_range
+        return min(max(self.desired_count, low), high)
 
     @property
     def https(self) -> bool:
@@ -298,6 +336,25 @@ class Names:
     def security_group(self, role: str) -> str:
         return f"{self.stack}-{role}-sg"
 
+    @property
+    def unhealthy_alarm(self) -> str:
+        """The deployment alarm on the target group's UnHealthyHostCount (deployer/steps/alarms.py)."""
+        return f"{self.stack}-unhealthy-targets"
+
+    @property
+    def shortfall_alarm(self) -> str:
+        """The deployment alarm on running tasks below desired (Container Insights' task counts)."""
+        return f"{self.stack}-task-shortfall"
+
+    @property
+    def cpu_policy(self) -> str:
+        """The target-tracking policy on the service's average CPU (deployer/steps/scaling.py)."""
+        return f"{self.stack}-cpu"
+
+    @property
+    def memory_policy(self) -> str:
+        return f"{self.stack}-memory"
+
 
 # The tags deployer/steps/tags.py adds to the user's: these on every resource, and the region on the
 # IAM roles (global resources), so the roles are the resources with the most tags of ours.
@@ -323,6 +380,10 @@ NAME_KINDS: dict[str, str] = {
     "task_family": "ecs-name",
     "service": "ecs-name",
     "container": "ecs-name",
+    "unhealthy_alarm": "alarm",
+    "shortfall_alarm": "alarm",
+    "cpu_policy": "scaling-policy",
+    "memory_policy": "scaling-policy",
 }
 
 
@@ -415,6 +476,8 @@ def _coerce_value(key: str, value: Any, annotation: Any, source: str) -> Any:
         return value
     if expected == "bool" and isinstance(value, bool):
         return value
+    if expected == "int | None" and isinstance(value, int) and not isinstance(value, bool):
+        return value
     if expected in ("str", "str | None") and isinstance(value, str):
         return value
     if (
@@ -450,6 +513,7 @@ def validate(settings: Settings) -> None:
     _validate_build(settings)
     _validate_network(settings)
     _validate_task(settings)
+    _validate_scaling(settings)
     _validate_tags(settings.tags)
     for arn in settings.task_role_policy_arns:
         if not _POLICY_ARN_PATTERN.match(arn):
@@ -771,7 +835,7 @@ def _validate_task(settings: Settings) -> None:
             f"Use one of {', '.join(map(str, LOG_RETENTION_DAYS))}",
         )
     ranges = {
-        "desired_count": (0, 1000),
+        "desired_count": (0, MAX_TASKS),
         # botocore elbv2 CreateTargetGroup HealthCheckIntervalSeconds (min 5, max 300); the timeout sent with it
         # (deployer/steps/loadbalancer.py) is then always within 2-120 and at most the interval.
         "health_check_interval": (5, 300),
@@ -785,6 +849,57 @@ def _validate_task(settings: Settings) -> None:
         value = getattr(settings, key)
         if not low <= value <= high:
             _fail(key, f"{value} is outside {low}-{high}", "Use a value in that range")
+
+
+def _validate_scaling(settings: Settings) -> None:
+    """min_tasks..max_tasks within 1..MAX_TASKS, a parked stack not mixed with them, and room in the subnets."""
+    for key in ("min_tasks", "max_tasks"):
+        value = getattr(settings, key)
+        if value is not None and not 1 <= value <= MAX_TASKS:
+            _fail(
+                key,
+                f"{value} is outside 1-{MAX_TASKS} (the ceiling is explained in the README)",
+                "Use a value in that range",
+            )
+    low, high = settings.task_range
+    if low > high:
+        _fail(
+            "min_tasks/max_tasks",
+            f"min_tasks {low} is above max_tasks {high}",
+            "Set max_tasks to at least min_tasks (equal values turn autoscaling off)",
+        )
+    if settings.desired_count == 0 and (settings.min_tasks is not None or settings.max_tasks is not None):
+        _fail(
+            "desired_count",
+            "desired_count 0 parks the stack (no task runs), but min_tasks/max_tasks ask for tasks",
+            "Leave out min_tasks and max_tasks to park the stack, or set desired_count to at least 1",
+        )
+    low_percent, high_percent = SCALE_PERCENT_RANGE
+    for key in ("scale_cpu_percent", "scale_memory_percent"):
+        value = getattr(settings, key)
+        if value is not None and not low_percent <= value <= high_percent:
+            _fail(
+                key,
+                f"{value} is outside {low_percent}-{high_percent} (percent of the task's {key[6:-8]})",
+                "Use a value in that range",
+            )
+    _validate_subnet_room(settings, high)
+
+
+def _validate_subnet_room(settings: Settings, high: int) -> None:
+    """A rollout of max_tasks runs up to ROLLOUT_SURGE times as many tasks, each with an address in one of the
+    two subnets the service uses; ECS spreads them over the two zones, so each subnet holds half."""
+    key = "private_subnet_cidrs" if settings.network == "private" else "subnet_cidrs"
+    needed = -(-high * ROLLOUT_SURGE // 2)
+    for cidr in getattr(settings, key):
+        free = ipaddress.IPv4Network(cidr).num_addresses - SUBNET_RESERVED_ADDRESSES
+        if free < needed:
+            _fail(
+                key,
+                f"{cidr} has {free} addresses for tasks, but {high} tasks and a rollout's second set "
+                f"({high * ROLLOUT_SURGE} in all, {needed} per subnet) need {needed}",
+                "Use larger subnets (e.g. /24 holds 250 addresses) or a lower max_tasks",
+            )
 
 
 def _validate_tags(tags: dict[str, str]) -> None:
