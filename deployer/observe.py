@@ -21,9 +21,11 @@ task-definition revision it runs, that revision's image, the digest the state
 recorded for the image, and its deployments with their rollout state), the target
 group's target health, the load balancer's state, and the answer of the site URL to
 one GET (deployer/probe.py); with a domain, the TLS listener's certificate (status, expiry,
-how many resources use it). A part that cannot be read (deleted by hand, no
-permission) is recorded as such in its part of the `StatusReport` instead of ending
-the report, because that is exactly when a status is wanted.
+how many resources use it); the service's autoscaling (`_scaling_status`: the scalable
+target's min..max, its policies and the last scaling activities, from Application Auto
+Scaling) and the state of the deployment alarms the state records (`_read_alarms`). A part
+that cannot be read (deleted by hand, no permission) is recorded as such in its part of the
+`StatusReport` instead of ending the report, because that is exactly when a status is wanted.
 
 logs: `tail` runs FilterLogEvents over the log group the state records, from `--since`
 on (`parse_since`), every page (`log_events`), and hands each event to a `write`
@@ -42,7 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -55,6 +57,7 @@ from deployer.state import Ids, State, StateFile, check_identity
 from deployer.steps.certificates import CertificateStatus, certificate_status
 
 if TYPE_CHECKING:
+    from mypy_boto3_application_autoscaling.type_defs import ScalingActivityTypeDef, ScalingPolicyTypeDef
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_logs.type_defs import FilteredLogEventTypeDef, PaginatorConfigTypeDef
 
@@ -63,6 +66,14 @@ DEFAULT_SINCE = "10m"
 FOLLOW_SECONDS = 3.0
 LATE_EVENT_MS = 30_000  # how far back each --follow poll re-reads, for events CloudWatch accepts late
 SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# An ECS service's scalable target in Application Auto Scaling: namespace, dimension, and the resource id
+# service/<cluster>/<service> (Application Auto Scaling API reference, RegisterScalableTarget:
+# https://docs.aws.amazon.com/autoscaling/application/APIReference/API_RegisterScalableTarget.html).
+ECS_NAMESPACE: Final = "ecs"
+DESIRED_COUNT: Final = "ecs:service:DesiredCount"
+ACTIVITIES_SHOWN = 5
+# The steps (deployer/steps/alarms.py) whose CloudWatch alarms ECS watches during a rollout.
+DEPLOYMENT_ALARM_STEPS = ("unhealthy-alarm", "shortfall-alarm")
 
 
 def open_stack(path: Path, purpose: str) -> tuple[State, AwsClients]:
@@ -163,6 +174,53 @@ class LoadBalancerStatus:
 
 
 @dataclass
+class ScalingPolicyStatus:
+    name: str
+    policy_type: str  # TargetTrackingScaling for the stack's own policies
+    metric: str  # the predefined metric type (ECSServiceAverageCPUUtilization, ...) or a custom metric's name
+    target_value: float | None = None
+    scale_out_cooldown: int | None = None  # seconds; None when the policy sets none (AWS's default applies)
+    scale_in_cooldown: int | None = None
+    scale_in_disabled: bool = False
+    alarms: list[str] = field(default_factory=list)  # what Application Auto Scaling made for it (high, low)
+
+
+@dataclass
+class ScalingActivity:
+    start: str  # ISO 8601, UTC
+    end: str  # empty while it runs
+    status: str  # Pending, InProgress, Successful, Overridden, Unfulfilled, Failed
+    description: str  # e.g. "Setting desired count to 3."
+    cause: str  # e.g. "monitor alarm ... in state ALARM triggered policy ..."
+    message: str
+
+
+@dataclass
+class ScalingStatus:
+    """The service's autoscaling: `enabled` with a scalable target registered, else the count is fixed."""
+
+    resource_id: str
+    enabled: bool = False
+    min_tasks: int | None = None
+    max_tasks: int | None = None
+    suspended: list[str] = field(default_factory=list)  # DynamicScalingInSuspended, ... when set
+    policies: list[ScalingPolicyStatus] = field(default_factory=list)
+    activities: list[ScalingActivity] = field(default_factory=list)  # newest first
+    error: str | None = None  # the scalable target could not be read: whether it scales is unknown
+    policies_error: str | None = None
+    activities_error: str | None = None
+
+
+@dataclass
+class AlarmStatus:
+    name: str
+    state: str = ""  # OK, ALARM, INSUFFICIENT_DATA
+    reason: str = ""
+    since: str = ""  # when the state last changed, ISO 8601 UTC
+    error: str | None = None  # "not found" when CloudWatch has no alarm of that name
+
+
+@dataclass
 class ResourceLine:
     step: str
     id: str
@@ -180,6 +238,9 @@ class StatusReport:
     certificate: CertificateStatus | None = None
     certificate_error: str | None = None
     url: UrlAnswer | None = None
+    scaling: ScalingStatus | None = None
+    alarms: list[AlarmStatus] = field(default_factory=list)  # the deployment alarms the state records
+    alarms_error: str | None = None
 
 
 def read_status(path: Path | None, probe: Probe | None = None) -> StatusReport:
@@ -200,6 +261,8 @@ def collect_status(clients: AwsClients, state: State, probe: Probe) -> StatusRep
     service = state.get("service")
     if service is not None:
         report.service = _service_status(clients, service, state.get("image") or {})
+        report.scaling = _scaling_status(clients, f"service/{service['cluster']}/{service['name']}")
+    _read_alarms(clients, state, report)
     target_group = state.get("target-group")
     if target_group is not None:
         report.target_health = _target_health(clients, target_group)
@@ -303,6 +366,125 @@ def _listener_certificate(clients: AwsClients, listener: Ids | None) -> str:
     listeners = clients.elbv2.describe_listeners(ListenerArns=[listener["arn"]])["Listeners"]
     certificates = listeners[0].get("Certificates", []) if listeners else []
     return certificates[0].get("CertificateArn", "") if certificates else ""
+
+
+def _scaling_status(clients: AwsClients, resource_id: str) -> ScalingStatus:
+    """The scalable target of the service (none: autoscaling is off), then its policies and last activities.
+
+    Each of the three reads can be refused on its own (a policy granting some Describe actions only), so each
+    records its own refusal and the others are still shown.
+    """
+    scaling = ScalingStatus(resource_id=resource_id)
+    try:
+        targets = clients.autoscaling.describe_scalable_targets(
+            ServiceNamespace=ECS_NAMESPACE, ResourceIds=[resource_id], ScalableDimension=DESIRED_COUNT
+        )["ScalableTargets"]
+    except ClientError as exc:
+        scaling.error = _refusal(exc)
+        return scaling
+    if not targets:
+        return scaling
+    target = targets[0]
+    scaling.enabled, scaling.min_tasks, scaling.max_tasks = True, target["MinCapacity"], target["MaxCapacity"]
+    scaling.suspended = sorted(kind for kind, suspended in target.get("SuspendedState", {}).items() if suspended)
+    try:
+        scaling.policies = [_policy(policy) for policy in _scaling_policies(clients, resource_id)]
+    except ClientError as exc:
+        scaling.policies_error = _refusal(exc)
+    try:
+        scaling.activities = _scaling_activities(clients, resource_id)
+    except ClientError as exc:
+        scaling.activities_error = _refusal(exc)
+    return scaling
+
+
+def _scaling_policies(clients: AwsClients, resource_id: str) -> list[ScalingPolicyTypeDef]:
+    pages = clients.autoscaling.get_paginator("describe_scaling_policies").paginate(
+        ServiceNamespace=ECS_NAMESPACE, ResourceId=resource_id, ScalableDimension=DESIRED_COUNT
+    )
+    return [policy for page in pages for policy in page["ScalingPolicies"]]
+
+
+def _policy(policy: ScalingPolicyTypeDef) -> ScalingPolicyStatus:
+    tracking = policy.get("TargetTrackingScalingPolicyConfiguration")
+    status = ScalingPolicyStatus(
+        name=policy["PolicyName"],
+        policy_type=policy["PolicyType"],
+        metric="",
+        alarms=[alarm["AlarmName"] for alarm in policy.get("Alarms", [])],
+    )
+    if tracking is not None:
+        predefined = tracking.get("PredefinedMetricSpecification")
+        custom = tracking.get("CustomizedMetricSpecification")
+        status.metric = (
+            predefined["PredefinedMetricType"] if predefined else (custom or {}).get("MetricName", "custom metric")
+        )
+        status.target_value = tracking["TargetValue"]
+        status.scale_out_cooldown = tracking.get("ScaleOutCooldown")
+        status.scale_in_cooldown = tracking.get("ScaleInCooldown")
+        status.scale_in_disabled = tracking.get("DisableScaleIn", False)
+    return status
+
+
+def _scaling_activities(clients: AwsClients, resource_id: str) -> list[ScalingActivity]:
+    """The last ACTIVITIES_SHOWN activities (AWS keeps six weeks of them), newest first.
+
+    One page of ACTIVITIES_SHOWN: the API reference does not state the order of the answer, so the page is
+    sorted by start time here (https://docs.aws.amazon.com/autoscaling/application/APIReference/
+    API_DescribeScalingActivities.html). Activities that did not scale (IncludeNotScaledActivities) are left
+    out: at min_tasks with a quiet site they would repeat and push the real ones off the list.
+    """
+    answer = clients.autoscaling.describe_scaling_activities(
+        ServiceNamespace=ECS_NAMESPACE,
+        ResourceId=resource_id,
+        ScalableDimension=DESIRED_COUNT,
+        MaxResults=ACTIVITIES_SHOWN,
+    )
+    activities = sorted(answer["ScalingActivities"], key=lambda activity: activity["StartTime"], reverse=True)
+    return [_activity(activity) for activity in activities]
+
+
+def _activity(activity: ScalingActivityTypeDef) -> ScalingActivity:
+    end = activity.get("EndTime")
+    return ScalingActivity(
+        start=_utc(activity["StartTime"]),
+        end=_utc(end) if end is not None else "",
+        status=activity["StatusCode"],
+        description=activity["Description"],
+        cause=activity["Cause"],
+        message=activity.get("StatusMessage", ""),
+    )
+
+
+def _read_alarms(clients: AwsClients, state: State, report: StatusReport) -> None:
+    """The deployment alarms the state records: ECS rolls a rollout back while one of them is in ALARM."""
+    names = [ids["name"] for step in DEPLOYMENT_ALARM_STEPS if (ids := state.get(step)) is not None]
+    if not names:
+        return
+    try:
+        alarms = clients.cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]  # metric alarms by default
+    except ClientError as exc:
+        report.alarms_error = _refusal(exc)
+        return
+    found = {alarm["AlarmName"]: alarm for alarm in alarms}
+    for name in names:
+        alarm = found.get(name)
+        if alarm is None:
+            report.alarms.append(AlarmStatus(name, error="not found"))
+            continue
+        updated = alarm.get("StateUpdatedTimestamp")
+        report.alarms.append(
+            AlarmStatus(
+                name,
+                state=alarm.get("StateValue", ""),
+                reason=alarm.get("StateReason", ""),
+                since=_utc(updated) if updated is not None else "",
+            )
+        )
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _revision(task_definition_arn: str) -> str:

@@ -8,8 +8,12 @@ the identity check happen there) and hand the result to the one terminal writer,
 the rendering reads nothing, so it can be tested from a hand-made `StatusReport` alone.
 
 status: text is the resources with a live column for the parts that can be unwell,
-the service's details, and the site URL's answer; JSON is the `StatusReport` as a
+the service's details, its autoscaling (min..max, policies, last activities), the
+deployment alarms' states, and the site URL's answer; JSON is the `StatusReport` as a
 document (`asdict`).
+
+plan: the cost estimate's text (`render_cost`) and JSON (`cost_document`) for provision.py
+--dry-run; under autoscaling a line that grows with the tasks shows its figure at min_tasks..max_tasks.
 
 logs: text is one line an event (time in UTC, stream, message); with --output json,
 one document `{"log_group": …, "events": […]}`, or with --follow one JSON object a
@@ -25,14 +29,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deployer.observe import LoadBalancerStatus, ServiceStatus, StatusReport, TargetHealth, read_logs, read_status
+from deployer import cost
+from deployer.observe import (
+    AlarmStatus,
+    LoadBalancerStatus,
+    ScalingPolicyStatus,
+    ScalingStatus,
+    ServiceStatus,
+    StatusReport,
+    TargetHealth,
+    read_logs,
+    read_status,
+)
 from deployer.output import Output
 from deployer.probe import Probe, UrlAnswer
+from deployer.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_logs.type_defs import FilteredLogEventTypeDef
 
 ID_COLUMN = 40  # longer identifiers (ARNs) overflow the column rather than push the live column far right
+COST_ITEM_COLUMN = 24
 
 
 def show_status(path: Path | None, output: Output, probe: Probe | None = None) -> int:
@@ -88,11 +105,72 @@ def render_status(report: StatusReport) -> list[str]:
         lines.append(f"  {line.step:<22} {line.id:<{width}}  {live.get(line.step, '')}".rstrip())
     if report.service is not None and report.service.error is None:
         lines += ["", *_service_details(report.service)]
+    if report.scaling is not None:
+        lines += ["", *_scaling_lines(report.scaling, report.service)]
+    if report.alarms or report.alarms_error is not None:
+        lines += ["", *_alarm_lines(report)]
     if report.certificate is not None or report.certificate_error is not None:
         lines += ["", _certificate_line(report)]
     if report.url is not None:
         lines += ["", f"Site {report.url.url}: {_url_line(report.url)}"]
     return lines
+
+
+def _scaling_lines(scaling: ScalingStatus, service: ServiceStatus | None) -> list[str]:
+    """Autoscaling's range (beside the service's counts), policies and last activities; "unknown" with the
+    refusal where a read failed."""
+    if scaling.error is not None:
+        return [f"Autoscaling: unknown ({scaling.error})"]
+    if not scaling.enabled:
+        return ["Autoscaling: off (no scalable target: the service keeps its desired count)"]
+    suspended = f"; suspended: {', '.join(scaling.suspended)}" if scaling.suspended else ""
+    now = (
+        f", now {service.desired} desired / {service.running} running"
+        if service is not None and service.error is None
+        else ""
+    )
+    lines = [f"Autoscaling: {scaling.min_tasks}..{scaling.max_tasks} tasks{now}{suspended}"]
+    if scaling.policies_error is not None:
+        lines.append(f"  policies         unknown ({scaling.policies_error})")
+    elif not scaling.policies:
+        lines.append("  policies         none (the count stays where it is)")
+    lines += [f"  policy           {_policy_line(policy)}" for policy in scaling.policies]
+    if scaling.activities_error is not None:
+        lines.append(f"  activities       unknown ({scaling.activities_error})")
+    elif not scaling.activities:
+        lines.append("  activities       none in the last six weeks")
+    for activity in scaling.activities:
+        lines.append(f"  activity         {activity.start} {activity.status}: {activity.description}")
+        lines.append(f"                   {activity.cause}")
+        if activity.status not in ("Successful", "Pending", "InProgress") and activity.message:
+            lines.append(f"                   {activity.message}")
+    return lines
+
+
+def _policy_line(policy: ScalingPolicyStatus) -> str:
+    if policy.target_value is None:
+        return f"{policy.name}: {policy.policy_type}"
+    cooldowns = ", ".join(
+        f"scale-{way} cooldown {'AWS default' if seconds is None else f'{seconds} s'}"
+        for way, seconds in (("out", policy.scale_out_cooldown), ("in", policy.scale_in_cooldown))
+    )
+    scale_in = ", scale-in disabled" if policy.scale_in_disabled else ""
+    return f"{policy.name}: {policy.metric} at {policy.target_value:g}, {cooldowns}{scale_in}"
+
+
+def _alarm_lines(report: StatusReport) -> list[str]:
+    if report.alarms_error is not None:
+        return [f"Deployment alarms: unknown ({report.alarms_error})"]
+    width = max(len(alarm.name) for alarm in report.alarms)
+    return ["Deployment alarms:", *(f"  {alarm.name:<{width}}  {_alarm_state(alarm)}" for alarm in report.alarms)]
+
+
+def _alarm_state(alarm: AlarmStatus) -> str:
+    if alarm.error is not None:
+        return alarm.error
+    since = f" since {alarm.since}" if alarm.since else ""
+    reason = f": {alarm.reason}" if alarm.state != "OK" and alarm.reason else ""
+    return f"{alarm.state}{since}{reason}"
 
 
 def _certificate_line(report: StatusReport) -> str:
@@ -154,6 +232,53 @@ def _url_line(answer: UrlAnswer) -> str:
     if answer.status is not None:
         return f"HTTP {answer.status} in {answer.seconds:.2f} s"
     return f"no answer: {answer.error}"
+
+
+# ---------------------------------------------------------------- plan
+
+
+def render_cost(settings: Settings, lines: list[cost.CostLine]) -> list[str]:
+    """The estimate as text: one line an item, then the total; a range low..high where the tasks scale."""
+    tasks = cost.Tasks(settings)
+    low, high = cost.total_range(lines)
+    figures = [_figure(line.monthly_usd, line.high) for line in lines]
+    total = _figure(low, high)
+    width = max(len(figure) for figure in (*figures, total))
+    scaling = (
+        f"   at {tasks.text()} tasks: what a month costs depends on how long autoscaling runs each count"
+        if tasks.scaling
+        else ""
+    )
+    return [
+        f"\nEstimated monthly cost (an estimate: {cost.PRICES_SOURCE}; data transfer, free tiers and taxes left out):",
+        *(
+            f"  {line.item:<{COST_ITEM_COLUMN}} {figure:<{width}}   {line.basis}"
+            for line, figure in zip(lines, figures, strict=True)
+        ),
+        f"  {'total':<{COST_ITEM_COLUMN}} {total:<{width}}{scaling}".rstrip(),
+    ]
+
+
+def _figure(low: float, high: float) -> str:
+    figure = f"${low:>8.2f}"
+    return figure if round(high, 2) == round(low, 2) else f"{figure}..${high:.2f}"
+
+
+def cost_document(settings: Settings, lines: list[cost.CostLine]) -> dict[str, object]:
+    """The estimate as JSON: `monthly_usd` at min_tasks (the whole figure without autoscaling) and
+    `monthly_usd_max` at max_tasks, for each line and the total; `tasks` the counts they are priced at."""
+    tasks = cost.Tasks(settings)
+    low, high = cost.total_range(lines)
+    return {
+        "source": cost.PRICES_SOURCE,
+        "lines": [
+            {"item": line.item, "monthly_usd": line.monthly_usd, "basis": line.basis, "monthly_usd_max": line.high}
+            for line in lines
+        ],
+        "monthly_usd": round(low, 2),
+        "monthly_usd_max": round(high, 2),
+        "tasks": {"min": tasks.low, "max": tasks.high},
+    }
 
 
 # ---------------------------------------------------------------- logs

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
-from deployer import cost, runner
+import pytest
+
+from deployer import cli, cost, runner
+from deployer.clients import AwsClients
 from deployer.steps.base import StepContext
-from tests.conftest import CallLog, MotoServer, RunScript, planning
+from tests.conftest import IMAGE, CallLog, MotoServer, RunScript, planning
 from tests.inventory import inventory
 from tests.steps_helpers import wanted_steps
 
@@ -57,3 +61,18 @@ def test_dry_run_from_the_command_line(server: MotoServer, run_script: RunScript
     assert result.stdout.count(" create ") == len(wanted_steps())
     assert "Estimated monthly cost (an estimate" in result.stdout and "total" in result.stdout
     assert not (tmp_path / "state.json").exists()
+
+
+def test_dry_run_with_autoscaling_prices_the_task_range(
+    aws: AwsClients, state_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan's estimate names min..max tasks where it named the count, and prices the lines they grow."""
+    flags = ["--image", IMAGE, "--dry-run", "--min-tasks", "1", "--max-tasks", "4", "--state-file", str(state_path)]
+    assert cli.provision_main(flags) == 0
+    assert "1..4 task(s) x 0.25 vCPU x $0.04048/h" in capsys.readouterr().out
+    assert cli.provision_main([*flags, "--output", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    vcpu = next(line for line in document["cost"]["lines"] if line["item"] == "Fargate vCPU")
+    assert vcpu["monthly_usd_max"] == pytest.approx(4 * vcpu["monthly_usd"])
+    assert isinstance(document["cost"]["monthly_usd"], float)
+    assert not state_path.exists()
