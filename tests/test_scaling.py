@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from deployer import runner, stack
 from deployer.errors import DeployerError, ForeignResourceError
-from deployer.settings import validate
+from deployer.settings import Settings, validate
 from deployer.steps.base import Step, StepContext
 from deployer.steps.scaling import (
     DIMENSION,
@@ -25,7 +27,7 @@ from deployer.steps.scaling import (
     ScalingPolicyStep,
 )
 from tests import aas_emulation
-from tests.conftest import ACCOUNT, CallLog, FakeClock, lost_state, planning
+from tests.conftest import ACCOUNT, CallLog, FakeClock, MotoServer, lost_state, planning
 from tests.faults import inject_errors
 from tests.rollouts import Rollout
 from tests.steps_helpers import provision_through
@@ -488,3 +490,41 @@ def test_tags_of_a_missing_target_are_refused(fresh_target: StepContext) -> None
     with pytest.raises(ClientError) as refused:
         missing()
     assert refused.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_the_emulation_works_against_a_moto_server_across_processes(server: MotoServer, tmp_path: Path) -> None:
+    """As a script subprocess would install it: on a client of the server, its tags kept in a file."""
+
+    def client(service: str) -> Any:
+        session: Any = boto3.Session(region_name="us-east-1")
+        return session.client(service, endpoint_url=server.url)
+
+    ecs, tags_file = client("ecs"), tmp_path / "aas-tags.json"
+    ecs.create_cluster(clusterName="c")
+    ecs.register_task_definition(family="f", containerDefinitions=[{"name": "w", "image": "x", "memory": 128}])
+    ecs.create_service(cluster="c", serviceName="s", taskDefinition="f", desiredCount=1)
+    first = client("application-autoscaling")
+    aas_emulation.install(first, tags_file)
+    arn = first.register_scalable_target(
+        ServiceNamespace="ecs",
+        ResourceId="service/c/s",
+        ScalableDimension=DIMENSION,
+        MinCapacity=2,
+        MaxCapacity=3,
+        Tags={"deployer:stack": "s"},
+    )["ScalableTargetARN"]
+    assert ecs.describe_services(cluster="c", services=["s"])["services"][0]["desiredCount"] == 2
+    first.put_scaling_policy(
+        PolicyName="p",
+        ServiceNamespace="ecs",
+        ResourceId="service/c/s",
+        ScalableDimension=DIMENSION,
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration=CPU.configuration(Settings()),
+    )
+    second = client("application-autoscaling")  # another process: a new client, a new emulation, the same file
+    aas_emulation.install(second, tags_file)
+    assert second.list_tags_for_resource(ResourceARN=arn)["Tags"] == {"deployer:stack": "s"}
+    second.deregister_scalable_target(ServiceNamespace="ecs", ResourceId="service/c/s", ScalableDimension=DIMENSION)
+    assert second.describe_scaling_policies(ServiceNamespace="ecs")["ScalingPolicies"] == []
+    assert client("cloudwatch").describe_alarms()["MetricAlarms"] == []
