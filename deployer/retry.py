@@ -312,8 +312,9 @@ NEW_SCALABLE_TARGET_NOT_VISIBLE = Retry(
 # does while IAM propagates ("is not authorized to perform", "Rate exceeded", "token included in the request is
 # invalid" are the messages Terraform's resourcePolicyCreate retries; resourcePolicyUpdate and resourcePolicyDelete
 # retry the code whatever the message, policy.go above). ConcurrentUpdateException: "you request an update to an
-# Application Auto Scaling resource that already has a pending update" (API reference, Common errors), e.g. a policy
-# put while the target's registration is still being applied: by definition it passes once the other update is done.
+# Application Auto Scaling resource that already has a pending update" (API reference, the errors of
+# RegisterScalableTarget, PutScalingPolicy, DeleteScalingPolicy, DeregisterScalableTarget): by that definition it
+# passes once the pending update is applied. Terraform does not list it; it is retried within the same budget.
 SCALING_BUSY = Retry(
     "Application Auto Scaling is still applying an earlier change or cannot reach the alarms yet",
     frozenset({"FailedResourceAccessException", "ConcurrentUpdateException"}),
