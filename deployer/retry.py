@@ -269,3 +269,54 @@ def with_retries(
             say(f"  AWS says {error_code(exc)} ({rule.why}); retrying in {delay:.0f} s")
             sleep(delay)
             delay = min(delay * 2, MAX_DELAY)
+
+
+# Application Auto Scaling (deployer/steps/scaling.py). Its budgets are Terraform's propagationTimeout for the
+# service, 2 minutes (internal/service/appautoscaling/consts.go in
+# https://github.com/hashicorp/terraform-provider-aws).
+#
+# RegisterScalableTarget in an account that has never scaled an ECS service: Application Auto Scaling makes its
+# service-linked role AWSServiceRoleForApplicationAutoScaling_ECSService with the caller's permissions, and answers
+# ValidationException "Unable to assume IAM role: arn:aws:iam::<account>:role/aws-service-role/
+# ecs.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_ECSService" until it can use it
+# (aws-samples/amazon-bedrock-samples#253 quotes it; aws/aws-cdk#4108). A service made a moment ago answers
+# ValidationException "ECS service doesn't exist: service/<cluster>/<service>". Terraform's registerScalableTarget
+# retries exactly these two phrases (internal/service/appautoscaling/target.go). ValidationException also carries
+# permanent errors (a bad MinCapacity), hence the phrases.
+SCALABLE_TARGET_NOT_READY = Retry(
+    "the Application Auto Scaling service-linked role or the new service is not ready yet",
+    frozenset(),
+    budget_seconds=120,
+    messages=(
+        ("ValidationException", "Unable to assume IAM role"),
+        ("ValidationException", "ECS service doesn't exist"),
+    ),
+)
+
+# PutScalingPolicy right after RegisterScalableTarget: ObjectNotFoundException ("the scalable target with the
+# specified service namespace, resource ID, and scalable dimension does not exist", API reference, Errors:
+# https://docs.aws.amazon.com/autoscaling/application/APIReference/API_PutScalingPolicy.html) until the new target
+# is visible ("there might be a brief delay until the operation achieves eventual consistency", RegisterScalableTarget
+# in the same reference). A target deregistered by hand answers the same, so the code is retried only right after
+# this run registered the target (StepContext.fresh). Terraform's resourcePolicyCreate / resourcePolicyUpdate retry it
+# for propagationTimeout (internal/service/appautoscaling/policy.go).
+NEW_SCALABLE_TARGET_NOT_VISIBLE = Retry(
+    "the new scalable target is not visible yet",
+    frozenset({"ObjectNotFoundException"}),
+    budget_seconds=120,
+)
+
+# FailedResourceAccessException: Application Auto Scaling could not reach the policy's CloudWatch alarms through its
+# service-linked role ("unable to retrieve the alarms associated with a scaling policy due to a client error", API
+# reference, Common errors of PutScalingPolicy / DescribeScalingPolicies), which a role made or changed a moment ago
+# does while IAM propagates ("is not authorized to perform", "Rate exceeded", "token included in the request is
+# invalid" are the messages Terraform's resourcePolicyCreate retries; resourcePolicyUpdate and resourcePolicyDelete
+# retry the code whatever the message, policy.go above). ConcurrentUpdateException: "you request an update to an
+# Application Auto Scaling resource that already has a pending update" (API reference, the errors of
+# RegisterScalableTarget, PutScalingPolicy, DeleteScalingPolicy, DeregisterScalableTarget): by that definition it
+# passes once the pending update is applied. Terraform does not list it; it is retried within the same budget.
+SCALING_BUSY = Retry(
+    "Application Auto Scaling is still applying an earlier change or cannot reach the alarms yet",
+    frozenset({"FailedResourceAccessException", "ConcurrentUpdateException"}),
+    budget_seconds=120,
+)

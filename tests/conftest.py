@@ -37,6 +37,7 @@ from deployer.output import Output
 from deployer.settings import Settings, validate
 from deployer.state import State, StateFile
 from deployer.steps.base import StepContext
+from tests import aas_emulation
 from tests.contract import install as contract_hook
 from tests.contract.hook import subprocess_pythonpath
 from tests.faults import emulate_log_group_keys
@@ -120,6 +121,7 @@ def recorded_clients(log: CallLog) -> AwsClients:
         client.meta.events.register("before-call", log.record)
         contract_hook(client)  # already there through the create_client patch; explicit here
     emulate_log_group_keys(clients.logs, ACCOUNT)
+    aas_emulation.install(clients.autoscaling)
     return clients
 
 
