@@ -447,20 +447,11 @@ def _plan(args: argparse.Namespace, state_file: StateFile, output: Output) -> in
     )
     report = runner.plan(ctx)
     lines = cost.estimate(settings)
-    text = [
-        f"\nEstimated monthly cost (an estimate: {cost.PRICES_SOURCE}; data transfer, free tiers and taxes left out):",
-        *(f"  {line.item:<24} ${line.monthly_usd:>8.2f}   {line.basis}" for line in lines),
-        f"  {'total':<24} ${cost.total(lines):>8.2f}",
-    ]
     document: dict[str, Any] = {
         "plan": [{"step": s.step, "outcome": s.outcome, "detail": s.detail} for s in report.steps],
-        "cost": {
-            "source": cost.PRICES_SOURCE,
-            "lines": [vars(line) for line in lines],
-            "monthly_usd": round(cost.total(lines), 2),
-        },
+        "cost": views.cost_document(settings, lines),
     }
-    output.result(document, text)
+    output.result(document, views.render_cost(settings, lines))
     return 0
 
 

@@ -74,6 +74,7 @@ PHASES = {
     ),
     "certificate and DNS": ("certificate", "validation-record", "dns-alias"),
     "service rollout": ("cluster", "task-definition", "service"),
+    "alarms and scaling": ("unhealthy-alarm", "shortfall-alarm", "scalable-target", "cpu-scaling", "memory-scaling"),
 }
 HEALTH_PHASE = "health"
 # In the outputs with `certificate_arn`: the DNS record to create where the domain's DNS is managed.

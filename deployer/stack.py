@@ -35,6 +35,7 @@ from deployer.steps.network import (
 )
 from deployer.steps.private import NatAddressStep, NatGatewayStep, PrivateRouteTableStep
 from deployer.steps.registry import RepositoryStep
+from deployer.steps.scaling import ScalableTargetStep, ScalingPolicyStep
 
 
 def build_steps() -> list[Step[Any]]:
@@ -87,6 +88,11 @@ def build_steps() -> list[Step[Any]]:
         ClusterStep(),
         TaskDefinitionStep(),
         ServiceStep(),
+        # max_tasks above min_tasks (Step.wanted): Application Auto Scaling then owns the service's desired count.
+        # After the service they scale; going back to a fixed count removes them, policies first.
+        ScalableTargetStep(),
+        ScalingPolicyStep("cpu"),
+        ScalingPolicyStep("memory"),
     ]
 
 

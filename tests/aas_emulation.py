@@ -97,8 +97,13 @@ class AutoScalingEmulation:
         return _ok({})
 
     def _activities(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        wanted = params.get("ResourceId")
-        return [a for a in self.activities if wanted is None or a.get("ResourceId") == wanted]
+        """Filtered by resource and dimension, at most MaxResults (API reference, DescribeScalingActivities)."""
+        found = [
+            activity
+            for activity in self.activities
+            if all(params.get(key) in (None, activity.get(key)) for key in ("ResourceId", "ScalableDimension"))
+        ]
+        return found[: params.get("MaxResults", 50)]
 
     def _put_policy(self, params: dict[str, Any], context: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]] | None:
         """No target: ObjectNotFoundException. Otherwise moto makes it; its earlier alarms are noted for deletion."""

@@ -15,10 +15,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from deployer import runner, stack
+from deployer import runner
 from deployer.errors import DeployerError, ForeignResourceError
 from deployer.settings import Settings, validate
-from deployer.steps.base import Step, StepContext
+from deployer.steps.base import StepContext
 from deployer.steps.scaling import (
     DIMENSION,
     LINKED_ROLE,
@@ -80,21 +80,6 @@ def scaling(ctx: StepContext, serving: Rollout) -> StepContext:
     for step in (TARGET, CPU):
         assert runner.provision_step(on, step)[0] == "created"
     return on
-
-
-@pytest.fixture
-def wired(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The stack with the scaling steps after the service, as the lead wires them in deployer/stack.py."""
-    original = stack.build_steps
-
-    def build() -> list[Step[Any]]:
-        steps = original()
-        known = {step.name for step in steps}
-        extra: list[Step[Any]] = [ScalableTargetStep(), ScalingPolicyStep("cpu"), ScalingPolicyStep("memory")]
-        return [*steps, *[step for step in extra if step.name not in known]]
-
-    monkeypatch.setattr(stack, "build_steps", build)
-    monkeypatch.setattr(runner, "build_steps", build)
 
 
 # ---------------------------------------------------------------- created
@@ -183,7 +168,7 @@ def test_a_policy_changed_by_hand_is_put_back(scaling: StepContext) -> None:
 
 
 def test_the_memory_policy_is_added_and_removed_by_the_runner(
-    ctx: StepContext, serving: Rollout, wired: None, calls: CallLog
+    ctx: StepContext, serving: Rollout, calls: CallLog
 ) -> None:
     with_memory = scaled(ctx, scale_memory_percent=70)
     report = runner.provision(with_memory)
@@ -204,7 +189,7 @@ def test_the_memory_policy_is_added_and_removed_by_the_runner(
     assert [call for call in calls.changing() if call[0] == "application-autoscaling"] == []
 
 
-def test_going_back_to_a_fixed_count_removes_the_scaling(ctx: StepContext, serving: Rollout, wired: None) -> None:
+def test_going_back_to_a_fixed_count_removes_the_scaling(ctx: StepContext, serving: Rollout) -> None:
     runner.provision(scaled(ctx, scale_memory_percent=70))
     report = runner.provision(ctx)  # min = max: no autoscaling
     removed = [line.step for line in report.steps if line.outcome == "removed"]
@@ -216,9 +201,7 @@ def test_going_back_to_a_fixed_count_removes_the_scaling(ctx: StepContext, servi
 # ---------------------------------------------------------------- dry run
 
 
-def test_the_dry_run_plans_the_scaling_and_changes_nothing(
-    ctx: StepContext, serving: Rollout, wired: None, calls: CallLog
-) -> None:
+def test_the_dry_run_plans_the_scaling_and_changes_nothing(ctx: StepContext, serving: Rollout, calls: CallLog) -> None:
     runner.provision(ctx)
     calls.clear()
     report = runner.plan(planning(scaled(ctx, scale_memory_percent=70)))
@@ -261,7 +244,7 @@ def test_deleting_each_policy_deletes_its_alarms(scaling: StepContext) -> None:
     assert target(scaling) is None
 
 
-def test_teardown_removes_the_scaling_before_the_service(ctx: StepContext, serving: Rollout, wired: None) -> None:
+def test_teardown_removes_the_scaling_before_the_service(ctx: StepContext, serving: Rollout) -> None:
     runner.provision(scaled(ctx))
     order = [line.step for line in runner.teardown(ctx).steps]
     assert order.index("cpu-scaling") < order.index("scalable-target") < order.index("service")
@@ -271,9 +254,7 @@ def test_teardown_removes_the_scaling_before_the_service(ctx: StepContext, servi
 # ---------------------------------------------------------------- lost state
 
 
-def test_a_lost_state_adopts_the_tagged_target_and_its_policies(
-    ctx: StepContext, serving: Rollout, wired: None
-) -> None:
+def test_a_lost_state_adopts_the_tagged_target_and_its_policies(ctx: StepContext, serving: Rollout) -> None:
     on = scaled(ctx, scale_memory_percent=70)
     runner.provision(on)
     recorded = {step: on.ids(step) for step in ("scalable-target", "cpu-scaling", "memory-scaling")}
@@ -319,7 +300,7 @@ def test_a_target_on_our_service_that_is_not_ours_is_refused(
 
 
 def test_a_lost_state_leaves_an_untagged_target_alone_and_provision_refuses_it(
-    ctx: StepContext, serving: Rollout, wired: None
+    ctx: StepContext, serving: Rollout
 ) -> None:
     provision_through(ctx, "service")
     foreign_target(ctx, None)
@@ -332,7 +313,7 @@ def test_a_lost_state_leaves_an_untagged_target_alone_and_provision_refuses_it(
 
 
 def test_a_foreign_target_is_refused_before_anything_changes(
-    ctx: StepContext, serving: Rollout, wired: None, calls: CallLog
+    ctx: StepContext, serving: Rollout, calls: CallLog
 ) -> None:
     runner.provision(ctx)
     foreign_target(ctx, None)

@@ -3,8 +3,8 @@
 status reads Application Auto Scaling and CloudWatch directly (deployer/observe.py): the scalable target,
 its policies and its last activities, and the deployment alarms the state records. The scalable target and
 its policy are made here with the calls deployer/steps/scaling.py makes (the step itself is not imported).
-moto does not implement DescribeScalingActivities: `answer_activities` answers it as AWS does
-(Application Auto Scaling API reference, DescribeScalingActivities, "Sample Response":
+moto does not implement DescribeScalingActivities: `answer_activities` has the shared emulation answer it as AWS
+does (Application Auto Scaling API reference, DescribeScalingActivities, "Sample Response":
 https://docs.aws.amazon.com/autoscaling/application/APIReference/API_DescribeScalingActivities.html).
 """
 
@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
-from botocore.compat import HTTPHeaders
 from botocore.config import Config
 
 from deployer import cli, cost, observe, runner, views
@@ -29,6 +27,7 @@ from deployer.clients import AwsClients, build_clients
 from deployer.probe import UrlAnswer
 from deployer.settings import Names, Settings
 from deployer.steps.base import StepContext
+from tests import aas_emulation
 from tests.conftest import REGION, CallLog
 from tests.faults import inject_errors
 
@@ -70,31 +69,15 @@ ACTIVITIES = [
 
 
 def answer_activities(client: Any, activities: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """DescribeScalingActivities on `client`, answered from `activities` as AWS would (filtered by resource and
-    dimension, at most MaxResults); returns the list of the requests' parameters."""
+    """DescribeScalingActivities on `client` answers `activities` (the shared emulation, tests/aas_emulation.py,
+    filters them as AWS does); returns the list of the requests' parameters."""
     requests: list[dict[str, Any]] = []
 
-    def keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        context["api_params"] = dict(params)
+    def keep(params: dict[str, Any], **_: Any) -> None:
+        requests.append(dict(params))
 
-    def answer(model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        if model.name != "DescribeScalingActivities":
-            return None
-        params = context.get("api_params", {})
-        requests.append(params)
-        found = [
-            activity
-            for activity in activities
-            if activity["ResourceId"] == params.get("ResourceId", activity["ResourceId"])
-            and activity["ScalableDimension"] == params.get("ScalableDimension", activity["ScalableDimension"])
-        ]
-        parsed = {"ScalingActivities": found[: params.get("MaxResults", 50)], "ResponseMetadata": {}}
-        return AWSResponse("https://emulated", 200, HTTPHeaders(), None), parsed
-
+    aas_emulation.of(client).activities = activities
     client.meta.events.register("before-parameter-build.application-auto-scaling.DescribeScalingActivities", keep)
-    # On the generic event, after the call recorders and injected errors: botocore runs the handlers of the most
-    # specific event first, and the first answer ends the event (as tests/faults.py does).
-    client.meta.events.register("before-call", answer)
     return requests
 
 
@@ -213,10 +196,10 @@ def test_status_without_a_scalable_target_says_autoscaling_is_off(provisioned: S
 
 
 def test_status_with_no_activity_yet(provisioned: StepContext) -> None:
-    scale(provisioned.clients, low=2, high=6)
+    scale(provisioned.clients, low=1, high=6)
     answer_activities(provisioned.clients.autoscaling, [])
     lines = views.render_status(status(provisioned))
-    assert "Autoscaling: 2..6 tasks, now 1 desired / 1 running" in lines
+    assert "Autoscaling: 1..6 tasks, now 1 desired / 1 running" in lines
     assert "  activities       none in the last six weeks" in lines
 
 
@@ -319,6 +302,7 @@ def scaling_commands(monkeypatch: pytest.MonkeyPatch, calls: CallLog) -> None:
         clients = build_clients(session, config)
         for client in clients.every():
             client.meta.events.register("before-call", calls.record)
+        aas_emulation.install(clients.autoscaling)
         answer_activities(clients.autoscaling, ACTIVITIES)
         return clients
 
