@@ -42,6 +42,15 @@ IAM_PAGE = REFERENCE + "list_awsidentityandaccessmanagementiam.html"
 KMS_PAGE = REFERENCE + "list_awskeymanagementservice.html"
 ACM_PAGE = REFERENCE + "list_awscertificatemanager.html"
 ROUTE53_PAGE = REFERENCE + "list_amazonroute53.html"
+AAS_PAGE = REFERENCE + "list_awsapplicationautoscaling.html"
+CLOUDWATCH_PAGE = REFERENCE + "list_amazoncloudwatch.html"
+# What PutScalingPolicy and DeleteScalingPolicy need of the caller besides Application Auto Scaling's own actions:
+# target tracking makes and deletes its CloudWatch alarms with the caller's permissions, and reads and scales the
+# service (Application Auto Scaling user guide, "Permissions required for actions on target services and CloudWatch":
+# https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_id-based-policy-examples.html).
+AAS_CALLER_PAGE = (
+    "https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_id-based-policy-examples.html"
+)
 # Route 53's condition keys take record names normalised: lower case, no trailing dot (Route 53 developer
 # guide, "Using IAM policy conditions for fine-grained access control to manage DNS records":
 # https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/specifying-conditions-route53.html).
@@ -51,6 +60,7 @@ ECR_PUSH_PAGE = "https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-pu
 MANAGED_POLICY_LIMIT = 6144  # characters, white space not counted (IAM and STS quotas)
 ENGINE = "engine"  # the Docker engine's registry calls (deployer/images.py), not boto3
 ECS_SERVICE_LINKED_ROLE = "ecs.amazonaws.com"
+AAS_SERVICE_LINKED_ROLE = "ecs.application-autoscaling.amazonaws.com"
 
 # IAM's prefix for each boto3 service name, where they differ.
 PREFIX = {"elbv2": "elasticloadbalancing"}
@@ -92,6 +102,15 @@ CERTIFICATES = "arn:{partition}:acm:{region}:{account}:certificate/*"
 DNS = ("validation-record", "dns-alias")  # the steps whose records Route 53 deletes
 HOSTED_ZONES = "arn:{partition}:route53:::hostedzone/*"  # the zone is found at run time: any of the account's
 TAGGED = {f"aws:RequestTag/{STACK_TAG}": "{stack}"}
+# A scalable target's ARN ends in an ID AWS makes up; the namespace and dimension keys hold it to ECS desired counts.
+SCALABLE_TARGETS = "arn:{partition}:application-autoscaling:{region}:{account}:scalable-target/*"
+ECS_DESIRED_COUNT = {
+    "application-autoscaling:service-namespace": "ecs",
+    "application-autoscaling:scalable-dimension": "ecs:service:DesiredCount",
+}
+ALARMS = "arn:{partition}:cloudwatch:{region}:{account}:alarm:"
+# Target tracking names its two alarms TargetTracking-<resource id>-AlarmHigh-<uuid> / -AlarmLow-<uuid>.
+TARGET_TRACKING_ALARMS = ALARMS + "TargetTracking-service/{cluster}/{service}-*"
 
 
 @dataclass(frozen=True)
@@ -242,6 +261,24 @@ GROUPS: dict[str, Group] = {
         },
     ),
     "Route53Change": Group(("arn:{partition}:route53:::change/*",), (ROUTE53_PAGE,)),
+    # Autoscaling (deployer/steps/scaling.py): a new scalable target only with the stack's tag in the request;
+    # updates, policies and the deregistration only on a target that carries it.
+    "AasRegister": Group((SCALABLE_TARGETS,), (AAS_PAGE,), {"StringEquals": {**TAGGED, **ECS_DESIRED_COUNT}}),
+    "AasTagged": Group((SCALABLE_TARGETS,), (AAS_PAGE,), {"StringEquals": {**OURS, **ECS_DESIRED_COUNT}}),
+    # A lost state reads the tags of a target on the stack's service to tell ours from someone else's.
+    "AasRead": Group((SCALABLE_TARGETS,), (AAS_PAGE,)),
+    "CloudWatchTargetTracking": Group((TARGET_TRACKING_ALARMS,), (CLOUDWATCH_PAGE, AAS_CALLER_PAGE)),
+    "IamAasLinkedRole": Group(
+        (
+            "arn:{partition}:iam::{account}:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/"
+            "AWSServiceRoleForApplicationAutoScaling_ECSService",
+        ),
+        (
+            IAM_PAGE,
+            "https://docs.aws.amazon.com/autoscaling/application/userguide/application-auto-scaling-service-linked-roles.html",
+        ),
+        {"StringEquals": {"iam:AWSServiceName": AAS_SERVICE_LINKED_ROLE}},
+    ),
     "IamEcsLinkedRole": Group(
         ("arn:{partition}:iam::{account}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",),
         (IAM_PAGE,),
@@ -270,6 +307,13 @@ def _managed_dns(settings: Settings) -> bool:
 
 def _https(settings: Settings) -> bool:
     return settings.https
+
+
+def _autoscaling(settings: Settings) -> bool:
+    return settings.autoscaling
+
+
+SCALING = ("scalable-target", "cpu-scaling", "memory-scaling")  # what going back to a fixed count removes
 
 
 TABLE: tuple[Row, ...] = (
@@ -398,6 +442,62 @@ TABLE: tuple[Row, ...] = (
     Row("route53", "ChangeResourceRecordSets", "Route53Records", when=_managed_dns),
     Row("route53", "ChangeResourceRecordSets", "Route53Delete", when=_managed_dns, recorded=DNS),
     Row("route53", "GetChange", "Route53Change", when=_managed_dns, recorded=DNS),
+    # Also without autoscaling: status, `--sweep` and a lost state look for a scalable target on the service.
+    Row("application-autoscaling", "DescribeScalableTargets", "Unscoped"),
+    Row("application-autoscaling", "ListTagsForResource", "AasRead"),
+    Row(
+        "application-autoscaling",
+        "DescribeScalingPolicies DescribeScalingActivities",
+        "Unscoped",
+        when=_autoscaling,
+        recorded=SCALING,
+    ),
+    Row(
+        "application-autoscaling",
+        "RegisterScalableTarget",
+        "AasRegister",
+        actions="application-autoscaling:RegisterScalableTarget application-autoscaling:TagResource",
+        when=_autoscaling,
+    ),
+    Row("application-autoscaling", "RegisterScalableTarget PutScalingPolicy", "AasTagged", when=_autoscaling),
+    Row(
+        "application-autoscaling",
+        "DeleteScalingPolicy DeregisterScalableTarget",
+        "AasTagged",
+        when=_autoscaling,
+        recorded=SCALING,
+    ),
+    Row(
+        "application-autoscaling",
+        "PutScalingPolicy",
+        "CloudWatchTargetTracking",
+        actions="cloudwatch:DescribeAlarms cloudwatch:PutMetricAlarm cloudwatch:DeleteAlarms",
+        when=_autoscaling,
+    ),
+    Row(
+        "application-autoscaling",
+        "DeleteScalingPolicy DeregisterScalableTarget",
+        "CloudWatchTargetTracking",
+        actions="cloudwatch:DeleteAlarms",
+        when=_autoscaling,
+        recorded=SCALING,
+    ),
+    Row(
+        "application-autoscaling",
+        "RegisterScalableTarget PutScalingPolicy",
+        "Ecs",
+        actions="ecs:DescribeServices ecs:UpdateService",
+        when=_autoscaling,
+    ),
+    # The account's first scalable target of ECS: Application Auto Scaling makes its role with the caller's rights
+    # (and so does the tool, after "Unable to assume IAM role": the same action on the same role).
+    Row(
+        "application-autoscaling",
+        "RegisterScalableTarget",
+        "IamAasLinkedRole",
+        actions="iam:CreateServiceLinkedRole",
+        when=_autoscaling,
+    ),
 )
 
 # Changing actions left on every resource: the revisions of the stack's family could be named by ARN

@@ -53,6 +53,9 @@ READS = ("Describe", "List", "Get", "FilterLogEvents", "BatchGetImage", "GetDown
 # Calls other branches are adding (tag reads, load-balancer attributes): in the table ahead of them. Remove an
 # entry once its call lands; the coverage test then holds it to being used.
 ANTICIPATED: set[tuple[str, str]] = set()
+# Made only when a scalable target exists on the service without a record: a lost state of a stack that scaled,
+# whatever the settings now say (the default policy allows it; test_with_autoscaling_... makes the call).
+NOT_IN_DEFAULT_PHASES = {("application-autoscaling", "ListTagsForResource")}
 # Reads made only to explain a failure: teardown names the network interfaces that still hold a subnet,
 # VPC or security group AWS kept refusing to delete (deployer/steps/network.py, `blocked`).
 ERROR_PATHS = {("ec2", "DescribeNetworkInterfaces")}
@@ -218,7 +221,9 @@ def test_every_call_is_allowed_and_every_action_is_needed(ctx: StepContext, call
             assert not missing, f"{name}: {call} needs {missing}, which the policy does not allow"
 
     needed = {
-        action for call in made | ANTICIPATED | ERROR_PATHS for action, _ in policy.grants(call[0], call[1], settings)
+        action
+        for call in made | ANTICIPATED | ERROR_PATHS | NOT_IN_DEFAULT_PHASES
+        for action, _ in policy.grants(call[0], call[1], settings)
     }
     engine = {action for row in policy.TABLE if row.service == policy.ENGINE for action in row.actions.split()}
     unused = sorted(granted - needed - engine)
@@ -470,6 +475,66 @@ def test_with_a_certificate_of_the_users_no_zone_is_touched_and_every_call_is_al
     check_allowed({"provision and teardown": Phase(made, [], document, settings, frozenset())})
     sids = {statement["Sid"] for statement in policy.statements(settings, "aws", REGION, ACCOUNT)}
     assert "AcmRead" in sids and not sids & {"AcmRequest", "AcmTagged", "Route53Records", "Route53Delete"}
+
+
+SCALING_GROUPS = ("AasRegister", "AasTagged", "AasRead", "CloudWatchTargetTracking")
+
+
+def scaling_phases(ctx: StepContext, calls: CallLog) -> dict[str, Phase]:
+    """Autoscaling: provision, re-run, a new range and targets, a redeploy and a rollback with the scaler's count,
+    status, a lost state found again (with the settings of the stack, and with none), back to a fixed count (the
+    scaling removed), scaling again, teardown."""
+    scaled = replace(ctx, settings=replace(ctx.settings, max_tasks=4, scale_memory_percent=70))
+    wider = replace(ctx, settings=replace(scaled.settings, max_tasks=6, scale_cpu_percent=50))
+    redeployed = replace(wider, settings=replace(wider.settings, cpu=512, memory=1024))
+    phases: dict[str, Phase] = {}
+
+    def phase(name: str, run_ctx: StepContext, run: Callable[[], object]) -> None:
+        before = run_ctx.state
+        state = State(before.stack, before.region, before.account_id, copy.deepcopy(before.resources))
+        document = policy.document(run_ctx.settings, "aws", REGION, ACCOUNT, state)
+        recorded = frozenset(record.step for record in state.resources)
+        calls.clear()
+        run()
+        phases[name] = Phase(set(calls.calls), [], document, run_ctx.settings, recorded)
+
+    phase("provision", scaled, lambda: runner.provision(scaled))
+    phase("re-run", scaled, lambda: runner.provision(scaled))
+    phase("new range", wider, lambda: runner.provision(wider))
+    phase("redeploy", redeployed, lambda: runner.provision(redeployed))
+    phase("rollback", redeployed, lambda: runner.rollback(redeployed))
+    status = lambda: observe.collect_status(ctx.clients, ctx.state, lambda url: UrlAnswer(url, 200))  # noqa: E731
+    phase("status", redeployed, status)
+    phase("lost state", redeployed, lambda: runner.discover(lost_state(redeployed)))
+    phase("lost state, default settings", ctx, lambda: runner.discover(lost_state(ctx)))
+    phase("fixed count", ctx, lambda: runner.provision(ctx))
+    phase("scaling again", scaled, lambda: runner.provision(scaled))
+    phase("teardown", scaled, lambda: runner.teardown(scaled))
+    return phases
+
+
+def test_with_autoscaling_every_call_is_allowed_and_every_scaling_action_is_needed(
+    ctx: StepContext, calls: CallLog, serving: Rollout
+) -> None:
+    phases = scaling_phases(ctx, calls)
+    needed = check_allowed(phases)
+    made = {call for phase in phases.values() for call in phase.calls}
+    assert {
+        ("application-autoscaling", "ListTagsForResource"),
+        ("application-autoscaling", "DeregisterScalableTarget"),
+    } <= made
+    settings = replace(ctx.settings, max_tasks=4, scale_memory_percent=70)
+    statements = policy.statements(settings, "aws", REGION, ACCOUNT)
+    for statement in statements:
+        if statement["Sid"] in SCALING_GROUPS:
+            unused = set(statement["Action"]) - needed
+            assert not unused, f"{statement['Sid']} allows actions no call needs: {sorted(unused)}"
+    assert {statement["Sid"] for statement in statements} >= set(SCALING_GROUPS)
+
+
+def test_the_default_policy_has_no_scaling_change() -> None:
+    sids = {statement["Sid"] for statement in policy.statements(Settings(), "aws", REGION, ACCOUNT)}
+    assert "AasRead" in sids and not sids & {"AasRegister", "AasTagged", "CloudWatchTargetTracking"}
 
 
 def test_the_domain_bounds_the_request_and_the_record_names() -> None:
