@@ -16,11 +16,11 @@ good deployments, and one already in ALARM when a deployment starts does not gua
 the alarm-based rollback then: Copilot's note on its rollback alarms, aws/copilot-cli#4512):
 
 * unhealthy: 3 of 5 one-minute periods with an unhealthy target. A new task's target is `initial`
-  (not counted as unhealthy) during its first checks and an old task's is `draining` (not counted
-  either: "Target health status", https://docs.aws.amazon.com/elasticloadbalancing/latest/network/
-  target-group-health-checks.html); a site slow to listen can still be `unhealthy` for the
-  unhealthy threshold plus the healthy threshold (2 + 2 checks of 10 s: tens of seconds, touching
-  at most two periods). A broken revision that ECS keeps replacing shows an unhealthy target in
+  during its first checks and an old task's `draining` while it drains, neither of them the
+  `unhealthy` state the metric counts ("Target health status", https://docs.aws.amazon.com/
+  elasticloadbalancing/latest/network/target-group-health-checks.html); a site slow to listen can
+  still turn `unhealthy` after 2 failed checks and back after 2 good ones (10 s apart: well under a
+  minute, touching at most two periods). A broken revision that ECS keeps replacing shows an unhealthy target in
   most minutes, hence 3 of 5 rather than 3 in a row. Missing data (no target registered) is not
   breaching.
 * shortfall: 5 one-minute periods in a row short of tasks. A Fargate task takes a minute or two
