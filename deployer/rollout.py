@@ -3,8 +3,9 @@
 "Done" means all three: ECS reports the new deployment's `rolloutState` COMPLETED,
 the target group reports the tasks healthy, and the site URL answers HTTP 200 —
 not merely that the API calls returned. While waiting, new service events and the
-reasons of stopped tasks are shown as they appear. A circuit-breaker rollback is a
-failure that says why the tasks stopped and which revision runs now; after
+reasons of stopped tasks are shown as they appear. A rollback is a failure that says
+why (the circuit breaker and the tasks' stop reasons, or the deployment alarm that
+fired and CloudWatch's reason for it) and which revision runs now; after
 `max_failed_tasks` failed launches the wait stops at once instead of waiting for
 ECS's own threshold.
 """
@@ -167,15 +168,36 @@ class RolloutWatch:
         if primary.get("taskDefinition") != self.task_definition or any(
             d.get("rolloutState") == "FAILED" for d in ours
         ):
+            fired = self._alarms_fired(service)
+            if fired:
+                raise self._failure(f"the deployment alarm {fired} and ECS rolled the service back", service, fired)
             raise self._failure("the deployment circuit breaker rolled the service back", service)
 
-    def _failure(self, what: str, service: ServiceTypeDef) -> DeploymentFailedError:
+    def _alarms_fired(self, service: ServiceTypeDef) -> str:
+        """The service's deployment alarms now in ALARM, with CloudWatch's reason ("" when none is).
+
+        ECS fails a deployment when one of these alarms goes into ALARM ("How CloudWatch alarms detect Amazon ECS
+        deployment failures", https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-alarm-failure.html);
+        which alarm it was is read from CloudWatch, not from ECS's event text.
+        """
+        config = service.get("deploymentConfiguration")
+        alarms = config.get("alarms") if config else None
+        names = alarms.get("alarmNames", []) if alarms and alarms.get("enable") else []
+        if not names:
+            return ""
+        answer = self.ctx.clients.cloudwatch.describe_alarms(AlarmNames=names, StateValue="ALARM")
+        return "; ".join(
+            f"{alarm['AlarmName']} fired ({alarm.get('StateReason', 'no reason given')})"
+            for alarm in answer["MetricAlarms"]
+        )
+
+    def _failure(self, what: str, service: ServiceTypeDef, alarm: str = "") -> DeploymentFailedError:
         running = service.get("taskDefinition", "?").rsplit("/", 1)[-1]
         wanted = self.task_definition.rsplit("/", 1)[-1]
         reasons = "; ".join(self.reasons[-3:]) or "ECS gave no stopped-task reason yet"
+        why = "" if alarm and not self.reasons else f" Why the tasks stopped: {reasons}."
         return DeploymentFailedError(
-            f"The new revision {wanted} did not start serving: {what}. Why the tasks stopped: {reasons}. "
-            f"The service now runs {running}",
+            f"The new revision {wanted} did not start serving: {what}.{why} The service now runs {running}",
             where=f"service {self.service} in cluster {self.cluster}",
             todo="Read the task's logs (python logs.py --since 30m), fix the site, and run provision.py again; "
             "python provision.py --rollback returns to the last revision that served",

@@ -40,6 +40,7 @@ from deployer.steps.base import StepContext
 from tests import aas_emulation
 from tests.contract import install as contract_hook
 from tests.contract.hook import subprocess_pythonpath
+from tests.ecs_emulation import keep_service_settings
 from tests.faults import emulate_log_group_keys
 from tests.rollouts import Rollout
 
@@ -122,6 +123,7 @@ def recorded_clients(log: CallLog) -> AwsClients:
         contract_hook(client)  # already there through the create_client patch; explicit here
     emulate_log_group_keys(clients.logs, ACCOUNT)
     aas_emulation.install(clients.autoscaling)
+    keep_service_settings()
     return clients
 
 
@@ -281,6 +283,7 @@ def moto_server() -> Iterator[MotoServer]:
     """One moto server on loopback for the whole session; each test resets it."""
     os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     os.environ["MOTO_ECS_SERVICE_RUNNING"] = "1"
+    keep_service_settings()  # the server answers from this process's moto
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
+
 
 @dataclass
 class Rollout:
@@ -20,9 +22,15 @@ class Rollout:
     roll_back_to: str | None = None  # a task-definition ARN the circuit breaker returns to
     events: list[str] = field(default_factory=list)
     stopped_reason: str | None = None  # one stopped task, with this reason and an essential container's exit
+    # (alarm name, reason): with `roll_back_to`, a deployment alarm failed the rollout, not the circuit breaker
+    alarm: tuple[str, str] | None = None
     polls: int = 0
+    endpoint: str | None = None  # the emulator the clients talk to (set by install)
+    desired: int = 1  # the service's desired count last answered: as many targets turn healthy
 
     def install(self, ecs: Any, elbv2: Any) -> None:
+        url = ecs.meta.endpoint_url  # a moto server's, or ECS's own under in-process moto (no use to CloudWatch)
+        self.endpoint = None if url.endswith(".amazonaws.com") else url
         ecs.meta.events.register("after-call.ecs.DescribeServices", self._services)
         ecs.meta.events.register("after-call.ecs.ListTasks", self._list_tasks)
         ecs.meta.events.register("after-call.ecs.DescribeTasks", self._describe_tasks)
@@ -32,6 +40,7 @@ class Rollout:
         self.polls += 1
         for service in parsed.get("services", []):
             desired = service.get("desiredCount", 0)
+            self.desired = desired
             deployments = service.get("deployments", [])
             for deployment in deployments:
                 deployment["taskDefinition"] = service.get("taskDefinition")
@@ -44,6 +53,10 @@ class Rollout:
             ]
             if self.roll_back_to:
                 failed = {**primary, "status": "ACTIVE", "rolloutState": "FAILED", "failedTasks": self.failed_tasks}
+                if self.alarm is not None:
+                    self._fire(service)
+                    # Not ECS's exact text (the watcher reads the alarm from CloudWatch, never this).
+                    failed["rolloutStateReason"] = f"ECS deployment {primary.get('id')} failed: alarm detected."
                 primary.update(taskDefinition=self.roll_back_to, rolloutState="COMPLETED", runningCount=desired)
                 service["taskDefinition"] = self.roll_back_to
                 deployments.append(failed)
@@ -52,6 +65,14 @@ class Rollout:
             elif self.polls > self.polls_until_done:
                 primary.update(rolloutState="COMPLETED", runningCount=desired, failedTasks=0)
                 service["runningCount"] = desired
+
+    def _fire(self, service: dict[str, Any]) -> None:
+        """The alarm goes into ALARM, set through a client of its own so no test counts the call."""
+        assert self.alarm is not None
+        name, reason = self.alarm
+        region = service["serviceArn"].split(":")[3]
+        cloudwatch = boto3.client("cloudwatch", region_name=region, endpoint_url=self.endpoint)
+        cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason=reason)
 
     def _list_tasks(self, parsed: dict[str, Any], **_: Any) -> None:
         if self.stopped_reason:
@@ -73,5 +94,5 @@ class Rollout:
         if self.polls > self.polls_until_done and not self.failed_tasks and not self.roll_back_to:
             parsed["TargetHealthDescriptions"] = [
                 {"Target": {"Id": f"10.0.0.{n}", "Port": 8080}, "TargetHealth": {"State": "healthy"}}
-                for n in range(1, 2)
+                for n in range(1, max(self.desired, 1) + 1)
             ]

@@ -995,21 +995,128 @@ def test_service_task_definition_rolled_back_by_hand_is_moved_forward(ctx: StepC
     assert_settled(ctx, calls, step)
 
 
+DEPLOYMENT_CHANGE = (
+    "deployment configuration: circuit breaker and alarms (test-site-unhealthy-targets, test-site-task-shortfall) "
+    "with rollback on"
+)
+
+
+def test_service_is_created_with_the_deployment_alarms_and_zone_rebalancing(ctx: StepContext) -> None:
+    provision_through(ctx, "service")
+    live = service(ctx)
+    assert live["deploymentConfiguration"] == {
+        "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+        "maximumPercent": 200,
+        "minimumHealthyPercent": 100,
+        "alarms": {
+            "alarmNames": ["test-site-unhealthy-targets", "test-site-task-shortfall"],
+            "enable": True,
+            "rollback": True,
+        },
+    }
+    assert live["availabilityZoneRebalancing"] == "ENABLED"
+
+
+def test_service_without_container_insights_names_only_the_unhealthy_alarm(ctx: StepContext) -> None:
+    ctx = change_settings(ctx, container_insights=False)
+    provision_through(ctx, "service")
+    alarms = service(ctx)["deploymentConfiguration"]["alarms"]
+    assert alarms["alarmNames"] == ["test-site-unhealthy-targets"]
+
+
 def test_service_circuit_breaker_turned_off_by_hand_is_turned_on(ctx: StepContext, calls: CallLog) -> None:
     step = provision_through(ctx, "service")
     ids = ctx.ids("service")
-    # moto drops deploymentConfiguration on CreateService, but keeps what UpdateService sets.
     ctx.clients.ecs.update_service(
         cluster=ids["cluster"],
         service=ids["name"],
         deploymentConfiguration={"deploymentCircuitBreaker": {"enable": False, "rollback": False}},
     )
 
-    _, changes = reconverge(ctx, calls, step, "circuit breaker with rollback on")
+    _, changes = reconverge(ctx, calls, step, DEPLOYMENT_CHANGE)
 
-    assert changes == ["circuit breaker with rollback on"]
+    assert changes == [DEPLOYMENT_CHANGE]
     breaker = service(ctx)["deploymentConfiguration"]["deploymentCircuitBreaker"]
     assert breaker == {"enable": True, "rollback": True}
+    assert_settled(ctx, calls, step)
+
+
+def test_service_deployment_alarms_removed_by_hand_are_put_back(ctx: StepContext, calls: CallLog) -> None:
+    step = provision_through(ctx, "service")
+    ids = ctx.ids("service")
+    ctx.clients.ecs.update_service(
+        cluster=ids["cluster"],
+        service=ids["name"],
+        deploymentConfiguration={
+            "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+            "maximumPercent": 200,
+            "minimumHealthyPercent": 100,
+            "alarms": {"alarmNames": ["test-site-unhealthy-targets"], "enable": False, "rollback": False},
+        },
+    )
+
+    reconverge(ctx, calls, step, DEPLOYMENT_CHANGE)
+
+    alarms = service(ctx)["deploymentConfiguration"]["alarms"]
+    assert alarms == {
+        "alarmNames": ["test-site-unhealthy-targets", "test-site-task-shortfall"],
+        "enable": True,
+        "rollback": True,
+    }
+    assert_settled(ctx, calls, step)
+
+
+def test_service_zone_rebalancing_turned_off_by_hand_is_turned_on(ctx: StepContext, calls: CallLog) -> None:
+    step = provision_through(ctx, "service")
+    ids = ctx.ids("service")
+    ctx.clients.ecs.update_service(cluster=ids["cluster"], service=ids["name"], availabilityZoneRebalancing="DISABLED")
+
+    _, changes = reconverge(ctx, calls, step, "Availability Zone rebalancing on")
+
+    assert changes == ["Availability Zone rebalancing on"]
+    assert service(ctx)["availabilityZoneRebalancing"] == "ENABLED"
+    assert_settled(ctx, calls, step)
+
+
+def test_service_is_created_with_desired_count_within_min_and_max(ctx: StepContext) -> None:
+    ctx = change_settings(ctx, desired_count=1, min_tasks=2, max_tasks=6)
+    provision_through(ctx, "service")
+    assert service(ctx)["desiredCount"] == 2
+
+
+def test_service_under_autoscaling_keeps_the_count_the_scaler_chose(ctx: StepContext, calls: CallLog) -> None:
+    ctx = change_settings(ctx, min_tasks=2, max_tasks=6)
+    step = provision_through(ctx, "service")
+    ids = ctx.ids("service")
+    ctx.clients.ecs.update_service(cluster=ids["cluster"], service=ids["name"], desiredCount=4)  # the scaler
+
+    assert_settled(ctx, calls, step)
+    assert service(ctx)["desiredCount"] == 4
+
+
+def test_service_under_autoscaling_outside_min_and_max_is_brought_into_range(ctx: StepContext, calls: CallLog) -> None:
+    ctx = change_settings(ctx, min_tasks=2, max_tasks=6)
+    step = provision_through(ctx, "service")
+    ids = ctx.ids("service")
+    ctx.clients.ecs.update_service(cluster=ids["cluster"], service=ids["name"], desiredCount=9)
+
+    _, changes = reconverge(ctx, calls, step, "desired count 9 -> 6")
+
+    assert changes == ["desired count 9 -> 6"]
+    assert service(ctx)["desiredCount"] == 6
+    assert_settled(ctx, calls, step)
+
+
+def test_service_leaving_autoscaling_follows_the_fixed_count(ctx: StepContext, calls: CallLog) -> None:
+    ctx = change_settings(ctx, min_tasks=2, max_tasks=6)
+    step = provision_through(ctx, "service")
+    ids = ctx.ids("service")
+    ctx.clients.ecs.update_service(cluster=ids["cluster"], service=ids["name"], desiredCount=4)
+    ctx = change_settings(ctx, desired_count=3, min_tasks=None, max_tasks=None)
+
+    reconverge(ctx, calls, step, "desired count 4 -> 3")
+
+    assert service(ctx)["desiredCount"] == 3
     assert_settled(ctx, calls, step)
 
 

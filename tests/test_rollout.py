@@ -10,9 +10,11 @@ import pytest
 from deployer import runner
 from deployer.errors import DeployerError, WaitTimeoutError
 from deployer.rollout import DeploymentFailedError
+from deployer.runner import provision_step
 from deployer.stack import steps_by_name
+from deployer.steps.alarms import AlarmStep
 from deployer.steps.base import StepContext
-from tests.conftest import FakeClock, FakeSite, RecordingOutput
+from tests.conftest import CallLog, FakeClock, FakeSite, RecordingOutput
 from tests.rollouts import Rollout
 from tests.steps_helpers import provision_through
 
@@ -136,3 +138,72 @@ def test_a_failed_load_balancer_fails_at_once(ctx: StepContext, clock: FakeClock
     with pytest.raises(DeployerError, match="failed: subnet has no capacity"):
         step.wait(ctx, ctx.ids("load-balancer"))
     assert clock.time == ctx.poll_seconds
+
+
+def test_an_alarm_rollback_is_a_failure_that_names_the_alarm_and_its_reason(
+    ctx: StepContext, serving: Rollout, calls: CallLog
+) -> None:
+    runner.provision(ctx)
+    provision_step(ctx, AlarmStep("unhealthy"))
+    first = ctx.ids("task-definition")["arn"]
+    ctx = replace(ctx, settings=replace(ctx.settings, image="example.com/unhealthy:2"))
+    reason = (
+        "Threshold Crossed: 3 out of the last 5 datapoints [1.0 (30/11/26 20:14:00), 1.0 (30/11/26 20:13:00), "
+        "1.0 (30/11/26 20:12:00)] were greater than the threshold (0.0) (minimum 3 datapoints for OK -> ALARM "
+        "transition)."
+    )
+    serving.roll_back_to = first
+    serving.alarm = ("test-site-unhealthy-targets", reason)
+    with pytest.raises(DeploymentFailedError) as failure:
+        runner.provision(ctx)
+    message = failure.value.message
+    assert f"the deployment alarm test-site-unhealthy-targets fired ({reason}) and ECS rolled" in message
+    assert "circuit breaker" not in message
+    assert "Why the tasks stopped" not in message
+    assert f"now runs {first.rsplit('/', 1)[-1]}" in message
+    assert failure.value.exit_code == 1
+    assert ("cloudwatch", "DescribeAlarms") in calls.calls
+
+
+def _update_requests(ctx: StepContext) -> list[dict[str, Any]]:
+    """The UpdateService requests the tool sends from now on, as built (before they go out)."""
+    sent: list[dict[str, Any]] = []
+    ctx.clients.ecs.meta.events.register(
+        "provide-client-params.ecs.UpdateService", lambda params, **_: sent.append(dict(params))
+    )
+    return sent
+
+
+def _desired(ctx: StepContext) -> int:
+    ids = ctx.ids("service")
+    service = ctx.clients.ecs.describe_services(cluster=ids["cluster"], services=[ids["name"]])["services"][0]
+    return service["desiredCount"]
+
+
+def test_a_count_the_scaler_chose_stays_through_a_redeploy_and_a_rollback(ctx: StepContext, serving: Rollout) -> None:
+    ctx = replace(ctx, settings=replace(ctx.settings, min_tasks=2, max_tasks=6))
+    runner.provision(ctx)
+    assert _desired(ctx) == 2
+    ids = ctx.ids("service")
+    ctx.clients.ecs.update_service(cluster=ids["cluster"], service=ids["name"], desiredCount=4)  # the scaler
+    sent = _update_requests(ctx)
+
+    ctx = replace(ctx, settings=replace(ctx.settings, image="example.com/site:2"))
+    runner.provision(ctx)
+    assert _desired(ctx) == 4
+    runner.rollback(ctx)
+    assert _desired(ctx) == 4
+
+    assert [("taskDefinition" in request, "desiredCount" in request) for request in sent] == [
+        (True, False),
+        (True, False),
+    ]
+
+
+def test_without_autoscaling_a_redeploy_sets_the_fixed_count(ctx: StepContext, serving: Rollout) -> None:
+    runner.provision(ctx)
+    ctx = replace(ctx, settings=replace(ctx.settings, desired_count=3, image="example.com/site:2"))
+    sent = _update_requests(ctx)
+    runner.provision(ctx)
+    assert _desired(ctx) == 3
+    assert [request.get("desiredCount") for request in sent] == [3]

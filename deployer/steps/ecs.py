@@ -4,7 +4,7 @@ The task definition is compared field by field with what the settings and earlie
 steps ask for; any difference registers a new revision, and the service then
 moves to it. The service runs in the public subnets with a public IP (the stack
 has no NAT gateway), takes traffic only from the NLB's security group, and rolls
-back a failing deployment (circuit breaker).
+back a failing deployment (circuit breaker, and the deployment alarms of deployer/steps/alarms.py).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from deployer.rollout import RolloutWatch
 from deployer.settings import REDIRECT_PORT, Settings
 from deployer.state import Ids
 from deployer.steps import tags
+from deployer.steps.alarms import deployment_alarms
 from deployer.steps.aws import absent_if
 from deployer.steps.base import Converged, Existing, Step, StepContext
 from deployer.steps.loadbalancer import health_check
@@ -95,6 +96,13 @@ def _environment(settings: Settings) -> list[KeyValuePairTypeDef]:
         environment.append({"name": SITE_DOMAIN, "value": settings.domain})
     return environment
 
+
+# ECS moves tasks to the zone that runs fewer of them after a zone's trouble ("Balancing an Amazon ECS
+# service across Availability Zones",
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-rebalancing.html). A create without it
+# defaults to ENABLED, an update keeps the service's value (CreateService/UpdateService in botocore's ecs
+# model): sent on both so a service made before the default, or changed by hand, gets it too.
+AZ_REBALANCING: Final = "ENABLED"
 
 NOT_FOUND_CODES = ("ClusterNotFoundException", "ServiceNotFoundException", "ServiceNotActiveException")
 
@@ -398,12 +406,13 @@ class ServiceStep(Step["ServiceTypeDef"]):
             cluster=cluster,
             serviceName=name,
             taskDefinition=task_definition,
-            desiredCount=ctx.settings.desired_count,
+            desiredCount=ctx.settings.task_count,
             launchType="FARGATE",
             platformVersion="LATEST",
             networkConfiguration=self._network(ctx),
             loadBalancers=self._load_balancers(ctx),
-            deploymentConfiguration=self._deployment(),
+            deploymentConfiguration=self._deployment(ctx),
+            availabilityZoneRebalancing=AZ_REBALANCING,
             clientToken=ctx.client_token(self.name, cluster, task_definition)[:36],
             propagateTags="SERVICE",
             enableECSManagedTags=True,
@@ -418,20 +427,24 @@ class ServiceStep(Step["ServiceTypeDef"]):
         if live.get("taskDefinition") != task_definition:
             update["taskDefinition"] = task_definition
             changes.append(f"task definition -> {task_definition.rsplit('/', 1)[-1]}")
-        if live.get("desiredCount") != ctx.settings.desired_count:
-            update["desiredCount"] = ctx.settings.desired_count
-            changes.append(f"desired count {live.get('desiredCount')} -> {ctx.settings.desired_count}")
+        count = _desired_count(ctx.settings, live.get("desiredCount", 0))
+        if count is not None:
+            update["desiredCount"] = count
+            changes.append(f"desired count {live.get('desiredCount')} -> {count}")
         if _network_key(live.get("networkConfiguration")) != _network_key(self._network(ctx)):
             update["networkConfiguration"] = self._network(ctx)
             changes.append("network configuration")
         if _lb_key(live.get("loadBalancers", [])) != _lb_key(self._load_balancers(ctx)):
             update["loadBalancers"] = self._load_balancers(ctx)
             changes.append("load balancer attachment")
-        # moto drops deploymentConfiguration on CreateService; AWS always reports it.
-        breaker = live.get("deploymentConfiguration", {}).get("deploymentCircuitBreaker")
-        if breaker is not None and (not breaker.get("enable") or not breaker.get("rollback")):
-            update["deploymentConfiguration"] = self._deployment()
-            changes.append("circuit breaker with rollback on")
+        wanted = self._deployment(ctx)
+        if _deployment_key(live.get("deploymentConfiguration")) != _deployment_key(wanted):
+            update["deploymentConfiguration"] = wanted
+            alarms = ", ".join(wanted["alarms"]["alarmNames"])
+            changes.append(f"deployment configuration: circuit breaker and alarms ({alarms}) with rollback on")
+        if live.get("availabilityZoneRebalancing") != AZ_REBALANCING:
+            update["availabilityZoneRebalancing"] = AZ_REBALANCING
+            changes.append("Availability Zone rebalancing on")
         if changes and not ctx.dry_run:  # one change per field set in `update`
             ctx.retry(
                 lambda: ctx.clients.ecs.update_service(**update),
@@ -509,11 +522,15 @@ class ServiceStep(Step["ServiceTypeDef"]):
             for group, port in zip(groups, _ports(ctx.settings), strict=True)
         ]
 
-    def _deployment(self) -> DeploymentConfigurationTypeDef:
+    def _deployment(self, ctx: StepContext) -> DeploymentConfigurationTypeDef:
+        """Rolling updates that keep every task until its replacement runs (100..200 %), failed by the
+        circuit breaker (tasks that do not start) or by the stack's deployment alarms (deployer/steps/alarms.py:
+        targets unhealthy while the tasks stay up), and rolled back either way."""
         return {
             "deploymentCircuitBreaker": {"enable": True, "rollback": True},
             "maximumPercent": 200,
             "minimumHealthyPercent": 100,
+            "alarms": {"alarmNames": deployment_alarms(ctx.settings), "enable": True, "rollback": True},
         }
 
 
@@ -612,3 +629,34 @@ def _network_key(config: Any) -> tuple[tuple[str, ...], tuple[str, ...], str]:
 
 def _lb_key(balancers: Any) -> list[tuple[str, str, int]]:
     return sorted((b.get("targetGroupArn"), b.get("containerName"), b.get("containerPort")) for b in balancers)
+
+
+def _desired_count(settings: Settings, live: int) -> int | None:
+    """The desiredCount an UpdateService sends, or None to leave it out.
+
+    With autoscaling the scaler owns the count: sending it would undo what the scaler chose, so it is sent
+    only to bring a count outside min..max back into the range (Terraform's aws_ecs_service documentation
+    likewise tells users of Application Auto Scaling to ignore changes to desired_count after the create).
+    Without autoscaling the settings' count is the count.
+    """
+    if settings.autoscaling:
+        low, high = settings.task_range
+        clamped = min(max(live, low), high)
+        return None if clamped == live else clamped
+    return None if live == settings.task_count else settings.task_count
+
+
+def _deployment_key(config: Any) -> tuple[object, ...]:
+    """The deploymentConfiguration fields the stack sets, comparably (ECS adds others, e.g. `strategy`)."""
+    config = config or {}
+    breaker = config.get("deploymentCircuitBreaker") or {}
+    alarms = config.get("alarms") or {}
+    return (
+        bool(breaker.get("enable")),
+        bool(breaker.get("rollback")),
+        config.get("maximumPercent"),
+        config.get("minimumHealthyPercent"),
+        tuple(sorted(alarms.get("alarmNames") or [])),
+        bool(alarms.get("enable")),
+        bool(alarms.get("rollback")),
+    )
