@@ -14,30 +14,33 @@ What it measures
     runs means other processes competed: the report warns that the figures are disturbed.
 
 Capacity of one task (`--only capacity` runs this part alone)
-    What one ECS task of the configured size serves, and what `scale_cpu_percent` means in requests.
-    The size is deployer.settings' (cpu 256 = 0.25 vCPU, memory 512 MiB by default; deploy.toml beside
+    What one ECS task of the configured size serves, and what `scale_cpu_percent` means in requests. The
+    size is deployer.settings' (cpu 256 = 0.25 vCPU, memory 512 MiB by default; deploy.toml beside
     provision.py or --config, then --cpu/--memory). The same image runs as the task definition runs it:
-    the CPU units as Docker's nano_cpus (a CFS quota: 1024 units = one CPU per 100 ms period; Fargate's
-    task CPU is a hard limit too), the MiB as mem_limit, read-only root with a tmpfs at /tmp, every
-    capability dropped, the site's user, its access log in non-blocking mode as awslogs writes it.
+    the CPU units as Docker's nano_cpus (`--cpus`: a CFS quota per 100 ms period, 1024 units = one CPU,
+    https://docs.docker.com/engine/containers/resource_constraints/#cpu; Fargate's task CPU is a hard
+    limit too), the MiB as mem_limit, read-only root with a tmpfs at /tmp, every capability dropped, the
+    site's user, its access log in non-blocking mode as awslogs writes it.
 
     Method: wrk offers no fixed rate (wrk2 does, and is not packaged), so the rate is set by pacing. A
-    closed-loop run (32 connections, no pause) first finds the saturated rate S. Then each step offers
-    a rate R: C = R/2 keep-alive connections (at least 4), each pausing a random, exponentially
+    closed-loop run (32 connections, no pause) first finds the saturated rate S. Then each step offers a
+    rate R: C = R/2 keep-alive connections (at least 4), each pausing a random, exponentially
     distributed think time of mean C/R s before each request (wrk's Lua `delay()`), so requests arrive
     like many independent clients' (near Poisson) and the pause dwarfs the latency, keeping the offered
     rate near R. A step passes with p99 <= 50 ms, no failed request and R achieved (within 10 % or the
-    noise of a Poisson count, see SHORTFALL). Steps go up in tenths of S until one fails and the CPU
-    has passed `scale_cpu_percent` of the limit; two halvings between the last step that passed and
-    the first that failed narrow the capacity: the highest achieved rate whose step and every lower
-    step passed. The container's CPU (cgroup cpuacct usage, from the engine's stats) over each step,
-    divided by the limit, is ECS's CPUUtilization of that task; its linear interpolation between the
-    two steps around `scale_cpu_percent` gives the per-task rate at which target tracking adds tasks,
-    and a last step at that rate measures its CPU and p99. The share of 100 ms periods in which the
-    quota ran out ("throttled") explains the tail: a request caught by it waits for the next period.
-    The host's cores busy with neither the container nor wrk (from /proc/stat) are shown too: over a
-    quarter of a core in a step marks the figures as disturbed. The host's CPU is not Fargate's: the
-    figures are an order of magnitude for capacity planning, not a promise.
+    noise of a Poisson count, see SHORTFALL). Steps go up in tenths of S until one fails and the CPU has
+    passed `scale_cpu_percent` of the limit; two halvings between the last step that passed and the
+    first that failed narrow the capacity: the highest achieved rate whose step and every lower step
+    passed. The container's CPU (cgroup cpuacct usage, from the engine's stats) over each step, divided
+    by the limit, is ECS's CPUUtilization of that task (CPU units used over the task definition's,
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service_utilization.html, whose Average
+    over the tasks target tracking follows); its linear interpolation between the two steps around
+    `scale_cpu_percent` gives the per-task rate at which target tracking adds tasks, and a last step at
+    that rate measures its CPU and p99. The share of 100 ms periods in which the quota ran out
+    ("throttled") explains the tail: a request caught by it waits for the next period. The host's cores
+    busy with neither the container nor wrk (from /proc/stat) are shown too: over a quarter of a core in
+    a step marks the figures as disturbed. The host's CPU is not Fargate's: the figures are an order of
+    magnitude for capacity planning, not a promise.
 
 Targets
     gunicorn requests/s >= 2 x the development server's; gunicorn p99 <= 50 ms; no failed requests
