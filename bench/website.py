@@ -106,14 +106,16 @@ done = function(s, latency, requests)
 end
 """.replace("PATHS", ", ".join(f'"{page}"' for page in PAGES)).replace("MARKER", MARKER)
 # Pacing for the capacity steps (see the docstring): `think` is the mean pause in ms before each request, given
-# after the URL (`wrk ... URL -- MS`); each thread seeds its own random numbers.
+# after the URL (`wrk ... URL -- MS`); each thread seeds its own random numbers. A pause is cut at 4 s (8 x the
+# usual mean): below gunicorn's keepalive (5 s, website/gunicorn.conf.py), so that no request races the server's
+# closing of an idle connection, which wrk would count as a failed request.
 PACED_SCRIPT = (
     WRK_SCRIPT
     + """
 local threads = 0
 setup = function(thread) threads = threads + 1; thread:set("seed", threads) end
 init = function(args) think = tonumber(args[1]); math.randomseed(os.time() * 1000 + seed) end
-delay = function() return -math.log(1 - math.random()) * think end
+delay = function() return math.min(-math.log(1 - math.random()) * think, 4000) end
 """
 )
 P99_LIMIT_MS = 50.0
