@@ -20,7 +20,8 @@ Capacity of one task (`--only capacity` runs this part alone)
     the CPU units as Docker's nano_cpus (`--cpus`: a CFS quota per 100 ms period, 1024 units = one CPU,
     https://docs.docker.com/engine/containers/resource_constraints/#cpu; Fargate's task CPU is a hard
     limit too), the MiB as mem_limit, read-only root with a tmpfs at /tmp, every capability dropped, the
-    site's user, its access log in non-blocking mode as awslogs writes it.
+    site's user, its access log in non-blocking mode as awslogs writes it, and the task definition's
+    health check (a Python process every 10 s, inside the limit).
 
     Method: wrk offers no fixed rate (wrk2 does, and is not packaged), so the rate is set by pacing. A
     closed-loop run (32 connections, no pause) first finds the saturated rate S. Then each step offers a
@@ -84,9 +85,9 @@ import docker
 
 from bench import common
 from deployer.images import BuildSpec, ImageBuilder
-from deployer.local import NANOSECONDS, free_port
+from deployer.local import NANOSECONDS, docker_healthcheck, free_port
 from deployer.settings import CONFIG_FILE_NAME, PROJECT_DIR, Settings, load_settings
-from deployer.steps.ecs import LOG_MAX_BUFFER_SIZE, LOG_MODE, SCRATCH_PATH, SITE_USER
+from deployer.steps.ecs import LOG_MAX_BUFFER_SIZE, LOG_MODE, SCRATCH_PATH, SITE_HEALTH_CHECK, SITE_USER
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -327,7 +328,9 @@ def task_settings(args: argparse.Namespace) -> Settings:
 def task_limits(settings: Settings) -> dict[str, Any]:
     """`containers.run` arguments for the task definition's limits and confinement (deployer/steps/ecs.py):
     CPU units as nano_cpus (1024 units = one CPU, as deployer/local.py), MiB as mem_limit, the read-only root with
-    a tmpfs at the scratch path, no capability, the site's user, stdout in the awslogs driver's non-blocking mode."""
+    a tmpfs at the scratch path, no capability, the site's user, stdout in the awslogs driver's non-blocking mode,
+    and the task definition's health check (a Python process every 10 s, not the image's every 30 s): it runs
+    inside the task's CPU limit and takes its share of the quota."""
     return {
         "nano_cpus": settings.cpu * NANOSECONDS // 1024,
         "mem_limit": f"{settings.memory}m",
@@ -336,6 +339,7 @@ def task_limits(settings: Settings) -> dict[str, Any]:
         "cap_drop": ["ALL"],
         "user": SITE_USER,
         "log_config": {"Type": "json-file", "Config": {"mode": LOG_MODE, "max-buffer-size": LOG_MAX_BUFFER_SIZE}},
+        "healthcheck": docker_healthcheck(SITE_HEALTH_CHECK),
     }
 
 
@@ -447,7 +451,8 @@ def capacity(
     rows = [
         "",
         f"capacity of one task at cpu {settings.cpu} ({vcpu:g} vCPU) / memory {settings.memory} MiB: {image}",
-        f"  {server.description}; limits as the task definition's (nano_cpus, mem_limit, read-only, no capabilities)",
+        f"  {server.description}; limits as the task definition's (nano_cpus, mem_limit, read-only, no capabilities, "
+        "its health check every 10 s)",
         f"  host: {os.cpu_count()} cores ({cpu_model()}), load average {load} before; {args.duration} s per step",
         f"  closed loop, {SATURATING_CONNECTIONS} connections, no pause: " + describe(saturated),
         *(f"  offered {run['offered']:6.0f} req/s, {run['connections']:3.0f} conn: {describe(run)}" for run in runs),
