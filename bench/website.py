@@ -21,7 +21,8 @@ Capacity of one task (`--only capacity` runs this part alone)
     https://docs.docker.com/engine/containers/resource_constraints/#cpu; Fargate's task CPU is a hard
     limit too), the MiB as mem_limit, read-only root with a tmpfs at /tmp, every capability dropped, the
     site's user, its access log in non-blocking mode as awslogs writes it, and the task definition's
-    health check (a Python process every 10 s, inside the limit).
+    health check (a Python process every 10 s, inside the limit; `--health-check none` leaves it out, to
+    tell the site's own capacity from the stalls the check's CPU bursts cause).
 
     Method: wrk offers no fixed rate (wrk2 does, and is not packaged), so the rate is set by pacing. A
     closed-loop run (32 connections, no pause) first finds the saturated rate S. Then each step offers a
@@ -325,12 +326,13 @@ def task_settings(args: argparse.Namespace) -> Settings:
     return load_settings(config, {"cpu": args.cpu, "memory": args.memory})
 
 
-def task_limits(settings: Settings) -> dict[str, Any]:
+def task_limits(settings: Settings, health_check: bool = True) -> dict[str, Any]:
     """`containers.run` arguments for the task definition's limits and confinement (deployer/steps/ecs.py):
     CPU units as nano_cpus (1024 units = one CPU, as deployer/local.py), MiB as mem_limit, the read-only root with
     a tmpfs at the scratch path, no capability, the site's user, stdout in the awslogs driver's non-blocking mode,
     and the task definition's health check (a Python process every 10 s, not the image's every 30 s): it runs
-    inside the task's CPU limit and takes its share of the quota."""
+    inside the task's CPU limit and takes its share of the quota. Without `health_check`, no health check at all
+    (`--health-check none`: what the site itself serves)."""
     return {
         "nano_cpus": settings.cpu * NANOSECONDS // 1024,
         "mem_limit": f"{settings.memory}m",
@@ -339,7 +341,7 @@ def task_limits(settings: Settings) -> dict[str, Any]:
         "cap_drop": ["ALL"],
         "user": SITE_USER,
         "log_config": {"Type": "json-file", "Config": {"mode": LOG_MODE, "max-buffer-size": LOG_MAX_BUFFER_SIZE}},
-        "healthcheck": docker_healthcheck(SITE_HEALTH_CHECK),
+        "healthcheck": docker_healthcheck(SITE_HEALTH_CHECK) if health_check else {"test": ["NONE"]},
     }
 
 
@@ -436,7 +438,8 @@ def capacity(
     (paced := folder / "paced.lua").write_text(PACED_SCRIPT)
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     env = dict(pair.split("=", 1) for pair in args.env)
-    with gunicorn(client, image, env, task_limits(settings)) as server:
+    checked = args.health_check == "task"
+    with gunicorn(client, image, env, task_limits(settings, checked)) as server:
         output.line(f"== capacity at cpu {settings.cpu} ({vcpu:g} vCPU), memory {settings.memory} MiB: warm-up 3 s")
         run_wrk(script, server, 3, SATURATING_CONNECTIONS)
         probe = Probe(script, paced, server, args.duration, vcpu)
@@ -451,8 +454,8 @@ def capacity(
     rows = [
         "",
         f"capacity of one task at cpu {settings.cpu} ({vcpu:g} vCPU) / memory {settings.memory} MiB: {image}",
-        f"  {server.description}; limits as the task definition's (nano_cpus, mem_limit, read-only, no capabilities, "
-        "its health check every 10 s)",
+        f"  {server.description}; limits as the task definition's (nano_cpus, mem_limit, read-only, no capabilities), "
+        + ("its health check every 10 s" if checked else "no health check (--health-check none)"),
         f"  host: {os.cpu_count()} cores ({cpu_model()}), load average {load} before; {args.duration} s per step",
         f"  closed loop, {SATURATING_CONNECTIONS} connections, no pause: " + describe(saturated),
         *(f"  offered {run['offered']:6.0f} req/s, {run['connections']:3.0f} conn: {describe(run)}" for run in runs),
@@ -481,6 +484,7 @@ def capacity(
         "host_cpu": cpu_model(),
         "load_average_before": os.getloadavg(),
         "step_seconds": args.duration,
+        "health_check": args.health_check,
         "p99_limit_ms": P99_LIMIT_MS,
         "requests_per_second": best["rps"] if best is not None else None,
         "p99_ms": best["p99"] if best is not None else None,
@@ -572,6 +576,9 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help=f"settings file (default: {CONFIG_FILE_NAME} beside provision.py)")
     parser.add_argument("--cpu", type=int, metavar="UNITS", help="the task's CPU units (the settings', 256)")
     parser.add_argument("--memory", type=int, metavar="MIB", help="the task's memory (the settings', 512)")
+    parser.add_argument(
+        "--health-check", choices=("task", "none"), default="task", help="capacity: the task's health check, or none"
+    )
 
 
 def env_pair(pair: str) -> str:
