@@ -56,6 +56,7 @@ about 15 steps of --duration for the capacity)
     python bench/website.py [--json] [--quiet] [--rounds 5] [--duration 10] [--connections 32]
     python bench/website.py --env WEB_CONCURRENCY=3 --env GUNICORN_THREADS=2   # other container settings
     python bench/website.py --only capacity --duration 20 [--config deploy.toml] [--cpu 512 --memory 1024]
+    (steps shorter than the health check's 10 s interval may miss its stalls: give --duration >= 10)
 """
 
 from __future__ import annotations
