@@ -267,6 +267,10 @@ GROUPS: dict[str, Group] = {
     "AasTagged": Group((SCALABLE_TARGETS,), (AAS_PAGE,), {"StringEquals": {**OURS, **ECS_DESIRED_COUNT}}),
     # A lost state reads the tags of a target on the stack's service to tell ours from someone else's.
     "AasRead": Group((SCALABLE_TARGETS,), (AAS_PAGE,)),
+    # The deployment alarms (deployer/steps/alarms.py), by name; DescribeAlarms on the region's alarms, read-only
+    # (the service's alarms in status and the rollout watcher, target tracking's in PutScalingPolicy).
+    "Alarms": Group((ALARMS + "{unhealthy_alarm}", ALARMS + "{shortfall_alarm}"), (CLOUDWATCH_PAGE,)),
+    "AlarmsRead": Group((ALARMS + "*",), (CLOUDWATCH_PAGE,)),
     "CloudWatchTargetTracking": Group((TARGET_TRACKING_ALARMS,), (CLOUDWATCH_PAGE, AAS_CALLER_PAGE)),
     "IamAasLinkedRole": Group(
         (
@@ -442,6 +446,10 @@ TABLE: tuple[Row, ...] = (
     Row("route53", "ChangeResourceRecordSets", "Route53Records", when=_managed_dns),
     Row("route53", "ChangeResourceRecordSets", "Route53Delete", when=_managed_dns, recorded=DNS),
     Row("route53", "GetChange", "Route53Change", when=_managed_dns, recorded=DNS),
+    # The deployment alarms: tags only with PutMetricAlarm's Tags (CloudWatch API reference, PutMetricAlarm: "Tags").
+    Row("cloudwatch", "DescribeAlarms", "AlarmsRead"),
+    Row("cloudwatch", "DeleteAlarms ListTagsForResource PutMetricAlarm", "Alarms"),
+    Row("cloudwatch", "PutMetricAlarm", "Alarms", actions="cloudwatch:TagResource"),
     # Also without autoscaling: status, `--sweep` and a lost state look for a scalable target on the service.
     Row("application-autoscaling", "DescribeScalableTargets", "Unscoped"),
     Row("application-autoscaling", "ListTagsForResource", "AasRead"),
@@ -471,7 +479,7 @@ TABLE: tuple[Row, ...] = (
         "application-autoscaling",
         "PutScalingPolicy",
         "CloudWatchTargetTracking",
-        actions="cloudwatch:DescribeAlarms cloudwatch:PutMetricAlarm cloudwatch:DeleteAlarms",
+        actions="cloudwatch:PutMetricAlarm cloudwatch:DeleteAlarms",
         when=_autoscaling,
     ),
     Row(
@@ -481,6 +489,13 @@ TABLE: tuple[Row, ...] = (
         actions="cloudwatch:DeleteAlarms",
         when=_autoscaling,
         recorded=SCALING,
+    ),
+    Row(
+        "application-autoscaling",
+        "PutScalingPolicy",
+        "AlarmsRead",
+        actions="cloudwatch:DescribeAlarms",
+        when=_autoscaling,
     ),
     Row(
         "application-autoscaling",
@@ -616,6 +631,8 @@ def _values(settings: Settings, partition: str, region: str, account: str, state
         "flow_logs_role": names.flow_logs_role,
         "log_key_alias": names.log_key_alias,
         "redirect_target_group": names.redirect_target_group,
+        "unhealthy_alarm": names.unhealthy_alarm,
+        "shortfall_alarm": names.shortfall_alarm,
         "domain": settings.domain or "",
         "policy_arns": sorted(set(settings.task_role_policy_arns)),
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deployer.steps.alarms import AlarmStep
 from deployer.steps.base import Step
 from deployer.steps.certificates import CertificateStep
 from deployer.steps.dns import AliasRecordStep, ValidationRecordStep
@@ -87,6 +88,10 @@ def build_steps() -> list[Step[Any]]:
         AliasRecordStep(),  # its INSYNC wait deferred to the end
         ClusterStep(),
         TaskDefinitionStep(),
+        # Before the service, whose deploymentConfiguration.alarms names them: a rollout that turns targets
+        # unhealthy, or leaves the service short of tasks, rolls back.
+        AlarmStep("unhealthy"),
+        AlarmStep("shortfall"),
         ServiceStep(),
         # max_tasks above min_tasks (Step.wanted): Application Auto Scaling then owns the service's desired count.
         # After the service they scale; going back to a fixed count removes them, policies first.

@@ -37,12 +37,17 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 
 SERVICE = "application-auto-scaling"
 # The emulation installed on each client, for a test that sets what it answers (e.g. `activities`).
 INSTALLED: weakref.WeakKeyDictionary[Any, AutoScalingEmulation] = weakref.WeakKeyDictionary()
+# The environment variable naming the tags file of a script the tests run (conftest.script_env): the emulation then
+# goes on every Application Auto Scaling client the script makes (tests/contract_site/sitecustomize.py).
+TAGS_FILE_VARIABLE = "AAS_EMULATION_TAGS_FILE"
+_shadowing: list[bool] = []  # non-empty while the emulation makes its own (unemulated) client
 ANSWERED = ("ListTagsForResource", "TagResource", "UntagResource", "DescribeScalingActivities", "PutScalingPolicy")
 
 
@@ -195,7 +200,11 @@ class AutoScalingEmulation:
         """An unhooked client of the same endpoint: what AWS does on its own side is no call of the tool's."""
         if service not in self._shadows:
             session: Any = boto3.Session(region_name=self._region)  # Any: one client of any service name
-            self._shadows[service] = session.client(service, endpoint_url=self._endpoint)
+            _shadowing.append(True)
+            try:
+                self._shadows[service] = session.client(service, endpoint_url=self._endpoint)
+            finally:
+                _shadowing.pop()
         return self._shadows[service]
 
     def _targets(self) -> list[dict[str, Any]]:
@@ -227,6 +236,20 @@ class AutoScalingEmulation:
 def install(client: Any, tags_file: Path | None = None) -> AutoScalingEmulation:
     """Emulate AWS's Application Auto Scaling on this client (see the module docstring)."""
     return AutoScalingEmulation(tags_file).install(client)
+
+
+def emulate_every_client(tags_file: Path) -> None:
+    """In a script's process: every Application Auto Scaling client it makes is emulated, the tags kept in
+    `tags_file` so that a later script (teardown after provision) sees them."""
+    original = botocore.session.Session.create_client
+
+    def create_client(self: botocore.session.Session, *args: Any, **kwargs: Any) -> Any:
+        client = original(self, *args, **kwargs)
+        if client.meta.service_model.service_name == "application-autoscaling" and not _shadowing:
+            install(client, tags_file)
+        return client
+
+    botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
 
 
 def of(client: Any) -> AutoScalingEmulation:

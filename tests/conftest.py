@@ -311,6 +311,8 @@ def script_env(server: MotoServer | None, tmp_path: Path) -> dict[str, str]:
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
         PYTHONDONTWRITEBYTECODE="1",
         PYTHONPATH=subprocess_pythonpath(os.environ.get("PYTHONPATH")),  # the AWS contract's sitecustomize
+        # tests/aas_emulation.py in the scripts; beside the scratch folder, whose files some tests compare
+        AAS_EMULATION_TAGS_FILE=str(tmp_path.parent / f"{tmp_path.name}-aas-tags.json"),
     )
     if server is not None:
         env["AWS_ENDPOINT_URL"] = server.url

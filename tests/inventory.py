@@ -23,6 +23,7 @@ EXPECTED_COUNTS = {
     "clusters": 1,
     "task_definitions": 1,
     "services": 1,
+    "alarms": 2,  # the deployment alarms: unhealthy targets, and the task shortfall (Container Insights)
 }
 
 
@@ -63,6 +64,37 @@ def dns_records(clients: AwsClients) -> set[str]:
     return records
 
 
+# With max_tasks above min_tasks: the scalable target, its CPU policy, and the two alarms target tracking makes.
+EXPECTED_WITH_SCALING = {**EXPECTED_COUNTS, "scalable_targets": 1, "scaling_policies": 1, "alarms": 4}
+
+
+def alarms(clients: AwsClients) -> set[str]:
+    """Every CloudWatch alarm of the region, metric and composite: the stack's own and target tracking's."""
+    names = set()
+    for page in clients.cloudwatch.get_paginator("describe_alarms").paginate(
+        AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+    ):
+        names |= {alarm["AlarmName"] for alarm in page.get("MetricAlarms", [])}
+        names |= {alarm["AlarmName"] for alarm in page.get("CompositeAlarms", [])}
+    return names
+
+
+def scaling(clients: AwsClients) -> tuple[set[str], set[str]]:
+    """ECS's scalable targets (by resource id) and their scaling policies (by ARN)."""
+    autoscaling = clients.autoscaling
+    targets = {
+        target["ResourceId"]
+        for page in autoscaling.get_paginator("describe_scalable_targets").paginate(ServiceNamespace="ecs")
+        for target in page["ScalableTargets"]
+    }
+    policies = {
+        policy["PolicyARN"]
+        for page in autoscaling.get_paginator("describe_scaling_policies").paginate(ServiceNamespace="ecs")
+        for policy in page["ScalingPolicies"]
+    }
+    return targets, policies
+
+
 def kms_keys(clients: AwsClients) -> set[str]:
     """Customer keys that are not on their way out: a key pending deletion is as good as gone."""
     live = set()
@@ -97,6 +129,7 @@ def inventory(clients: AwsClients) -> dict[str, set[str]]:
             described = ecs.describe_services(cluster=cluster, services=arns)["services"]
             services |= {s["serviceArn"] for s in described if s.get("status") == "ACTIVE"}
     vpcs = {v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]}
+    scalable_targets, scaling_policies = scaling(clients)
     return {
         "vpcs": vpcs,
         "subnets": {s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]},
@@ -129,6 +162,9 @@ def inventory(clients: AwsClients) -> dict[str, set[str]]:
         "kms_keys": kms_keys(clients),
         "certificates": certificates(clients),
         "dns_records": dns_records(clients),
+        "alarms": alarms(clients),
+        "scalable_targets": scalable_targets,
+        "scaling_policies": scaling_policies,
         "aliases": {
             a["AliasName"] for a in clients.kms.list_aliases()["Aliases"] if not a["AliasName"].startswith("alias/aws/")
         },

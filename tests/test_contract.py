@@ -82,7 +82,9 @@ def test_java_patterns_compile_and_none_is_skipped_in_the_services_used() -> Non
     assert tag.fullmatch("Grüße 1/2=+@") is not None
     assert tag.fullmatch("a#b") is None
     assert compile_pattern(r"[\w-_]*") is not None  # Java's literal '-' after \w
-    for service in ("ec2", "elbv2", "ecs", "iam", "ecr", "logs", "sts"):
+    astral = compile_pattern(r"[\u0020-\uD7FF\uE000-\uFFFD\uD800\uDC00-\uDBFF\uDFFF\r\n\t]*")
+    assert astral is not None and astral.fullmatch("alarm \U0001f600") is not None
+    for service in ("ec2", "elbv2", "ecs", "iam", "ecr", "logs", "sts", "cloudwatch", "application-autoscaling"):
         model = SESSION.get_service_model(service)
         for name in model.operation_names:
             check_request(service, model.operation_model(name), {})

@@ -477,7 +477,7 @@ def test_with_a_certificate_of_the_users_no_zone_is_touched_and_every_call_is_al
     assert "AcmRead" in sids and not sids & {"AcmRequest", "AcmTagged", "Route53Records", "Route53Delete"}
 
 
-SCALING_GROUPS = ("AasRegister", "AasTagged", "AasRead", "CloudWatchTargetTracking")
+SCALING_GROUPS = ("AasRegister", "AasTagged", "AasRead", "CloudWatchTargetTracking", "Alarms", "AlarmsRead")
 
 
 def scaling_phases(ctx: StepContext, calls: CallLog) -> dict[str, Phase]:

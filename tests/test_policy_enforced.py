@@ -78,6 +78,18 @@ def enforcing_server() -> Iterator[MotoServer]:
         process.wait(timeout=30)
 
 
+def moto_actions(actions: list[str]) -> list[str]:
+    """The actions as moto names them: it authorizes CloudWatch's requests under the prefix `monitoring` (the
+    service's endpoint prefix), AWS under `cloudwatch` (the Service Authorization Reference, "Actions defined by
+    Amazon CloudWatch": https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html)."""
+    named: list[str] = []
+    for action in actions:
+        named.append(action)
+        if action.startswith("cloudwatch:"):
+            named.append("monitoring:" + action.removeprefix("cloudwatch:"))
+    return named
+
+
 def _post(server: MotoServer, path: str, body: str = "") -> None:
     request = urllib.request.Request(
         f"{server.url}/moto-api/{path}",
@@ -111,7 +123,7 @@ class Deployer:
         """The generated policy (widened, see the module's docstring), less `without`; then enforce."""
         document = policy.document(Settings(image=IMAGE), "aws", REGION, ACCOUNT)
         statements = [
-            {"Effect": "Allow", "Action": actions, "Resource": "*"}
+            {"Effect": "Allow", "Action": moto_actions(actions), "Resource": "*"}
             for statement in document["Statement"]
             if (actions := [action for action in statement["Action"] if action != without])
         ]

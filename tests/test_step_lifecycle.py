@@ -21,9 +21,16 @@ IDENTITY_KEYS = ("id", "arn", "name", "uri")
 @pytest.fixture
 def settings() -> Settings:
     """Every step wanted: a private network, the stack's own log key (log_kms_key = "create"), flow logs on,
-    a domain in the account's hosted zone."""
+    a domain in the account's hosted zone, autoscaling on CPU and memory."""
     return Settings(
-        stack="test-site", region=REGION, image=IMAGE, log_kms_key="create", network="private", domain=DOMAIN
+        stack="test-site",
+        region=REGION,
+        image=IMAGE,
+        log_kms_key="create",
+        network="private",
+        domain=DOMAIN,
+        max_tasks=4,
+        scale_memory_percent=70,
     )
 
 

@@ -59,13 +59,16 @@ def compile_pattern(pattern: str) -> _Matcher | None:
         return _COMPILED[pattern]
     matcher: _Matcher | None = None
     errors: list[str] = []
+    # Java writes a character beyond U+FFFF as a UTF-16 surrogate pair: the range \uD800\uDC00-\uDBFF\uDFFF
+    # (CloudWatch's and Application Auto Scaling's XML-safe strings) is U+10000-U+10FFFF.
+    pattern_text = pattern.replace("\\uD800\\uDC00-\\uDBFF\\uDFFF", "\\U00010000-\\U0010FFFF")
     try:
-        matcher = _regex.compile(pattern, _regex.VERSION0)
+        matcher = _regex.compile(pattern_text, _regex.VERSION0)
     except _regex.error as exc:
         errors.append(f"regex: {exc}")
     if matcher is None:
         # Java reads a '-' right after a class escape (\w-_) as a literal; Python's re refuses it.
-        translated = re.sub(r"(\\[wdsWDS])-", r"\1\\-", pattern)
+        translated = re.sub(r"(\\[wdsWDS])-", r"\1\\-", pattern_text)
         try:
             matcher = re.compile(translated)
         except re.error as exc:

@@ -1,6 +1,7 @@
 """Loaded by every Python process the tests start with this folder on PYTHONPATH (see conftest.script_env).
 
-It puts the AWS contract hook on every botocore client the script creates. A violation
+It puts the AWS contract hook on every botocore client the script creates (and, for the tests' scripts, the
+Application Auto Scaling emulation: tests/aas_emulation.py). A violation
 raises ContractViolation from the call and, whatever the script then does with it, the
 process ends with exit status 86 and the violation on stderr. Without botocore (a bare
 interpreter in the bootstrap tests) or with CONTRACT_OFF=1 it does nothing.
@@ -37,3 +38,10 @@ if os.environ.get("CONTRACT_OFF") != "1":
 
         patch_botocore()
         atexit.register(_report)
+        # Application Auto Scaling as AWS answers where moto does not (tests/aas_emulation.py).
+        if os.environ.get("AAS_EMULATION_TAGS_FILE"):
+            from pathlib import Path
+
+            from tests.aas_emulation import emulate_every_client
+
+            emulate_every_client(Path(os.environ["AAS_EMULATION_TAGS_FILE"]))
