@@ -47,7 +47,10 @@ INSTALLED: weakref.WeakKeyDictionary[Any, AutoScalingEmulation] = weakref.WeakKe
 # The environment variable naming the tags file of a script the tests run (conftest.script_env): the emulation then
 # goes on every Application Auto Scaling client the script makes (tests/contract_site/sitecustomize.py).
 TAGS_FILE_VARIABLE = "AAS_EMULATION_TAGS_FILE"
-_shadowing: list[bool] = []  # non-empty while the emulation makes its own (unemulated) client
+_shadowing: list[bool] = []
+# The tags of every target, shared by the clients of this process (a test's "new process" after a crash builds new
+# clients against the same moto account); targets' ARNs end in random IDs, so no two tests share one.
+_TAGS: dict[str, dict[str, str]] = {}  # non-empty while the emulation makes its own (unemulated) client
 ANSWERED = ("ListTagsForResource", "TagResource", "UntagResource", "DescribeScalingActivities", "PutScalingPolicy")
 
 
@@ -57,7 +60,6 @@ class AutoScalingEmulation:
 
     tags_file: Path | None = None
     activities: list[dict[str, Any]] = field(default_factory=list)
-    _tags: dict[str, dict[str, str]] = field(default_factory=dict)
     _shadows: dict[str, Any] = field(default_factory=dict)
     _endpoint: str | None = None
     _region: str = "us-east-1"
@@ -224,13 +226,14 @@ class AutoScalingEmulation:
         if self.tags_file is not None and self.tags_file.exists():
             loaded: dict[str, dict[str, str]] = json.loads(self.tags_file.read_text())
             return loaded
-        return self._tags
+        return dict(_TAGS)
 
     def _save(self, tags: dict[str, dict[str, str]]) -> None:
         if self.tags_file is not None:
             self.tags_file.write_text(json.dumps(tags))
         else:
-            self._tags = tags
+            _TAGS.clear()
+            _TAGS.update(tags)
 
 
 def install(client: Any, tags_file: Path | None = None) -> AutoScalingEmulation:

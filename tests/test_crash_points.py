@@ -44,13 +44,29 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2.literals import VpcAttributeNameType
     from mypy_boto3_ec2.type_defs import FilterTypeDef, IpPermissionOutputTypeDef, TagTypeDef
 
-# With the stack's own log key (log_kms_key = "create"), flow logs (the default) and a domain in the account's
-# hosted zone: every step but the private network's is wanted, so every call of those steps is a crash point.
-SETTINGS = Settings(stack="crash-site", region=REGION, image=IMAGE, log_kms_key="create", domain=DOMAIN)
+# With the stack's own log key (log_kms_key = "create"), flow logs (the default), a domain in the account's
+# hosted zone and autoscaling on CPU and memory: every step but the private network's is wanted, so every call
+# of those steps is a crash point.
+SETTINGS = Settings(
+    stack="crash-site",
+    region=REGION,
+    image=IMAGE,
+    log_kms_key="create",
+    domain=DOMAIN,
+    max_tasks=4,
+    scale_memory_percent=70,
+)
 
 # One of everything: the reference the clean recording is checked against, so a duplicate in the
-# reference cannot hide.
-ONE_STACK = {**EXPECTED_WITH_DOMAIN, "kms_keys": 1, "aliases": 1}
+# reference cannot hide. Autoscaling: the target, two policies and their two alarms each.
+ONE_STACK = {
+    **EXPECTED_WITH_DOMAIN,
+    "kms_keys": 1,
+    "aliases": 1,
+    "scalable_targets": 1,
+    "scaling_policies": 2,
+    "alarms": EXPECTED_WITH_DOMAIN["alarms"] + 4,
+}
 
 # Crash points where the tool is known not to converge: (phase, operation, occurrence of
 # that operation in the phase, 1-based) -> reason. Keyed by operation rather than by call
@@ -106,8 +122,16 @@ EC2_ID = re.compile(r"^[a-z]+-[0-9a-f]{8,17}$")
 KMS_KEY_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")  # random too
 
 
+# Target tracking's alarms: TargetTracking-<resource id>-AlarmHigh-<uuid> (the uuid differs in every run).
+TRACKING_ALARM = re.compile(r"^(TargetTracking-.*-Alarm(High|Low))-[0-9a-f-]+$")
+
+
 def label(identifier: str) -> str:
     """A name that is the same in every run: the resource's name, or '*' for EC2 IDs (random)."""
+    if identifier.startswith("arn:") and ":scalingPolicy:" in identifier:  # ...:scalingPolicy:<id>:resource/...
+        return identifier.rsplit(":", 1)[-1]  # policyName/NAME
+    if TRACKING_ALARM.match(identifier):
+        return TRACKING_ALARM.sub(r"\1", identifier)
     if identifier.startswith("arn:"):
         parts = identifier.split(":", 5)[5].split("/")
         kind = parts[0]
@@ -294,16 +318,47 @@ def configuration(clients: AwsClients, state: State) -> Any:
                     "launchType",
                     "networkConfiguration",
                     "loadBalancers",
+                    "deploymentConfiguration",
+                    "availabilityZoneRebalancing",
                 )
             }
             for service in services
         ],
+        "alarms": [
+            (a["AlarmName"], a.get("MetricName"), a.get("Dimensions"), a["EvaluationPeriods"], a.get("Metrics"))
+            for a in clients.cloudwatch.describe_alarms(AlarmNames=[names.unhealthy_alarm, names.shortfall_alarm])[
+                "MetricAlarms"
+            ]
+        ],
+        "scaling": _scaling(clients, f"service/{names.cluster}/{names.service}"),
     }
     references = {**defaults}
     for record in state.resources:
         for key, value in record.ids.items():
             references.setdefault(value, f"<{record.step}.{key}>")
     return symbolic(found, references)
+
+
+def _scaling(clients: AwsClients, resource_id: str) -> Any:
+    """The service's scalable target (its range and tags) and its policies (by name: moto gives an updated policy a
+    new ARN), with their targets and cooldowns."""
+    autoscaling = clients.autoscaling
+    targets = autoscaling.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[resource_id])
+    policies = autoscaling.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=resource_id)
+    return {
+        "targets": [
+            (
+                t["MinCapacity"],
+                t["MaxCapacity"],
+                autoscaling.list_tags_for_resource(ResourceARN=t["ScalableTargetARN"])["Tags"],
+            )
+            for t in targets["ScalableTargets"]
+        ],
+        "policies": Unordered(
+            (p["PolicyName"], p.get("TargetTrackingScalingPolicyConfiguration"), len(p.get("Alarms", [])))
+            for p in policies["ScalingPolicies"]
+        ),
+    }
 
 
 def _certificate(clients: AwsClients, arn: str) -> Any:
