@@ -168,10 +168,15 @@ class RolloutWatch:
         if primary.get("taskDefinition") != self.task_definition or any(
             d.get("rolloutState") == "FAILED" for d in ours
         ):
+            ecs_says = next((d.get("rolloutStateReason") for d in ours if d.get("rolloutStateReason")), None)
+            said = f" (ECS: {ecs_says})" if ecs_says else ""
             fired = self._alarms_fired(service)
             if fired:
-                raise self._failure(f"the deployment alarm {fired} and ECS rolled the service back", service, fired)
-            raise self._failure("the deployment circuit breaker rolled the service back", service)
+                # Which alarm is read from CloudWatch now; ECS's own reason says what it reacted to.
+                raise self._failure(
+                    f"the deployment alarm {fired} and ECS rolled the service back{said}", service, fired
+                )
+            raise self._failure(f"the deployment circuit breaker rolled the service back{said}", service)
 
     def _alarms_fired(self, service: ServiceTypeDef) -> str:
         """The service's deployment alarms now in ALARM, with CloudWatch's reason ("" when none is).
@@ -185,10 +190,15 @@ class RolloutWatch:
         names = alarms.get("alarmNames", []) if alarms and alarms.get("enable") else []
         if not names:
             return ""
-        answer = self.ctx.clients.cloudwatch.describe_alarms(AlarmNames=names, StateValue="ALARM")
+        try:
+            answer = self.ctx.clients.cloudwatch.describe_alarms(AlarmNames=names, StateValue="ALARM")
+        except ClientError:
+            return ""  # not readable (e.g. no cloudwatch:DescribeAlarms): the rollback is still reported
+        # Filtered here too: moto ignores StateValue when AlarmNames is given; AWS applies both.
         return "; ".join(
             f"{alarm['AlarmName']} fired ({alarm.get('StateReason', 'no reason given')})"
             for alarm in answer["MetricAlarms"]
+            if alarm.get("StateValue") == "ALARM"
         )
 
     def _failure(self, what: str, service: ServiceTypeDef, alarm: str = "") -> DeploymentFailedError:

@@ -130,6 +130,7 @@ def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> Run
     lines: dict[str, StepReport] = {}
     deferred: list[tuple[Step[Any], Ids]] = []
     background: dict[str, Background] = {}
+    removed = _remove_unwanted(ctx, first=True)
     try:
         for step in steps:
             for name in step.needs:
@@ -153,7 +154,7 @@ def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> Run
         raise
     for step, ids in deferred:
         lines[step.name] = _finish_wait(ctx, step, ids, lines[step.name])
-    report = RunReport(steps=[lines[step.name] for step in steps])
+    report = RunReport(steps=[*removed, *(lines[step.name] for step in steps)])
     report.steps.extend(_remove_unwanted(ctx))
     report.steps.extend(_retire_superseded(ctx, steps))
     outputs = {key: value for key, value in ctx.state.outputs.items() if key != DNS_RECORD}
@@ -303,10 +304,13 @@ def teardown_order(state: State) -> list[ResourceRecord]:
     return sorted(state.resources, key=lambda record: order.get(record.step, len(order)), reverse=True)
 
 
-def _remove_unwanted(ctx: StepContext) -> list[StepReport]:
-    """Delete what a changed setting turned off (outcome "removed"), forgetting each as it goes."""
+def _remove_unwanted(ctx: StepContext, first: bool = False) -> list[StepReport]:
+    """Delete what a changed setting turned off (outcome "removed"), forgetting each as it goes: with `first`
+    only the steps removed before the others run (`Step.removed_first`), else every one left."""
     removed: list[StepReport] = []
     for step in _unwanted(ctx):
+        if first and not step.removed_first:
+            continue
         ids = ctx.ids(step.name)
         started = ctx.clock.now()
         with _explained(step, ctx.state):

@@ -189,13 +189,25 @@ def test_the_memory_policy_is_added_and_removed_by_the_runner(
     assert [call for call in calls.changing() if call[0] == "application-autoscaling"] == []
 
 
-def test_going_back_to_a_fixed_count_removes_the_scaling(ctx: StepContext, serving: Rollout) -> None:
+def test_going_back_to_a_fixed_count_removes_the_scaling(ctx: StepContext, serving: Rollout, calls: CallLog) -> None:
     runner.provision(scaled(ctx, scale_memory_percent=70))
+    ctx.clients.ecs.update_service(
+        cluster=ctx.ids("cluster")["name"], service=ctx.ids("service")["name"], desiredCount=3
+    )
+    calls.clear()
     report = runner.provision(ctx)  # min = max: no autoscaling
     removed = [line.step for line in report.steps if line.outcome == "removed"]
     assert removed == ["memory-scaling", "cpu-scaling", "scalable-target"]  # policies first, as teardown goes
     assert target(ctx) is None and policies(ctx) == {} and alarms(ctx) == []
     assert all(ctx.state.get(step) is None for step in removed)
+    # The scaler is gone before the service is set to the fixed count: nothing can change the count after it.
+    changing = [operation for _service, operation in calls.changing()]
+    assert changing.index("DeregisterScalableTarget") < changing.index("UpdateService")
+    assert [line.step for line in report.steps][:3] == removed
+    service = ctx.clients.ecs.describe_services(
+        cluster=ctx.ids("cluster")["name"], services=[ctx.ids("service")["name"]]
+    )
+    assert service["services"][0]["desiredCount"] == 1
 
 
 # ---------------------------------------------------------------- dry run

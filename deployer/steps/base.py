@@ -243,6 +243,9 @@ class Step(ABC, Generic[LiveT]):
     needs: tuple[str, ...] = ()
     # Its wait matters only for serving, not for the steps after it: done at the end.
     wait_deferred: bool = False
+    # Turned off by the settings, it is removed before any step changes anything (not after the site serves):
+    # it would act on what the steps converge, e.g. a scaler changing the count the service is set to.
+    removed_first: bool = False
 
     def find(self, ctx: StepContext, recorded: Ids | None) -> Existing[LiveT] | None:
         if recorded is not None:

@@ -438,11 +438,14 @@ class ServiceStep(Step["ServiceTypeDef"]):
             update["loadBalancers"] = self._load_balancers(ctx)
             changes.append("load balancer attachment")
         wanted = self._deployment(ctx)
-        if _deployment_key(live.get("deploymentConfiguration")) != _deployment_key(wanted):
+        # AWS always reports both fields; `--local`'s emulator (moto) reports neither after CreateService, and
+        # an absent answer is not a difference to converge (it would update the service on every run).
+        reported = live.get("deploymentConfiguration")
+        if reported is not None and _deployment_key(reported) != _deployment_key(wanted):
             update["deploymentConfiguration"] = wanted
             alarms = ", ".join(wanted["alarms"]["alarmNames"])
             changes.append(f"deployment configuration: circuit breaker and alarms ({alarms}) with rollback on")
-        if live.get("availabilityZoneRebalancing") != AZ_REBALANCING:
+        if live.get("availabilityZoneRebalancing") not in (None, AZ_REBALANCING):
             update["availabilityZoneRebalancing"] = AZ_REBALANCING
             changes.append("Availability Zone rebalancing on")
         if changes and not ctx.dry_run:  # one change per field set in `update`

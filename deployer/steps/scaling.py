@@ -76,6 +76,8 @@ class ScalableTargetStep(Step["ScalableTargetTypeDef"]):
 
     name = TARGET_STEP
     resource = "scalable target"
+    # Back to a fixed count: deregistered before the service is set to it, so the scaler cannot change it after.
+    removed_first = True
 
     def wanted(self, settings: Settings) -> bool:
         return settings.autoscaling
@@ -260,6 +262,7 @@ class ScalingPolicyStep(Step["ScalingPolicyTypeDef"]):
     """`ScalingPolicyStep("cpu")` / `("memory")`: a target-tracking policy on the service's average CPU / memory."""
 
     resource = "scaling policy"
+    removed_first = True  # before its target (teardown order), before the service's count is set
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
