@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import importlib.metadata
 import importlib.util
+import json
 import os
 import re
 import runpy
@@ -20,7 +21,7 @@ import time
 import tomllib
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -34,7 +35,7 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from deployer.steps.ecs import SCRATCH_PATH, SITE_USER
+from deployer.steps.ecs import SCRATCH_PATH, SITE_HEALTH_CHECK, SITE_USER
 
 WEBSITE_DIR = Path(__file__).resolve().parent.parent / "website"
 SITE_FILE = WEBSITE_DIR / "site.toml"
@@ -624,23 +625,50 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_healthcheck(port: int | str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PORT": str(port)}
+def healthcheck_command() -> list[str]:
+    """The task definition's health check command, run by this Python ("python" is the image's)."""
+    kind, program, *arguments = SITE_HEALTH_CHECK["command"]
+    assert (kind, program, arguments[-1]) == ("CMD", "python", "/app/healthcheck.py")
+    return [sys.executable, *arguments[:-1], str(HEALTHCHECK)]
+
+
+def run_healthcheck(port: int | str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "PORT": str(port), **env}
     return subprocess.run(
-        [sys.executable, str(HEALTHCHECK)], env=env, capture_output=True, text=True, timeout=20, check=False
+        healthcheck_command(), env=environment, capture_output=True, text=True, timeout=20, check=False
     )
+
+
+@contextmanager
+def raw_server(answer: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A loopback listener whose first connection `answer` handles (in a thread); yield its port."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def handle() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                answer(connection)
+
+        thread = threading.Thread(target=handle, daemon=True)
+        thread.start()
+        yield listener.getsockname()[1]
+        thread.join(timeout=10)
 
 
 def test_healthcheck_passes_against_the_running_site(app: Flask) -> None:
     with serve(app) as port:
         result = run_healthcheck(port)
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
 
 
 def test_healthcheck_fails_when_nothing_listens() -> None:
     result = run_healthcheck(free_port())
     assert result.returncode == 1
     assert "/healthz failed" in result.stderr
+    assert "ConnectionRefusedError" in result.stderr
 
 
 def test_healthcheck_fails_on_an_unhealthy_answer() -> None:
@@ -654,6 +682,34 @@ def test_healthcheck_fails_on_an_unhealthy_answer() -> None:
     assert "answered 503" in result.stderr
 
 
+def test_healthcheck_follows_no_redirect_and_uses_no_proxy() -> None:
+    @Request.application
+    def moved(request: Request) -> Response:
+        return Response("", status=302, headers={"Location": "/"})
+
+    with serve(moved) as port:
+        result = run_healthcheck(port, http_proxy="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    assert result.returncode == 1
+    assert "answered 302" in result.stderr
+
+
+def test_healthcheck_asks_healthz_over_http_1_0_with_host_and_user_agent() -> None:
+    seen: list[Request] = []
+
+    @Request.application
+    def record(request: Request) -> Response:
+        seen.append(request)
+        return Response("ok")
+
+    with serve(record) as port:
+        result = run_healthcheck(port)
+    assert result.returncode == 0, result.stderr
+    [request] = seen
+    assert (request.method, request.path, request.environ["SERVER_PROTOCOL"]) == ("GET", "/healthz", "HTTP/1.0")
+    assert request.headers["Host"] == f"127.0.0.1:{port}"
+    assert request.headers["User-Agent"] == "healthcheck"
+
+
 def test_healthcheck_gives_up_after_its_timeout() -> None:
     with socket.socket() as listener:  # accepts connections (in the kernel) and never answers
         listener.bind(("127.0.0.1", 0))
@@ -662,13 +718,81 @@ def test_healthcheck_gives_up_after_its_timeout() -> None:
         result = run_healthcheck(listener.getsockname()[1])
         elapsed = time.monotonic() - started
     assert result.returncode == 1
+    assert "/healthz failed" in result.stderr and "TimeoutError" in result.stderr
     assert 2.5 < elapsed < 15
+
+
+def test_healthcheck_timeout_bounds_the_whole_answer_not_each_read() -> None:
+    def trickle(connection: socket.socket) -> None:  # a byte every half second: each read alone is quick
+        connection.recv(4096)
+        with suppress(OSError):  # the check hangs up on its deadline
+            for byte in b"HTTP/1.0 200 OK\r\n":
+                connection.sendall(bytes([byte]))
+                time.sleep(0.5)
+
+    started = time.monotonic()
+    with raw_server(trickle) as port:
+        result = run_healthcheck(port)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert "TimeoutError" in result.stderr
+    assert 2.5 < elapsed < 8
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b"", "connection closed before a status line: b''"),
+        (b"HTTP/1.0 200", "connection closed before a status line: b'HTTP/1.0 200'"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n", "not an HTTP status line: b'SSH-2.0-OpenSSH_9.2'"),
+        (b"HTTP/1.1 2000 OK\r\n", "not an HTTP status line"),
+        (b"x" * 5000, "no status line in the first"),
+    ],
+)
+def test_healthcheck_fails_on_an_answer_with_no_status_line(answer: bytes, message: str) -> None:
+    def reply(connection: socket.socket) -> None:
+        connection.recv(4096)
+        with suppress(OSError):  # the check may hang up before reading all of it
+            connection.sendall(answer)
+
+    with raw_server(reply) as port:
+        result = run_healthcheck(port)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1  # one line
 
 
 def test_healthcheck_refuses_a_bad_port() -> None:
     result = run_healthcheck("eighty")
     assert result.returncode == 1
     assert "not a port number" in result.stderr
+
+
+def test_healthcheck_fails_on_a_port_out_of_range() -> None:
+    result = run_healthcheck(70000)
+    assert result.returncode == 1
+    assert "/healthz failed" in result.stderr
+
+
+def imported_modules(*arguments: str) -> set[str]:
+    """The modules a Python run imports, as -X importtime lists them on stderr."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *arguments],
+        env={**os.environ, "PORT": str(free_port())},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    return {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_healthcheck_imports_only_what_it_names() -> None:
+    """It runs every 10 s inside the task's CPU limit: no `site`, no socket, enum or http.client (see its docstring)."""
+    flags = healthcheck_command()[1:-1]
+    imported = imported_modules(*flags, str(HEALTHCHECK))
+    assert imported == imported_modules(*flags, "-c", "import _socket, os, sys, time")
+    assert not imported & {"site", "socket", "enum", "selectors", "http.client", "email.parser", "__future__"}
 
 
 # --- gunicorn settings -----------------------------------------------------------------------------
@@ -907,6 +1031,9 @@ def test_dockerfile_follows_the_rules() -> None:
     assert "EXPOSE 8080" in lines
     assert "WORKDIR /app" in lines
     assert lines[-1] == 'CMD ["gunicorn", "--config", "gunicorn.conf.py", "app:app"]'
+    # `docker run` checks health as the task does: the same flags and script, the venv's Python.
+    kind, _, *arguments = SITE_HEALTH_CHECK["command"]
+    assert f"{kind} {json.dumps(['/opt/venv/bin/python', *arguments])}" in lines
     assert not re.search(r"\b(gcc|build-essential|useradd|apt-get install)\b", text)
 
 
