@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from deployer.clients import error_code, error_message
+from deployer.clients import error_message
 from deployer.errors import DeployerError
 from deployer.retry import (
     NEW_NETWORK_NOT_VISIBLE_TO_ECS,
@@ -30,6 +30,7 @@ from deployer.steps import tags
 from deployer.steps.alarms import deployment_alarms
 from deployer.steps.aws import absent_if
 from deployer.steps.base import Converged, Existing, Step, StepContext
+from deployer.steps.iam import ensure_service_linked_role
 from deployer.steps.loadbalancer import health_check
 
 if TYPE_CHECKING:
@@ -188,41 +189,23 @@ ECS_SERVICE_LINKED_ROLE = "AWSServiceRoleForECS"
 
 
 def ensure_ecs_service_linked_role(ctx: StepContext) -> None:
-    """After "Unable to assume the service linked role": create AWSServiceRoleForECS if it is missing.
+    """After "Unable to assume the service linked role": create AWSServiceRoleForECS if it is missing (ECS makes
+    it on an account's first CreateCluster, with the caller's permissions)."""
+    ensure_service_linked_role(
+        ctx, ECS_SERVICE_LINKED_ROLE, "ecs.amazonaws.com", "first use of ECS in this account", _ecs_role_refused
+    )
 
-    ECS makes the role itself on an account's first CreateCluster, with the caller's permissions
-    (AWS ECS developer guide, "Using service-linked roles for Amazon ECS"); without
-    iam:CreateServiceLinkedRole it never appears and every retry would fail for the whole budget.
-    CreateServiceLinkedRole answers a role that exists with InvalidInput "Service role name … has been
-    taken in this account, please try a different suffix." (e.g. AWS's SDK examples,
-    https://github.com/awsdocs/aws-doc-sdk-examples, CreateServiceLinkedRole for Elastic Beanstalk),
-    and a missing permission with AccessDenied (IAM's code; ECS's is AccessDeniedException).
-    """
-    iam = ctx.clients.iam
-    try:
-        iam.get_role(RoleName=ECS_SERVICE_LINKED_ROLE)
-        return  # it exists: ECS only needs a moment to use it
-    except ClientError as exc:
-        if error_code(exc) not in ("NoSuchEntity", "AccessDenied"):
-            raise  # AccessDenied: no iam:GetRole; CreateServiceLinkedRole below says what it can
-    try:
-        iam.create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
-        ctx.say(f"  created the ECS service-linked role {ECS_SERVICE_LINKED_ROLE} (first use of ECS in this account)")
-    except ClientError as exc:
-        code = error_code(exc)
-        if code == "EntityAlreadyExists" or (code == "InvalidInput" and "has been taken" in error_message(exc)):
-            return
-        if code in ("AccessDenied", "AccessDeniedException"):
-            raise DeployerError(
-                f"ECS cannot create its cluster because the ECS service-linked role {ECS_SERVICE_LINKED_ROLE} "
-                "does not exist, and these credentials may not create it: they lack "
-                "iam:CreateServiceLinkedRole for ecs.amazonaws.com (AWS: " + error_message(exc) + ")",
-                where="step 'cluster', the account's first ECS cluster",
-                todo="Grant iam:CreateServiceLinkedRole (condition iam:AWSServiceName = ecs.amazonaws.com), or have "
-                "an administrator run once: aws iam create-service-linked-role --aws-service-name "
-                "ecs.amazonaws.com; then run provision.py again",
-            ) from exc
-        raise
+
+def _ecs_role_refused(exc: ClientError) -> DeployerError:
+    return DeployerError(
+        f"ECS cannot create its cluster because the ECS service-linked role {ECS_SERVICE_LINKED_ROLE} "
+        "does not exist, and these credentials may not create it: they lack "
+        "iam:CreateServiceLinkedRole for ecs.amazonaws.com (AWS: " + error_message(exc) + ")",
+        where="step 'cluster', the account's first ECS cluster",
+        todo="Grant iam:CreateServiceLinkedRole (condition iam:AWSServiceName = ecs.amazonaws.com), or have "
+        "an administrator run once: aws iam create-service-linked-role --aws-service-name "
+        "ecs.amazonaws.com; then run provision.py again",
+    )
 
 
 class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):

@@ -26,10 +26,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
+from deployer.clients import error_code, error_message
+from deployer.errors import DeployerError
 from deployer.retry import ROLE_NOT_VISIBLE
 from deployer.settings import Settings
 from deployer.state import Ids
@@ -309,3 +314,36 @@ def _inline(ctx: StepContext, name: str) -> frozenset[str]:
 def _as_dict(document: Any) -> Any:
     """IAM returns the trust policy decoded (boto3 un-quotes it); accept text too."""
     return json.loads(document) if isinstance(document, str) else document
+
+
+def ensure_service_linked_role(
+    ctx: StepContext, role: str, service: str, first_use: str, refused: Callable[[ClientError], DeployerError]
+) -> None:
+    """After a service's "cannot assume its service-linked role yet": create `role` (for `service`) if it is missing.
+
+    A service makes its role itself on first use, with the caller's permissions (ECS: "Using service-linked roles
+    for Amazon ECS"; Application Auto Scaling: "Service-linked roles for Application Auto Scaling"); without
+    iam:CreateServiceLinkedRole it never appears and every retry would fail for the whole budget, so a refusal
+    raises `refused(exc)` at once. An existing role needs only a moment. CreateServiceLinkedRole answers a role that
+    exists with InvalidInput "Service role name … has been taken in this account, please try a different suffix."
+    (e.g. AWS's SDK examples, https://github.com/awsdocs/aws-doc-sdk-examples, CreateServiceLinkedRole for Elastic
+    Beanstalk): IAM gives that answer no code of its own. A missing permission is AccessDenied (IAM's code;
+    other services' is AccessDeniedException).
+    """
+    iam = ctx.clients.iam
+    try:
+        iam.get_role(RoleName=role)
+        return  # it exists: the service only needs a moment to use it
+    except ClientError as exc:
+        if error_code(exc) not in ("NoSuchEntity", "AccessDenied"):
+            raise  # AccessDenied: no iam:GetRole; CreateServiceLinkedRole below says what it can
+    try:
+        iam.create_service_linked_role(AWSServiceName=service)
+        ctx.say(f"  created the service-linked role {role} ({first_use})")
+    except ClientError as exc:
+        code = error_code(exc)
+        if code == "EntityAlreadyExists" or (code == "InvalidInput" and "has been taken" in error_message(exc)):
+            return
+        if code in ("AccessDenied", "AccessDeniedException"):
+            raise refused(exc) from exc
+        raise

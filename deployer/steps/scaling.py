@@ -28,6 +28,7 @@ from deployer.state import Ids
 from deployer.steps import tags
 from deployer.steps.aws import absent_if
 from deployer.steps.base import STACK_TAG, Converged, Existing, Step, StepContext, single
+from deployer.steps.iam import ensure_service_linked_role
 
 if TYPE_CHECKING:
     from mypy_boto3_application_autoscaling.literals import MetricTypeType
@@ -220,29 +221,10 @@ def _linked_role_denied(exc: ClientError) -> bool:
 
 
 def ensure_linked_role(ctx: StepContext) -> None:
-    """Create AWSServiceRoleForApplicationAutoScaling_ECSService if it is missing.
-
-    As for ECS's own role (deployer/steps/ecs.py, ensure_ecs_service_linked_role): an existing role needs only a
-    moment; CreateServiceLinkedRole answers a role that exists with InvalidInput "Service role name … has been taken
-    in this account", and a missing permission with AccessDenied.
-    """
-    iam = ctx.clients.iam
-    try:
-        iam.get_role(RoleName=LINKED_ROLE)
-        return
-    except ClientError as exc:
-        if error_code(exc) not in ("NoSuchEntity", "AccessDenied"):
-            raise  # AccessDenied: no iam:GetRole; CreateServiceLinkedRole below says what it can
-    try:
-        iam.create_service_linked_role(AWSServiceName=LINKED_ROLE_SERVICE)
-        ctx.say(f"  created the service-linked role {LINKED_ROLE} (first ECS service autoscaling in this account)")
-    except ClientError as exc:
-        code = error_code(exc)
-        if code == "EntityAlreadyExists" or (code == "InvalidInput" and "has been taken" in error_message(exc)):
-            return
-        if code in ("AccessDenied", "AccessDeniedException"):
-            raise _linked_role_error(exc) from exc
-        raise
+    """Create AWSServiceRoleForApplicationAutoScaling_ECSService if it is missing (as for ECS's own role)."""
+    ensure_service_linked_role(
+        ctx, LINKED_ROLE, LINKED_ROLE_SERVICE, "first ECS service autoscaling in this account", _linked_role_error
+    )
 
 
 def _linked_role_error(exc: ClientError) -> DeployerError:
