@@ -192,7 +192,9 @@ def test_status_without_a_scalable_target_says_autoscaling_is_off(provisioned: S
     assert "Autoscaling: off (no scalable target: the service keeps its desired count)" in views.render_status(report)
     operations = [operation for service, operation in calls.calls if service == "application-autoscaling"]
     assert operations == ["DescribeScalableTargets"]  # no policies or activities to read without a target
-    assert report.alarms == [] and report.alarms_error is None  # the state records no deployment alarm
+    # The deployment alarms are there without autoscaling: the stack makes them for every rollout.
+    assert [alarm.name for alarm in report.alarms] == [NAMES.unhealthy_alarm, NAMES.shortfall_alarm]
+    assert report.alarms_error is None
 
 
 def test_status_with_no_activity_yet(provisioned: StepContext) -> None:
