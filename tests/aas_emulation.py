@@ -39,7 +39,8 @@ from typing import Any
 import boto3
 import botocore.session
 from botocore.awsrequest import AWSResponse
-from botocore.compat import HTTPHeaders
+
+from tests.faults import error_answer, keep_params, ok_answer
 
 SERVICE = "application-auto-scaling"
 # The emulation installed on each client, for a test that sets what it answers (e.g. `activities`).
@@ -69,7 +70,7 @@ class AutoScalingEmulation:
         self._endpoint = None if "amazonaws.com" in endpoint else endpoint
         self._region = client.meta.region_name
         events = client.meta.events
-        events.register(f"before-parameter-build.{SERVICE}", _keep)
+        events.register(f"before-parameter-build.{SERVICE}", keep_params)
         # On the generic event, after the call recorders registered before it: the first answer ends the event.
         events.register("before-call", self._answer)
         events.register(f"after-call.{SERVICE}.RegisterScalableTarget", self._registered)
@@ -87,21 +88,21 @@ class AutoScalingEmulation:
             return None
         params = context.get("api_params", {})
         if model.name == "DescribeScalingActivities":
-            return _ok({"ScalingActivities": self._activities(params)})
+            return ok_answer({"ScalingActivities": self._activities(params)})
         if model.name == "PutScalingPolicy":
             return self._put_policy(params, context)
         arn = params["ResourceARN"]
         if arn not in self._target_arns():
-            return _error("ResourceNotFoundException", f"Scalable target with ARN {arn} not found")
+            return error_answer("ResourceNotFoundException", f"Scalable target with ARN {arn} not found")
         tags = self._load()
         if model.name == "TagResource":
             tags[arn] = {**tags.get(arn, {}), **params["Tags"]}
         elif model.name == "UntagResource":
             tags[arn] = {k: v for k, v in tags.get(arn, {}).items() if k not in params["TagKeys"]}
         else:
-            return _ok({"Tags": dict(tags.get(arn, {}))})
+            return ok_answer({"Tags": dict(tags.get(arn, {}))})
         self._save(tags)
-        return _ok({})
+        return ok_answer({})
 
     def _activities(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Filtered by resource and dimension, at most MaxResults (API reference, DescribeScalingActivities)."""
@@ -116,7 +117,7 @@ class AutoScalingEmulation:
         """No target: ObjectNotFoundException. Otherwise moto makes it; its earlier alarms are noted for deletion."""
         key = (params["ServiceNamespace"], params["ResourceId"], params["ScalableDimension"])
         if self._target(*key) is None:
-            return _error("ObjectNotFoundException", _no_target(*key))
+            return error_answer("ObjectNotFoundException", _no_target(*key))
         policies = self._shadow("application-autoscaling").describe_scaling_policies(
             ServiceNamespace=key[0], ResourceId=key[1], ScalableDimension=key[2]
         )["ScalingPolicies"]
@@ -265,21 +266,3 @@ def _no_target(namespace: str, resource_id: str, dimension: str) -> str:
         f"No scalable target registered for service namespace: {namespace}, resource ID: {resource_id}, "
         f"scalable dimension: {dimension}"
     )
-
-
-def _keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-    context["api_params"] = dict(params)
-
-
-def _ok(answer: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
-    return AWSResponse("https://emulated", 200, HTTPHeaders(), None), {
-        **answer,
-        "ResponseMetadata": {"HTTPStatusCode": 200},
-    }
-
-
-def _error(code: str, message: str) -> tuple[AWSResponse, dict[str, Any]]:
-    return AWSResponse("https://emulated", 400, HTTPHeaders(), None), {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": 400},
-    }

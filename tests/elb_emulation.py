@@ -21,14 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.awsrequest import AWSResponse
-from botocore.compat import HTTPHeaders
 from moto.acm.models import acm_backends
 from moto.elbv2.exceptions import ListenerNotFoundError
 from moto.elbv2.models import FakeAction, FakeListener, elbv2_backends
 from moto.elbv2.ssl_policies import SSL_POLICIES
 
 from deployer.settings import TLS_POLICIES
+from tests.faults import Answer, error_answer, keep_params, ok_answer
 
 SERVICE = "elastic-load-balancing-v2"
 TERMINATING = ("TLS", "HTTPS")
@@ -36,8 +35,6 @@ UNSUPPORTED_CERTIFICATE = (
     "UnsupportedCertificate",
     "The certificate '{arn}' must have a fully-qualified domain name, a supported signature, and a supported key size.",
 )
-
-Answer = tuple[AWSResponse, dict[str, Any]]
 
 
 @dataclass
@@ -73,7 +70,7 @@ class TlsListeners:
         self.issuance.install(acm)
         self.region = elbv2.meta.region_name
         for operation in ("CreateListener", "ModifyListener"):
-            elbv2.meta.events.register(f"before-parameter-build.{SERVICE}.{operation}", _keep)
+            elbv2.meta.events.register(f"before-parameter-build.{SERVICE}.{operation}", keep_params)
         elbv2.meta.events.register("before-call", self._answer)
 
     def _answer(self, model: Any, context: dict[str, Any], **_: Any) -> Answer | None:
@@ -92,7 +89,7 @@ class TlsListeners:
             bundle = acm_backends[self.account][self.region]._certificates.get(arn)
             if bundle is not None and (self.issuance.pending or bundle.status != "ISSUED"):
                 code, message = UNSUPPORTED_CERTIFICATE
-                return _error(code, message.format(arn=arn))
+                return error_answer(code, message.format(arn=arn))
         return None
 
     def _modify(self, params: dict[str, Any]) -> Answer | None:
@@ -102,7 +99,7 @@ class TlsListeners:
             return None
         policy = params.get("SslPolicy")
         if policy is not None and policy not in SSL_POLICIES and policy not in TLS_POLICIES:
-            return _error("SSLPolicyNotFound", f"Policy {policy} not found")
+            return error_answer("SSLPolicyNotFound", f"Policy {policy} not found")
         refusal = self._refusal(params) or _protocol_refusal(listener, params)
         if refusal is not None:
             return refusal
@@ -119,10 +116,7 @@ class TlsListeners:
             actions = [FakeAction(dict(action)) for action in params["DefaultActions"]]
             listener.default_actions = actions
             listener._default_rule[0].actions = actions
-        return AWSResponse("https://emulated", 200, HTTPHeaders(), None), {
-            "Listeners": [],
-            "ResponseMetadata": {"HTTPStatusCode": 200},
-        }
+        return ok_answer({"Listeners": []})
 
     def _listener(self, arn: str) -> FakeListener | None:
         try:
@@ -137,16 +131,5 @@ def _protocol_refusal(listener: FakeListener, params: dict[str, Any]) -> Answer 
     security policy and default certificate properties" (ModifyListener, API reference above)."""
     to_tls = listener.protocol != "TLS" and params.get("Protocol") == "TLS"
     if to_tls and not {"SslPolicy", "Certificates"} <= set(params):
-        return _error("InvalidConfigurationRequest", "A certificate and a security policy are required for TLS")
+        return error_answer("InvalidConfigurationRequest", "A certificate and a security policy are required for TLS")
     return None
-
-
-def _keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-    context["api_params"] = dict(params)
-
-
-def _error(code: str, message: str) -> Answer:
-    return AWSResponse("https://emulated", 400, HTTPHeaders(), None), {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": 400},
-    }

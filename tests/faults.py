@@ -23,6 +23,30 @@ class Injection:
 
 
 Refusal = tuple[str, str]  # AWS's error code and message
+Answer = tuple[AWSResponse, dict[str, Any]]  # what a `before-call` handler returns to answer in AWS's place
+
+
+def keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    """For `before-parameter-build`: the request's parameters, where a `before-call` handler can read them."""
+    context["api_params"] = dict(params)
+
+
+def ok_answer(answer: dict[str, Any]) -> Answer:
+    """A successful answer with these members."""
+    return AWSResponse("https://emulated", 200, HTTPHeaders(), None), {
+        **answer,
+        "ResponseMetadata": {"HTTPStatusCode": 200},
+    }
+
+
+def error_answer(code: str, message: str) -> Answer:
+    """AWS's error answer: raised to the caller as a ClientError with this code and message."""
+    return AWSResponse("https://emulated", 400, HTTPHeaders(), None), {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+    }
+
+
 Rule = Callable[[dict[str, Any]], Refusal | None]
 
 
@@ -89,13 +113,9 @@ def emulate_log_group_keys(client: Any, account: str) -> None:
         params = context.get("api_params", {})
         group = logs_backends[account][client.meta.region_name].groups.get(params.get("logGroupName", ""))
         if group is None:
-            error = {"Code": "ResourceNotFoundException", "Message": "The specified log group does not exist."}
-            return AWSResponse("https://emulated", 400, HTTPHeaders(), None), {
-                "Error": error,
-                "ResponseMetadata": {"HTTPStatusCode": 400},
-            }
+            return error_answer("ResourceNotFoundException", "The specified log group does not exist.")
         group.kms_key_id = keys[model.name](params)
-        return AWSResponse("https://emulated", 200, HTTPHeaders(), None), {"ResponseMetadata": {"HTTPStatusCode": 200}}
+        return ok_answer({})
 
     def keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         context["api_params"] = dict(params)

@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
-from botocore.compat import HTTPHeaders
 from moto.route53.models import FakeZone, RecordSet, Route53Backend, route53_backends
 
 from tests.conftest import ACCOUNT
-from tests.faults import Injection, inject_errors
+from tests.faults import Injection, error_answer, inject_errors, keep_params, ok_answer
 
 SERVICE = "route-53"
 
@@ -46,7 +45,7 @@ class Route53Emulation:
 
     def install(self, client: Any) -> Route53Emulation:
         events = client.meta.events
-        events.register(f"before-parameter-build.{SERVICE}", _keep)
+        events.register(f"before-parameter-build.{SERVICE}", keep_params)
         events.register(f"before-call.{SERVICE}.ListHostedZonesByName", self._zones_by_name)
         events.register(f"before-call.{SERVICE}.ChangeResourceRecordSets", self._deletes)
         events.register(f"after-call.{SERVICE}.ChangeResourceRecordSets", self._pending)
@@ -72,7 +71,7 @@ class Route53Emulation:
             answer["DNSName"] = start
         if rest:
             answer.update(NextDNSName=rest[0].name, NextHostedZoneId=_zone_id(rest[0]))
-        return _ok(answer)
+        return ok_answer(answer)
 
     def _deletes(self, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
         """A batch of DELETEs is checked against the zone and applied here, as AWS does; others go to moto."""
@@ -87,11 +86,11 @@ class Route53Emulation:
             live = _live(zone, wanted)
             described = f"[name='{_aws_name(wanted['Name'])}', type='{wanted['Type']}']"
             if live is None:
-                return _error(
+                return error_answer(
                     "InvalidChangeBatch", f"[Tried to delete resource record set {described} but it was not found]"
                 )
             if not _same(live, wanted):
-                return _error(
+                return error_answer(
                     "InvalidChangeBatch",
                     f"[Tried to delete resource record set {described} but the values provided do not match "
                     "the current values]",
@@ -99,7 +98,7 @@ class Route53Emulation:
         for change in changes:
             live = _live(zone, change["ResourceRecordSet"])
             zone.rrsets = [record for record in zone.rrsets if record is not live]
-        return _ok(
+        return ok_answer(
             {"ChangeInfo": {"Id": "/change/pending", "Status": "PENDING", "SubmittedAt": "2026-01-01T00:00:00Z"}}
         )
 
@@ -135,10 +134,6 @@ def zone_busy(client: Any, times: int = 1) -> Injection:
         "The request was rejected because Route 53 was still processing a prior request.",
         times,
     )
-
-
-def _keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-    context["api_params"] = dict(params)
 
 
 def _backend() -> Route53Backend:
@@ -200,17 +195,3 @@ def _as_aws_lists(parsed: dict[str, Any], **_: Any) -> None:
         if alias is not None:
             alias["DNSName"] = _aws_name(alias["DNSName"])
             record.pop("TTL", None)  # moto answers TTL 0 on an alias; AWS answers none (an alias has no TTL)
-
-
-def _ok(answer: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
-    return AWSResponse("https://emulated", 200, HTTPHeaders(), None), {
-        **answer,
-        "ResponseMetadata": {"HTTPStatusCode": 200},
-    }
-
-
-def _error(code: str, message: str) -> tuple[AWSResponse, dict[str, Any]]:
-    return AWSResponse("https://emulated", 400, HTTPHeaders(), None), {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": 400},
-    }
