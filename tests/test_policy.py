@@ -387,6 +387,30 @@ class Phase:
     recorded: frozenset[str]
 
 
+def run_phase(
+    calls: CallLog, run_ctx: StepContext, run: Callable[[], object], changes: list[tuple[str, str]] | None = None
+) -> Phase:
+    """Run one phase: its calls (and the record `changes` it sent), and the policy printed before it from the state
+    file as the user has it then."""
+    before = run_ctx.state
+    state = State(before.stack, before.region, before.account_id, copy.deepcopy(before.resources))
+    document = policy.document(run_ctx.settings, "aws", REGION, ACCOUNT, state)
+    recorded = frozenset(record.step for record in state.resources)
+    calls.clear()
+    run()
+    return Phase(set(calls.calls), list(changes or []), document, run_ctx.settings, recorded)
+
+
+def assert_groups_needed(settings: Settings, groups: tuple[str, ...], needed: set[str]) -> None:
+    """The policy for `settings` has every statement of `groups`, and each allows only actions a call needed."""
+    statements = policy.statements(settings, "aws", REGION, ACCOUNT)
+    for statement in statements:
+        if statement["Sid"] in groups:
+            unused = set(statement["Action"]) - needed
+            assert not unused, f"{statement['Sid']} allows actions no call needs: {sorted(unused)}"
+    assert {statement["Sid"] for statement in statements} >= set(groups)
+
+
 def domain_phases(ctx: StepContext, calls: CallLog) -> dict[str, Phase]:
     """A domain in the account's zone: provision, re-run, a new domain (the old one retired), status, the
     domain removed, added back, a lost state found again, teardown."""
@@ -403,14 +427,8 @@ def domain_phases(ctx: StepContext, calls: CallLog) -> dict[str, Phase]:
     phases: dict[str, Phase] = {}
 
     def phase(name: str, run_ctx: StepContext, run: Callable[[], object]) -> None:
-        before = run_ctx.state  # the state file as the user has it before the run
-        state = State(before.stack, before.region, before.account_id, copy.deepcopy(before.resources))
-        document = policy.document(run_ctx.settings, "aws", REGION, ACCOUNT, state)
-        recorded = frozenset(record.step for record in state.resources)
-        calls.clear()
         changes.clear()
-        run()
-        phases[name] = Phase(set(calls.calls), list(changes), document, run_ctx.settings, recorded)
+        phases[name] = run_phase(calls, run_ctx, run, changes)
 
     phase("provision", with_domain, lambda: runner.provision(with_domain))
     phase("re-run", with_domain, lambda: runner.provision(with_domain))
@@ -451,13 +469,7 @@ def test_with_a_domain_every_call_is_allowed_and_every_domain_action_is_needed(
     phases = domain_phases(ctx, calls)
     needed = check_allowed(phases)
     assert {action for phase in phases.values() for action, _ in phase.changes} == {"UPSERT", "DELETE"}
-    settings = replace(ctx.settings, domain=DOMAIN)
-    for statement in policy.statements(settings, "aws", REGION, ACCOUNT):
-        if statement["Sid"] in DOMAIN_GROUPS:
-            unused = set(statement["Action"]) - needed
-            assert not unused, f"{statement['Sid']} allows actions no call needs: {sorted(unused)}"
-    sids = {statement["Sid"] for statement in policy.statements(settings, "aws", REGION, ACCOUNT)}
-    assert sids >= set(DOMAIN_GROUPS)
+    assert_groups_needed(replace(ctx.settings, domain=DOMAIN), DOMAIN_GROUPS, needed)
 
 
 def test_with_a_certificate_of_the_users_no_zone_is_touched_and_every_call_is_allowed(
@@ -490,13 +502,7 @@ def scaling_phases(ctx: StepContext, calls: CallLog) -> dict[str, Phase]:
     phases: dict[str, Phase] = {}
 
     def phase(name: str, run_ctx: StepContext, run: Callable[[], object]) -> None:
-        before = run_ctx.state
-        state = State(before.stack, before.region, before.account_id, copy.deepcopy(before.resources))
-        document = policy.document(run_ctx.settings, "aws", REGION, ACCOUNT, state)
-        recorded = frozenset(record.step for record in state.resources)
-        calls.clear()
-        run()
-        phases[name] = Phase(set(calls.calls), [], document, run_ctx.settings, recorded)
+        phases[name] = run_phase(calls, run_ctx, run)
 
     phase("provision", scaled, lambda: runner.provision(scaled))
     phase("re-run", scaled, lambda: runner.provision(scaled))
@@ -523,13 +529,7 @@ def test_with_autoscaling_every_call_is_allowed_and_every_scaling_action_is_need
         ("application-autoscaling", "ListTagsForResource"),
         ("application-autoscaling", "DeregisterScalableTarget"),
     } <= made
-    settings = replace(ctx.settings, max_tasks=4, scale_memory_percent=70)
-    statements = policy.statements(settings, "aws", REGION, ACCOUNT)
-    for statement in statements:
-        if statement["Sid"] in SCALING_GROUPS:
-            unused = set(statement["Action"]) - needed
-            assert not unused, f"{statement['Sid']} allows actions no call needs: {sorted(unused)}"
-    assert {statement["Sid"] for statement in statements} >= set(SCALING_GROUPS)
+    assert_groups_needed(replace(ctx.settings, max_tasks=4, scale_memory_percent=70), SCALING_GROUPS, needed)
 
 
 def test_the_default_policy_has_no_scaling_change() -> None:
