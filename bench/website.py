@@ -476,8 +476,8 @@ def capacity(
         rows.append(f"{share}: no step reached it (the rate there is unknown)")
     if checked:
         rows.append(
-            "the task's health check starts Python every 10 s: its CPU runs out the quota for a few 100 ms periods "
-            "each time, which lengthens the tail at any rate (--health-check none: the site alone)"
+            "the task's health check starts Python every 10 s: its CPU comes out of the same quota, which can "
+            "lengthen the tail at any rate (--health-check none: the site alone)"
         )
     other = max(run["other_cores"] for run in [saturated, *runs, *([at_target] if at_target else [])])
     if other > OTHER_LOAD:

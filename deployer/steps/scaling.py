@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 NAMESPACE: Final = "ecs"
 DIMENSION: Final = "ecs:service:DesiredCount"
 TARGET_STEP: Final = "scalable-target"
-# Target tracking reacts within a minute to load and waits 5 minutes between scale-ins (the values): a spike
-# is met quickly, and tasks are not stopped during a short lull only to be started again.
+# The cooldowns: after a scale-out another may follow a minute later, after a scale-in the next waits 5
+# minutes, so a spike is met quickly and tasks are not stopped in a short lull only to be started again. (Target
+# tracking's own alarms decide when: a few minutes above the target, longer well below it.)
 SCALE_OUT_COOLDOWN: Final = 60
 SCALE_IN_COOLDOWN: Final = 300
 # The service's average CPU and memory over its tasks, as ECS reports them to CloudWatch (PredefinedMetricType,
