@@ -336,6 +336,11 @@ def configuration(clients: AwsClients, state: State) -> Any:
     for record in state.resources:
         for key, value in record.ids.items():
             references.setdefault(value, f"<{record.step}.{key}>")
+            # The alarms' dimensions name the load balancer and target group by their ARN's end (net/NAME/ID,
+            # targetgroup/NAME/ID): the same symbol for it.
+            if value.startswith("arn:") and ":elasticloadbalancing:" in value:
+                end = value.split(":", 5)[5].removeprefix("loadbalancer/")
+                references.setdefault(end, f"<{record.step}.{key} suffix>")
     return symbolic(found, references)
 
 
