@@ -61,6 +61,7 @@ MANAGED_POLICY_LIMIT = 6144  # characters, white space not counted (IAM and STS 
 ENGINE = "engine"  # the Docker engine's registry calls (deployer/images.py), not boto3
 ECS_SERVICE_LINKED_ROLE = "ecs.amazonaws.com"
 AAS_SERVICE_LINKED_ROLE = "ecs.application-autoscaling.amazonaws.com"
+ALARMS_SERVICE_LINKED_ROLE = "ssm.alarms.cloudwatch.amazonaws.com"
 
 # IAM's prefix for each boto3 service name, where they differ.
 PREFIX = {"elbv2": "elasticloadbalancing"}
@@ -283,6 +284,15 @@ GROUPS: dict[str, Group] = {
         ),
         {"StringEquals": {"iam:AWSServiceName": AAS_SERVICE_LINKED_ROLE}},
     ),
+    # The alarms' OpsItem action (deployer/steps/alarms.py): PutMetricAlarm makes CloudWatch's role on first use.
+    "IamAlarmsLinkedRole": Group(
+        (
+            "arn:{partition}:iam::{account}:role/aws-service-role/ssm.alarms.cloudwatch.amazonaws.com/"
+            "AWSServiceRoleForCloudWatchAlarms_ActionSSM",
+        ),
+        (IAM_PAGE, "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-service-linked-roles.html"),
+        {"StringEquals": {"iam:AWSServiceName": ALARMS_SERVICE_LINKED_ROLE}},
+    ),
     "IamEcsLinkedRole": Group(
         ("arn:{partition}:iam::{account}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",),
         (IAM_PAGE,),
@@ -450,6 +460,8 @@ TABLE: tuple[Row, ...] = (
     Row("cloudwatch", "DescribeAlarms", "AlarmsRead"),
     Row("cloudwatch", "DeleteAlarms ListTagsForResource PutMetricAlarm", "Alarms"),
     Row("cloudwatch", "PutMetricAlarm", "Alarms", actions="cloudwatch:TagResource"),
+    # The alarms' OpsItem action: the account's first makes CloudWatch's service-linked role with these rights.
+    Row("cloudwatch", "PutMetricAlarm", "IamAlarmsLinkedRole", actions="iam:CreateServiceLinkedRole"),
     # Also without autoscaling: status, `--sweep` and a lost state look for a scalable target on the service.
     Row("application-autoscaling", "DescribeScalableTargets", "Unscoped"),
     Row("application-autoscaling", "ListTagsForResource", "AasRead"),

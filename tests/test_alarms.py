@@ -64,7 +64,8 @@ def test_unhealthy_alarm_watches_the_target_group_and_is_tagged(ready: StepConte
         "GreaterThanThreshold",
         "notBreaching",
     )
-    assert live["AlarmActions"] == []
+    # PutMetricAlarm's documented SSM action: arn:aws:ssm:region:account-id:opsitem:severity#CATEGORY=category-name
+    assert live["AlarmActions"] == [f"arn:aws:ssm:{REGION}:{ACCOUNT}:opsitem:2#CATEGORY=Availability"]
     assert alarm_tags(ready, UNHEALTHY)["deployer:stack"] == "test-site"
     assert alarm_tags(ready, UNHEALTHY)["deployer:step"] == "unhealthy-alarm"
 
@@ -90,6 +91,7 @@ def test_shortfall_alarm_is_desired_minus_running_from_container_insights(ready:
         }
         assert (stat["Period"], queries[query]["ReturnData"]) == (60, False)
     assert (live["EvaluationPeriods"], live["DatapointsToAlarm"], live["Threshold"]) == (5, 5, 0.0)
+    assert live["AlarmActions"] == [f"arn:aws:ssm:{REGION}:{ACCOUNT}:opsitem:2#CATEGORY=Availability"]
 
 
 def test_the_shortfall_alarm_is_wanted_only_with_container_insights(ctx: StepContext) -> None:
@@ -123,6 +125,20 @@ def test_a_definition_changed_by_hand_is_put_back_and_keeps_its_tags(ready: Step
     assert alarm_tags(ready, UNHEALTHY)["deployer:stack"] == "test-site"
     calls.clear()
     assert provision_step(ready, step)[0] == "unchanged"
+
+
+@pytest.mark.parametrize("kind", ["unhealthy", "shortfall"])
+def test_an_alarm_without_its_opsitem_action_gets_it_back(ready: StepContext, kind: str) -> None:
+    """An alarm made before the action existed (or with it removed by hand) is put back with it: an alarm that
+    tells nobody is Prowler's high cloudwatch_alarm_actions_alarm_state_configured FAIL."""
+    step = AlarmStep(kind)
+    provision_step(ready, step)
+    by_hand(ready, step, AlarmActions=[])
+    name = step.alarm_name(ready.settings)
+    assert alarm(ready, name)["AlarmActions"] == []
+
+    assert provision_step(ready, step)[2] == ["definition (AlarmActions changed)"]
+    assert alarm(ready, name)["AlarmActions"] == [f"arn:aws:ssm:{REGION}:{ACCOUNT}:opsitem:2#CATEGORY=Availability"]
 
 
 def test_a_metric_math_query_changed_by_hand_is_put_back(ready: StepContext) -> None:

@@ -4,7 +4,15 @@ ECS sets a deployment FAILED, and rolls it back, when an alarm named in the serv
 `deploymentConfiguration.alarms` goes into ALARM during the rollout or its bake time
 ("How CloudWatch alarms detect Amazon ECS deployment failures",
 https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-alarm-failure.html). ECS only
-reads their state (it polls DescribeAlarms), so the alarms have no actions. Two alarms:
+reads their state (it polls DescribeAlarms); the alarm's own ALARM action is for people: it opens an OpsItem
+in Systems Manager OpsCenter (severity 2, category Availability), where the console lists what went wrong and
+when. An alarm nobody is told about is Prowler's high-severity `cloudwatch_alarm_actions_alarm_state_configured`
+FAIL (Security Hub's CloudWatch.15), and an OpsItem needs no resource of the stack (no topic to subscribe,
+encrypt and delete). The action ARN is the documented `arn:aws:ssm:region:account-id:opsitem:severity#CATEGORY=
+category-name` (PutMetricAlarm's AlarmActions, botocore's cloudwatch model). CloudWatch acts through its
+service-linked role AWSServiceRoleForCloudWatchAlarms_ActionSSM, which PutMetricAlarm creates on an account's
+first such alarm with the caller's iam:CreateServiceLinkedRole (the same model's PutMetricAlarm documentation);
+like ECS's role it is the account's, shared, and teardown leaves it. Two alarms:
 
 * `unhealthy-alarm`: the site's target group has an unhealthy target (AWS/NetworkELB
   UnHealthyHostCount), which the circuit breaker does not see while the tasks stay up;
@@ -66,6 +74,8 @@ KINDS = ("unhealthy", "shortfall")
 PERIOD = 60
 UNHEALTHY_PERIODS, UNHEALTHY_DATAPOINTS = 5, 3
 SHORTFALL_PERIODS = 5
+# The OpsItem an alarm opens: severity 1 (critical) to 4 (low); OpsCenter's categories include Availability.
+OPSITEM_SEVERITY, OPSITEM_CATEGORY = "2", "Availability"
 # The fields of an alarm's definition that PutMetricAlarm sets and DescribeAlarms reports.
 DEFINITION = (
     "Namespace",
@@ -79,6 +89,7 @@ DEFINITION = (
     "Threshold",
     "ComparisonOperator",
     "TreatMissingData",
+    "AlarmActions",
 )
 
 
@@ -92,6 +103,14 @@ def arn_suffix(arn: str) -> str:
     group, `net/<name>/<id>` for a load balancer (without `loadbalancer/`; "CloudWatch metrics for your Network
     Load Balancer", https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-cloudwatch-metrics.html)."""
     return arn.split(":", 5)[5].removeprefix("loadbalancer/")
+
+
+def opsitem_action(ctx: StepContext) -> str:
+    """The alarm action that opens an OpsItem in the stack's account and region (see the module docstring)."""
+    return (
+        f"arn:{ctx.partition}:ssm:{ctx.clients.region}:{ctx.account_id}:opsitem:{OPSITEM_SEVERITY}"
+        f"#CATEGORY={OPSITEM_CATEGORY}"
+    )
 
 
 class AlarmStep(Step["MetricAlarmTypeDef"]):
@@ -166,6 +185,7 @@ class AlarmStep(Step["MetricAlarmTypeDef"]):
             "Threshold": 0.0,
             "ComparisonOperator": "GreaterThanThreshold",
             "TreatMissingData": "notBreaching",
+            "AlarmActions": [opsitem_action(ctx)],
         }
         if self.kind == "unhealthy":
             return {
