@@ -32,6 +32,7 @@ from deployer.output import Output
 from deployer.settings import Settings
 from deployer.state import State, StateFile, check_identity
 from deployer.steps.base import StepContext
+from tests import s3_emulation
 from tests.ecs_emulation import keep_service_settings
 from tests.rollouts import Rollout
 
@@ -185,6 +186,7 @@ def moto_server(scratch: Path, **moto_switches: str) -> Iterator[str]:
     )
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # it logs every request; only errors matter
     keep_service_settings()  # moto's CreateService keeps the deployment configuration, as AWS does
+    s3_emulation.install()  # moto's S3 honours the state bucket's TLS-only policy and creation tags as AWS does
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

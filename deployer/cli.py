@@ -21,21 +21,23 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from deployer import cost, local, observe, policy, runner, views
-from deployer.clients import connect
+from deployer.clients import Connection, connect
 from deployer.errors import EXIT_INTERRUPTED, DeployerError, SettingsError
 from deployer.images import ImageBuilder
 from deployer.ledger import Ledger
 from deployer.output import Output
 from deployer.probe import Probe
+from deployer.s3state import S3StateFile, is_s3_url, parse_s3_url
 from deployer.settings import (
     CONFIG_FILE_NAME,
     Settings,
     check_certificate_arn,
     check_log_kms_key,
+    configured_value,
     load_settings,
     validate_stack,
 )
-from deployer.state import State, StateFile, check_identity
+from deployer.state import State, StateFile, StateStore, check_identity
 from deployer.steps.base import StepContext
 from deployer.steps.ecs import TaskDefinitionStep
 
@@ -55,7 +57,9 @@ def teardown_main(argv: Sequence[str] | None = None) -> int:
 
 def status_main(argv: Sequence[str] | None = None, *, probe: Probe | None = None) -> int:
     """`probe` answers for the site URL; tests pass a fake or aim it at a loopback server."""
-    return run_command(lambda args, output: views.show_status(args.state_file, output, probe), status_parser(), argv)
+    return run_command(
+        lambda args, output: views.show_status(*_reader(args, output), output, probe), status_parser(), argv
+    )
 
 
 def logs_main(
@@ -67,7 +71,8 @@ def logs_main(
     """`sleep` runs between --follow polls, so a test can add events there and end the loop."""
 
     def command(args: argparse.Namespace, output: Output) -> int:
-        return views.show_logs(args.state_file, args.since, args.follow, output, sleep=sleep, now=now)
+        store, aws = _reader(args, output)
+        return views.show_logs(store, aws, args.since, args.follow, output, sleep=sleep, now=now)
 
     return run_command(command, logs_parser(), argv, interrupted=0)  # Ctrl-C is how --follow ends
 
@@ -182,6 +187,14 @@ def provision_parser() -> argparse.ArgumentParser:
         help="print the IAM policy (JSON) this stack's provision, redeploy, rollback, status, logs and teardown "
         "need, scoped to its names and tags; changes nothing (one read call: sts:GetCallerIdentity)",
     )
+    parser.add_argument(
+        "--import-state",
+        type=Path,
+        metavar="PATH",
+        help="with an s3:// --state-file: move this local state file into S3 (once: refused if the key exists), "
+        "then stop",
+    )
+    _lock_flags(parser)
     _local_flag(parser)
     parser.add_argument(
         "--local-port",
@@ -206,6 +219,7 @@ def teardown_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stack", help="with --sweep: the stack to find (default: the state file's)")
     parser.add_argument("--region", help="with --sweep: the region to search (default: the state file's or AWS's)")
     parser.add_argument("--dry-run", action="store_true", help="with --sweep: only list what would be deleted")
+    _lock_flags(parser)
     _local_flag(parser)
     _common_flags(parser, local_default=True)
     return parser
@@ -241,6 +255,23 @@ def logs_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _lock_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for another run holding the state's lock (default 0: refuse at once)",
+    )
+    parser.add_argument(
+        "--unlock",
+        action="store_true",
+        help="show the state's lock, ask, and remove it (for a run known to be gone); changes nothing else",
+    )
+    if parser.prog == "provision.py":  # teardown.py has its own --yes
+        parser.add_argument("--yes", action="store_true", help="with --unlock: do not ask")
+
+
 def _local_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--local",
@@ -254,7 +285,10 @@ def _common_flags(parser: argparse.ArgumentParser, *, local_default: bool) -> No
     """--state-file, --output and --quiet: the same words and meaning in every command."""
     default = f"./{DEFAULT_STATE_FILE}" + (f", with --local ./{local.LOCAL_STATE_FILE}" if local_default else "")
     parser.add_argument(
-        "--state-file", type=Path, default=None, help=f"where identifiers are recorded (default: {default})"
+        "--state-file",
+        default=None,
+        help=f"where identifiers are recorded: a path, or s3://BUCKET/KEY to share it (default: deploy.toml's "
+        f"state_file, else {default})",
     )
     parser.add_argument(
         "--output",
@@ -265,14 +299,59 @@ def _common_flags(parser: argparse.ArgumentParser, *, local_default: bool) -> No
     parser.add_argument("--quiet", action="store_true", help="print errors only (provision: and the site URL)")
 
 
-def _state_file(args: argparse.Namespace) -> StateFile:
-    if args.state_file is not None:
-        return StateFile(Path(args.state_file))
-    return StateFile(Path(local.LOCAL_STATE_FILE if getattr(args, "local", False) else DEFAULT_STATE_FILE))
+def _state_location(args: argparse.Namespace) -> str:
+    """--state-file, else deploy.toml's state_file, else the default file."""
+    if args.state_file:
+        return str(args.state_file)
+    config = getattr(args, "config", None) or PROJECT_DIR / CONFIG_FILE_NAME
+    configured = configured_value(config, "state_file")
+    if configured:
+        return configured
+    return local.LOCAL_STATE_FILE if getattr(args, "local", False) else DEFAULT_STATE_FILE
+
+
+def open_store(
+    args: argparse.Namespace, output: Output, region: Callable[[], str | None], *, create_bucket: bool = False
+) -> tuple[StateStore, Connection | None]:
+    """The state's store; for an S3 state also the connection it made (reused by the run, so one STS call).
+
+    A malformed s3:// URL, and an S3 state with --local (whose emulator lives beside a local state file),
+    are refused before any AWS call."""
+    location = _state_location(args)
+    timeout = getattr(args, "lock_timeout", 0.0)
+    if timeout < 0:
+        raise SettingsError(
+            f"--lock-timeout {timeout:g} is negative", where="command line", todo="Pass 0 or more seconds"
+        )
+    if not is_s3_url(location):
+        return StateFile(Path(location), lock_timeout=timeout), None
+    s3_location = parse_s3_url(location, where="--state-file or deploy.toml's state_file")
+    if getattr(args, "local", False):
+        raise SettingsError(
+            "--local keeps its state beside its emulator, on this machine: an s3:// state does not apply",
+            where="--state-file or deploy.toml's state_file, with --local",
+            todo="Leave out --state-file for --local (or pass a local path)",
+        )
+    aws = connect(region())
+    store = S3StateFile(
+        s3_location,
+        aws.clients.s3,
+        aws.account_id,
+        aws.clients.region,
+        output.line,
+        create_bucket=create_bucket,
+        lock_timeout=timeout,
+    )
+    return store, aws
+
+
+def _reader(args: argparse.Namespace, output: Output) -> tuple[StateStore, Connection | None]:
+    """status.py's and logs.py's store: they read without the lock, in deploy.toml's region (or AWS's)."""
+    return open_store(args, output, lambda: configured_value(PROJECT_DIR / CONFIG_FILE_NAME, "region"))
 
 
 def open_context(
-    state_file: StateFile,
+    state_file: StateStore,
     settings: Settings,
     state: State | None,
     output: Output,
@@ -280,14 +359,17 @@ def open_context(
     dry_run: bool = False,
     images: ImageBuilder | None = None,
     local_mode: bool = False,
+    aws: Connection | None = None,
 ) -> StepContext:
-    """Connect, check that the state belongs to this stack, region and account, and build the run's context.
+    """Connect (or reuse the S3 state's connection when it is in the stack's region), check that the state belongs
+    to this stack, region and account, and build the run's context.
 
     A dry run gets a scratch ledger (nothing it records reaches the disk)."""
-    aws = connect(settings.region)
+    if aws is None or (settings.region is not None and settings.region != aws.clients.region):
+        aws = connect(settings.region)
     if state is None:
         state = State(stack=settings.stack, region=aws.clients.region, account_id=aws.account_id)
-    check_identity(state, settings.stack, aws.clients.region, aws.account_id, state_file.path)
+    check_identity(state, settings.stack, aws.clients.region, aws.account_id, state_file.where)
     check_log_kms_key(settings.log_kms_key, aws.partition, aws.clients.region)  # the region may come from AWS config
     check_certificate_arn(settings.certificate_arn, aws.partition, aws.clients.region, aws.account_id)
     ledger = Ledger.scratch(state) if dry_run else Ledger(state, state_file.save)
@@ -309,26 +391,75 @@ def open_context(
 
 def _provision(args: argparse.Namespace, output: Output) -> int:
     _check_provision_flags(args)
-    state_file = _state_file(args)
+    writes = not (args.dry_run or args.print_policy)
+    store, aws = open_store(args, output, lambda: _settings(args, None).region, create_bucket=writes)
+    if args.unlock:
+        return _unlock(args, store, output)
+    if args.import_state is not None:
+        return _import_state(args.import_state, store, output)
     if args.print_policy:  # no lock, no emulator, no state written: it only reads who the credentials are
-        return _print_policy(args, state_file, output)
+        return _print_policy(args, store, aws, output)
     if args.dry_run:  # no lock and no emulator start: a plan changes nothing
-        return _plan(args, state_file, output)
-    with state_file.locked("provision.py", output.line):
-        return _provision_locked(args, state_file, output)
+        return _plan(args, store, aws, output)
+    with store.locked("provision.py", output.line):
+        return _provision_locked(args, store, aws, output)
 
 
-def _print_policy(args: argparse.Namespace, state_file: StateFile, output: Output) -> int:
+def _print_policy(args: argparse.Namespace, store: StateStore, aws: Connection | None, output: Output) -> int:
     """The identity policy for these settings on stdout (whatever --output says): a JSON array of
     documents, each small enough for one managed policy (see policy.documents). With a state file, what
-    removing its resources that the settings no longer want needs is in it too (e.g. a domain's records)."""
-    state = state_file.load()
+    removing its resources that the settings no longer want needs is in it too (e.g. a domain's records);
+    with an S3 state, the S3 actions on its bucket, object and lock."""
+    state = store.load()
     settings = _settings(args, state)
-    aws = connect(settings.region)
+    if aws is None or (settings.region is not None and settings.region != aws.clients.region):
+        aws = connect(settings.region)
     documents = policy.documents(settings, aws.partition, aws.clients.region, aws.account_id, state)
     text = json.dumps(documents, indent=2)
     output.result(documents, [text], quiet=text)
     return 0
+
+
+def _unlock(args: argparse.Namespace, store: StateStore, output: Output) -> int:
+    """--unlock: show the lock, ask (unless --yes), remove it."""
+    message = store.unlock(lambda question: args.yes or output.confirm(question, where=f"--unlock of {store.where}"))
+    output.result({"unlock": message}, [f"Unlock: {message}."])
+    return 0
+
+
+def _import_state(path: Path, store: StateStore, output: Output) -> int:
+    """--import-state: a local state becomes the S3 state's first version, once; the local file is renamed
+    `<name>.imported` so that nobody goes on deploying from it."""
+    if not isinstance(store, S3StateFile):
+        raise SettingsError(
+            "--import-state moves a local state into S3: it needs an s3:// --state-file",
+            where="provision.py --import-state",
+            todo="Pass --state-file s3://BUCKET/KEY with it",
+        )
+    source = StateFile(path)
+    state = source.load()
+    if state is None:
+        raise SettingsError(
+            "There is no state file to import", where=str(path), todo="Pass the path of the stack's state.json"
+        )
+    check_identity(state, state.stack, store.region, store.account_id, str(path))
+    with source.locked("provision.py --import-state", output.line), store.locked("provision.py", output.line):
+        store.import_state(state)
+        moved = path.with_name(path.name + ".imported")
+        path.replace(moved)
+    lines = [
+        f"Imported {path} into {store.where} ({len(state.resources)} resources); the local file is now {moved}.",
+        f"From now on pass --state-file {store.where} (or set state_file in deploy.toml).",
+    ]
+    output.result({"imported": str(path), "state_file": store.where, "renamed": str(moved)}, lines)
+    return 0
+
+
+def _local_path(store: StateStore) -> Path:
+    """--local's state file (open_store refuses an S3 state with --local)."""
+    if not isinstance(store, StateFile):
+        raise TypeError("--local runs with a local state file")
+    return store.path
 
 
 def _check_provision_flags(args: argparse.Namespace) -> None:
@@ -351,7 +482,7 @@ def _check_provision_flags(args: argparse.Namespace) -> None:
         )
 
 
-def _provision_locked(args: argparse.Namespace, state_file: StateFile, output: Output) -> int:
+def _provision_locked(args: argparse.Namespace, state_file: StateStore, aws: Connection | None, output: Output) -> int:
     images = ImageBuilder(output)
     state = state_file.load()
     settings = _settings(args, state)
@@ -364,12 +495,12 @@ def _provision_locked(args: argparse.Namespace, state_file: StateFile, output: O
                 todo="Leave out --domain (or use a --config without domain) for --local",
             )
         local.require_engine(images)  # nothing is started without an engine
-        local.use_emulator(local.ensure_emulator(state_file.path, output.line), args.region)
+        local.use_emulator(local.ensure_emulator(_local_path(state_file), output.line), args.region)
     if args.rollback:
-        return _rollback(state_file, state, settings, output)
+        return _rollback(state_file, state, settings, aws, output)
     if settings.image is None:
         images.client()  # no engine: say so before anything is created
-    ctx = open_context(state_file, settings, state, output, images=images, local_mode=args.local)
+    ctx = open_context(state_file, settings, state, output, images=images, local_mode=args.local, aws=aws)
     output.line(f"Provisioning stack '{settings.stack}' in {ctx.clients.region} (account {ctx.account_id})")
     # Local: no AWS waits (the emulator runs no tasks, and its load balancer's address is not ours to probe).
     report = runner.provision(ctx, wait=not args.no_wait and not args.local)
@@ -411,14 +542,16 @@ def _run_local_site(ctx: StepContext, images: ImageBuilder, args: argparse.Names
     return site.url
 
 
-def _rollback(state_file: StateFile, state: State | None, settings: Settings, output: Output) -> int:
+def _rollback(
+    state_file: StateStore, state: State | None, settings: Settings, aws: Connection | None, output: Output
+) -> int:
     if state is None or state.get("service") is None:
         raise DeployerError(
             "There is no deployed service to roll back",
-            where=str(state_file.path),
+            where=state_file.where,
             todo="Deploy with provision.py first",
         )
-    ctx = open_context(state_file, settings, state, output)
+    ctx = open_context(state_file, settings, state, output, aws=aws)
     report = runner.rollback(ctx)
     revision = report.outputs["serving_revision"].rsplit("/", 1)[-1]
     url = report.outputs["url"]
@@ -426,20 +559,20 @@ def _rollback(state_file: StateFile, state: State | None, settings: Settings, ou
     return 0
 
 
-def _plan(args: argparse.Namespace, state_file: StateFile, output: Output) -> int:
+def _plan(args: argparse.Namespace, state_file: StateStore, aws: Connection | None, output: Output) -> int:
     if args.local:
-        emulator = local.running_emulator(state_file.path)
+        emulator = local.running_emulator(_local_path(state_file))
         if emulator is None:  # nothing local exists yet, and a plan starts nothing
             raise DeployerError(
                 "The local emulator is not running, so there is nothing to compare the plan with",
-                where=f"--local --dry-run ({state_file.path})",
+                where=f"--local --dry-run ({state_file.where})",
                 todo="Run python provision.py --local: on an empty emulator every step is a create",
             )
         local.use_emulator(emulator, args.region)
     state = state_file.load()
     settings = _settings(args, state)
     ctx = open_context(
-        state_file, settings, state, output, dry_run=True, images=ImageBuilder(output), local_mode=args.local
+        state_file, settings, state, output, dry_run=True, images=ImageBuilder(output), local_mode=args.local, aws=aws
     )
     output.line(
         f"Plan for stack '{settings.stack}' in {ctx.clients.region} (account {ctx.account_id}); "
@@ -475,6 +608,7 @@ def _settings(args: argparse.Namespace, state: State | None) -> Settings:
         "certificate_arn": getattr(args, "certificate_arn", None),
         "min_tasks": getattr(args, "min_tasks", None),
         "max_tasks": getattr(args, "max_tasks", None),
+        "state_file": args.state_file,
     }
     return load_settings(config, flags, fallback=recorded)
 
@@ -509,29 +643,32 @@ def _teardown(args: argparse.Namespace, output: Output) -> int:
             where="teardown.py's command line",
             todo="Run teardown.py --local: it removes the container and stops the emulator with everything in it",
         )
-    state_file = _state_file(args)
+    region = args.region or configured_value(PROJECT_DIR / CONFIG_FILE_NAME, "region")
+    state_file, aws = open_store(args, output, lambda: region)
+    if args.unlock:
+        return _unlock(args, state_file, output)
     with state_file.locked("teardown.py", output.line):
         if args.local:
             return _teardown_local(state_file, output)
         if args.sweep:
-            return _sweep(args, state_file, output)
-        return _teardown_recorded(args, state_file, output)
+            return _sweep(args, state_file, aws, output)
+        return _teardown_recorded(args, state_file, aws, output)
 
 
-def _teardown_recorded(args: argparse.Namespace, state_file: StateFile, output: Output) -> int:
+def _teardown_recorded(args: argparse.Namespace, state_file: StateStore, aws: Connection | None, output: Output) -> int:
     state = state_file.load()
     if state is None:  # a second teardown finds nothing, and that is not an error
         return _nothing_deleted(
             output,
-            f"there is no state file at {state_file.path} (if the stack exists, pass --state-file, or find it by "
+            f"there is no state file at {state_file.where} (if the stack exists, pass --state-file, or find it by "
             "its tags with --sweep --stack NAME)",
         )
     if not state.resources:
         state_file.delete()
-        return _nothing_deleted(output, f"{state_file.path} records no resources; it is removed")
+        return _nothing_deleted(output, f"{state_file.where} records no resources; it is removed")
     if not args.yes:
-        _confirm(output, state, state_file.path)
-    ctx = open_context(state_file, Settings(stack=state.stack, region=state.region), state, output)
+        _confirm(output, state, state_file.where)
+    ctx = open_context(state_file, Settings(stack=state.stack, region=state.region), state, output, aws=aws)
     return _delete_everything(ctx, state_file, output)
 
 
@@ -540,7 +677,7 @@ def _nothing_deleted(output: Output, why: str) -> int:
     return 0
 
 
-def _teardown_local(state_file: StateFile, output: Output) -> int:
+def _teardown_local(state_file: StateStore, output: Output) -> int:
     """Container, then the recorded resources (from the emulator, if it still runs), then the emulator.
 
     No confirmation: everything local mode creates is local and disposable.
@@ -551,7 +688,7 @@ def _teardown_local(state_file: StateFile, output: Output) -> int:
             local.remove_site(local.require_engine(ImageBuilder(output)), state.stack, output.line)
         except DeployerError as exc:
             output.warn(f"the local container was not checked: {exc.message}")
-    emulator = local.running_emulator(state_file.path)
+    emulator = local.running_emulator(_local_path(state_file))
     code = 0
     if state is not None and state.resources and emulator is not None:
         local.use_emulator(emulator, state.region)
@@ -561,12 +698,12 @@ def _teardown_local(state_file: StateFile, output: Output) -> int:
         state_file.delete()
         code = _nothing_deleted(output, "the local AWS emulator is not running, and the resources it held went with it")
     else:
-        code = _nothing_deleted(output, f"{state_file.path} records no resources")
-    local.stop_emulator(state_file.path, output.line)
+        code = _nothing_deleted(output, f"{state_file.where} records no resources")
+    local.stop_emulator(_local_path(state_file), output.line)
     return code
 
 
-def _sweep(args: argparse.Namespace, state_file: StateFile, output: Output) -> int:
+def _sweep(args: argparse.Namespace, state_file: StateStore, aws: Connection | None, output: Output) -> int:
     """Lost state: find every resource of the stack by its tags and names, and delete it in order."""
     recorded = state_file.load()
     stack = args.stack or (recorded.stack if recorded else None)
@@ -578,7 +715,7 @@ def _sweep(args: argparse.Namespace, state_file: StateFile, output: Output) -> i
         )
     validate_stack(stack)
     region = args.region or (recorded.region if recorded else None)
-    ctx = open_context(state_file, Settings(stack=stack, region=region), recorded, output)
+    ctx = open_context(state_file, Settings(stack=stack, region=region), recorded, output, aws=aws)
     runner.discover(ctx)
     found = [{"step": record.step, "id": runner.primary(record.ids)} for record in ctx.state.resources]
     if not found:
@@ -590,26 +727,26 @@ def _sweep(args: argparse.Namespace, state_file: StateFile, output: Output) -> i
         output.result({"found": found, "deleted": []}, ["Dry run: nothing was deleted."])
         return 0
     if not args.yes:
-        _confirm(output, ctx.state, state_file.path)
+        _confirm(output, ctx.state, state_file.where)
     ctx.ledger.save()
     return _delete_everything(ctx, state_file, output)
 
 
-def _delete_everything(ctx: StepContext, state_file: StateFile, output: Output) -> int:
+def _delete_everything(ctx: StepContext, state_file: StateStore, output: Output) -> int:
     output.line(f"Tearing down stack '{ctx.state.stack}' in {ctx.state.region} (account {ctx.account_id})")
     report = runner.teardown(ctx)
     state_file.delete()
-    done = f"Done: every recorded resource is deleted and {state_file.path} is removed."
-    output.result({"deleted": [vars(line) for line in report.steps], "state_file": str(state_file.path)}, [done])
+    done = f"Done: every recorded resource is deleted and {state_file.where} is removed."
+    output.result({"deleted": [vars(line) for line in report.steps], "state_file": state_file.where}, [done])
     return 0
 
 
-def _confirm(output: Output, state: State, path: Path) -> None:
+def _confirm(output: Output, state: State, where: str) -> None:
     question = (
         f"Delete all {len(state.resources)} resources of stack '{state.stack}' in {state.region} "
         f"(account {state.account_id})?"
     )
-    if not output.confirm(question, where=f"teardown.py with {path}"):
+    if not output.confirm(question, where=f"teardown.py with {where}"):
         raise DeployerError(
             "Teardown cancelled; nothing was deleted",
             where="confirmation prompt",

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_route53 import Route53Client
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sts import STSClient
 
 DEFAULT_MAX_ATTEMPTS = 8
@@ -65,6 +66,7 @@ class AwsClients:
     route53: Route53Client  # a global service: its endpoint is the same whatever the region
     autoscaling: ApplicationAutoScalingClient  # Application Auto Scaling (ECS service scaling), not EC2's
     cloudwatch: CloudWatchClient
+    s3: S3Client  # only for a state kept in S3 (deployer/s3state.py); the stack has no bucket
 
     def every(self) -> tuple[BaseClient, ...]:
         """Every client, for what must see every call (the tests' recorders and the contract hook)."""
@@ -135,6 +137,7 @@ def build_clients(session: boto3.Session, config: Config | None = None) -> AwsCl
         route53=session.client("route53", config=config),
         autoscaling=session.client("application-autoscaling", config=config),
         cloudwatch=session.client("cloudwatch", config=config),
+        s3=session.client("s3", config=config),
     )
 
 

@@ -43,17 +43,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from deployer.clients import AwsClients, connect, error_code, error_message
+from deployer.clients import AwsClients, Connection, connect, error_code, error_message
 from deployer.errors import AwsSetupError, DeployerError, SettingsError, StateFileError
 from deployer.probe import Probe, UrlAnswer
 from deployer.probe import probe as probe_url
 from deployer.runner import primary
-from deployer.state import Ids, State, StateFile, check_identity
+from deployer.state import Ids, State, StateStore, check_identity
 from deployer.steps.certificates import CertificateStatus, certificate_status
 
 if TYPE_CHECKING:
@@ -61,7 +60,6 @@ if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_logs.type_defs import FilteredLogEventTypeDef, PaginatorConfigTypeDef
 
-DEFAULT_STATE_FILE = Path("state.json")
 DEFAULT_SINCE = "10m"
 FOLLOW_SECONDS = 3.0
 LATE_EVENT_MS = 30_000  # how far back each --follow poll re-reads, for events CloudWatch accepts late
@@ -76,17 +74,19 @@ ACTIVITIES_SHOWN = 5
 DEPLOYMENT_ALARM_STEPS = ("unhealthy-alarm", "shortfall-alarm")
 
 
-def open_stack(path: Path, purpose: str) -> tuple[State, AwsClients]:
-    """The recorded state and clients for its region, checked against the account; no lock, no write."""
-    state = StateFile(path).load()
+def open_stack(store: StateStore, aws: Connection | None, purpose: str) -> tuple[State, AwsClients]:
+    """The recorded state and clients for its region (the S3 state's connection when it is that region's),
+    checked against the account; no lock, no write."""
+    state = store.load()
     if state is None:
         raise StateFileError(
             f"There is no state file, so there is no stack to {purpose}",
-            where=str(path),
-            todo="Run provision.py first, or pass --state-file with the path of the stack's state file",
+            where=store.where,
+            todo="Run provision.py first, or pass --state-file with the path (or s3:// URL) of the stack's state",
         )
-    aws = connect(state.region)
-    check_identity(state, state.stack, aws.clients.region, aws.account_id, path)
+    if aws is None or aws.clients.region != state.region:
+        aws = connect(state.region)
+    check_identity(state, state.stack, aws.clients.region, aws.account_id, store.where)
     return state, aws.clients
 
 
@@ -243,9 +243,9 @@ class StatusReport:
     alarms_error: str | None = None
 
 
-def read_status(path: Path | None, probe: Probe | None = None) -> StatusReport:
+def read_status(store: StateStore, aws: Connection | None, probe: Probe | None = None) -> StatusReport:
     """status.py's report: the state file's stack, read from AWS; `probe` asks the site URL (default: one GET)."""
-    state, clients = open_stack(path or DEFAULT_STATE_FILE, "show")
+    state, clients = open_stack(store, aws, "show")
     with _aws_answers("the Describe calls of status.py", f"stack '{state.stack}' in {state.region}"):
         return collect_status(clients, state, probe or probe_url)
 
@@ -499,7 +499,8 @@ def _refusal(exc: ClientError) -> str:
 
 
 def read_logs(
-    path: Path | None,
+    store: StateStore,
+    aws: Connection | None,
     since: str,
     *,
     follow: bool,
@@ -509,13 +510,12 @@ def read_logs(
 ) -> str:
     """logs.py's events, each handed to `write` (with `follow`, until interrupted); returns the log group's name."""
     start = parse_since(since, now())  # a bad --since is refused before any AWS call
-    path = path or DEFAULT_STATE_FILE
-    state, clients = open_stack(path, "read the logs of")
+    state, clients = open_stack(store, aws, "read the logs of")
     group = state.get("log-group")
     if group is None:
         raise StateFileError(
             "The state file records no log group",
-            where=str(path),
+            where=store.where,
             todo="Run provision.py to create the stack's log group",
         )
     with _aws_answers("logs:FilterLogEvents", f"log group {group['name']}"):

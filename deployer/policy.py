@@ -55,6 +55,7 @@ AAS_CALLER_PAGE = (
 # guide, "Using IAM policy conditions for fine-grained access control to manage DNS records":
 # https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/specifying-conditions-route53.html).
 ROUTE53_RECORDS_PAGE = "https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/specifying-conditions-route53.html"
+S3_PAGE = REFERENCE + "list_amazons3.html"
 ECR_PUSH_PAGE = "https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-push-iam.html"
 
 MANAGED_POLICY_LIMIT = 6144  # characters, white space not counted (IAM and STS quotas)
@@ -293,6 +294,12 @@ GROUPS: dict[str, Group] = {
         (IAM_PAGE, "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-service-linked-roles.html"),
         {"StringEquals": {"iam:AWSServiceName": ALARMS_SERVICE_LINKED_ROLE}},
     ),
+    # A state kept in S3 (deployer/s3state.py): its bucket, and the state object and its lock.
+    "StateBucket": Group(("arn:{partition}:s3:::{state_bucket}",), (S3_PAGE,)),
+    "StateObjects": Group(
+        ("arn:{partition}:s3:::{state_bucket}/{state_key}", "arn:{partition}:s3:::{state_bucket}/{state_key}.lock"),
+        (S3_PAGE,),
+    ),
     "IamEcsLinkedRole": Group(
         ("arn:{partition}:iam::{account}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",),
         (IAM_PAGE,),
@@ -325,6 +332,10 @@ def _https(settings: Settings) -> bool:
 
 def _autoscaling(settings: Settings) -> bool:
     return settings.autoscaling
+
+
+def _s3_state(settings: Settings) -> bool:
+    return settings.state_location is not None
 
 
 SCALING = ("scalable-target", "cpu-scaling", "memory-scaling")  # what going back to a fixed count removes
@@ -460,6 +471,16 @@ TABLE: tuple[Row, ...] = (
     Row("cloudwatch", "DescribeAlarms", "AlarmsRead"),
     Row("cloudwatch", "DeleteAlarms ListTagsForResource PutMetricAlarm", "Alarms"),
     Row("cloudwatch", "PutMetricAlarm", "Alarms", actions="cloudwatch:TagResource"),
+    # The state in S3. HeadBucket is s3:ListBucket, which also makes a missing state answer 404 rather than 403
+    # (GetObject's API reference); CreateBucket with tags needs s3:TagResource too (CreateBucket's API reference).
+    Row("s3", "HeadBucket", "StateBucket", actions="s3:ListBucket", when=_s3_state),
+    Row("s3", "CreateBucket", "StateBucket", actions="s3:CreateBucket s3:TagResource", when=_s3_state),
+    Row(
+        "s3", "GetBucketVersioning GetBucketTagging PutBucketVersioning PutBucketPolicy", "StateBucket", when=_s3_state
+    ),
+    Row("s3", "PutPublicAccessBlock", "StateBucket", actions="s3:PutBucketPublicAccessBlock", when=_s3_state),
+    Row("s3", "PutBucketEncryption", "StateBucket", actions="s3:PutEncryptionConfiguration", when=_s3_state),
+    Row("s3", "GetObject PutObject DeleteObject", "StateObjects", when=_s3_state),
     # The alarms' OpsItem action: the account's first makes CloudWatch's service-linked role with these rights.
     Row("cloudwatch", "PutMetricAlarm", "IamAlarmsLinkedRole", actions="iam:CreateServiceLinkedRole"),
     # Also without autoscaling: status, `--sweep` and a lost state look for a scalable target on the service.
@@ -646,6 +667,8 @@ def _values(settings: Settings, partition: str, region: str, account: str, state
         "unhealthy_alarm": names.unhealthy_alarm,
         "shortfall_alarm": names.shortfall_alarm,
         "domain": settings.domain or "",
+        "state_bucket": settings.state_location.bucket if settings.state_location else "",
+        "state_key": settings.state_location.key if settings.state_location else "",
         "policy_arns": sorted(set(settings.task_role_policy_arns)),
     }
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from deployer import awsrules
 from deployer.errors import SettingsError
+from deployer.s3state import S3Location, is_s3_url, parse_s3_url
 
 # Fargate's task-level CPU units and the memory (MiB) each one accepts (AWS ECS
 # developer guide, "Task CPU and memory").
@@ -220,6 +221,15 @@ class Settings:
     domain: str | None = None
     certificate_arn: str | None = None
     tls_policy: str = DEFAULT_TLS_POLICY
+    # Where the state lives: a path, or s3://BUCKET/KEY for a team (deployer/s3state.py); --state-file wins.
+    state_file: str | None = None
+
+    @property
+    def state_location(self) -> S3Location | None:
+        """The S3 bucket and key of an s3:// state_file (None for a local file)."""
+        if self.state_file is None or not is_s3_url(self.state_file):
+            return None
+        return parse_s3_url(self.state_file, where="--state-file or deploy.toml's state_file")
 
     @property
     def names(self) -> Names:
@@ -432,6 +442,21 @@ def load_settings(
     return settings
 
 
+def configured_value(config_path: Path, key: str) -> str | None:
+    """One text setting of deploy.toml, for the commands that read no other (teardown, status and logs read
+    `state_file` and `region` from it: where the state is, and where to reach it from)."""
+    if not config_path.is_file():
+        return None
+    value = _read_toml(config_path).get(key)
+    if value is not None and not isinstance(value, str):
+        raise SettingsError(
+            f"Setting '{key}' must be of type str, got {value!r}",
+            where=str(config_path),
+            todo="Correct the value (see the Settings section of the README)",
+        )
+    return value
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
@@ -512,6 +537,8 @@ def validate(settings: Settings) -> None:
         )
     _validate_build(settings)
     _validate_network(settings)
+    if settings.state_location is not None:
+        parse_s3_url(settings.state_file or "", where="--state-file or deploy.toml's state_file")
     _validate_task(settings)
     _validate_scaling(settings)
     _validate_tags(settings.tags)

@@ -10,7 +10,11 @@ version, or belongs to another stack, region or account is refused and never
 overwritten; files of older schema versions are upgraded in memory on load.
 
 A lock file (`<name>.lock`, holding the owner's pid, host and start time) keeps two
-runs from writing the same state; a lock whose process is gone is taken over.
+runs from writing the same state; a lock whose process is gone is taken over, and a run
+waits up to `lock_timeout` seconds for a live one.
+
+`--state-file s3://BUCKET/KEY` keeps the same document in S3 instead (deployer/s3state.py);
+both are a `StateStore`, which is all the commands see.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ import json
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from deployer.errors import StateFileError
 from deployer.processes import process_alive
@@ -80,27 +85,69 @@ class State:
         }
 
 
+class CorruptStateError(ValueError):
+    """A document that is not a state this tool can read; the message says why."""
+
+
+def decode_state(raw: bytes) -> State:
+    """A state document's bytes as a `State` (older schema versions upgraded), or `CorruptStateError`."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptStateError("it is not UTF-8 text") from exc
+    try:
+        return _parse(json.loads(text))
+    except KeyError as exc:
+        raise CorruptStateError(f"missing key {exc}") from exc
+    except (ValueError, TypeError) as exc:
+        raise CorruptStateError(str(exc)) from exc
+
+
+def state_bytes(state: State) -> bytes:
+    """The document a store writes: the same in a file and in S3."""
+    return (json.dumps(state.to_json(), indent=2) + "\n").encode()
+
+
+class StateStore(Protocol):
+    """Where a stack's state lives: a local file (`StateFile`) or an S3 object (deployer/s3state.py)."""
+
+    @property
+    def where(self) -> str: ...
+
+    def load(self) -> State | None: ...
+
+    def save(self, state: State) -> None: ...
+
+    def locked(self, command: str, say: Callable[[str], None]) -> AbstractContextManager[None]: ...
+
+    def delete(self) -> None: ...
+
+    def unlock(self, confirm: Callable[[str], bool]) -> str: ...
+
+
 class StateFile:
     """Reads and atomically writes one state file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lock_timeout: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> None:
         self.path = path
+        self.lock_timeout = lock_timeout
+        self.sleep = sleep
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     def load(self) -> State | None:
         """The recorded state, or None when there is no file yet."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise self._refuse(f"cannot be read ({exc.strerror})") from exc
-        except UnicodeDecodeError as exc:
-            raise self._refuse("is corrupt: it is not UTF-8 text") from exc
         try:
-            return _parse(json.loads(text))
-        except KeyError as exc:
-            raise self._refuse(f"is corrupt or not a state file (missing key {exc})") from exc
-        except (ValueError, TypeError) as exc:
+            return decode_state(raw)
+        except CorruptStateError as exc:
             raise self._refuse(f"is corrupt or not a state file ({exc})") from exc
 
     @property
@@ -119,16 +166,42 @@ class StateFile:
             previous = None
         if previous is not None:
             _write_atomically(self.backup_path, previous)
-        _write_atomically(self.path, (json.dumps(state.to_json(), indent=2) + "\n").encode())
+        _write_atomically(self.path, state_bytes(state))
 
     @contextmanager
     def locked(self, command: str, say: Callable[[str], None]) -> Iterator[None]:
-        """Hold the state's lock for the duration of a run."""
-        _acquire(self.lock_path, command, say)
+        """Hold the state's lock for the duration of a run, waiting up to `lock_timeout` for a live holder."""
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                _acquire(self.lock_path, command, say)
+                break
+            except LockHeldError as held:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise held.error from None
+                self.sleep(min(1.0, remaining))
         try:
             yield
         finally:
             self.lock_path.unlink(missing_ok=True)
+
+    def unlock(self, confirm: Callable[[str], bool]) -> str:
+        """Show the lock, ask, and delete it: for a lock whose holder is known to be gone."""
+        if not self.lock_path.exists():
+            return f"there is no lock at {self.lock_path}"
+        holder = _read_lock(self.lock_path)
+        who = f"{holder.get('command', 'a run')} (pid {holder.get('pid')} on {holder.get('host')}, started " + (
+            f"{holder.get('started_at')})"
+        )
+        if not confirm(f"Remove the lock held by {who}?"):
+            raise StateFileError(
+                "The lock was left in place",
+                where=str(self.lock_path),
+                todo="Run again and answer 'yes' once you are sure that run is over",
+            )
+        self.lock_path.unlink(missing_ok=True)
+        return f"removed the lock held by {who}"
 
     def delete(self) -> None:
         """After a complete teardown: nothing is left to record, and the backup would only mislead."""
@@ -144,7 +217,7 @@ class StateFile:
         )
 
 
-def check_identity(state: State, stack: str, region: str, account_id: str, path: Path) -> None:
+def check_identity(state: State, stack: str, region: str, account_id: str, where: str) -> None:
     """Refuse to act on a state file that describes another stack, region or account."""
     for what, recorded, current in (
         ("stack", state.stack, stack),
@@ -155,7 +228,7 @@ def check_identity(state: State, stack: str, region: str, account_id: str, path:
             raise StateFileError(
                 f"The state file belongs to {what} '{recorded}', but this run uses {what} '{current}'; "
                 "nothing was changed",
-                where=str(path),
+                where=where,
                 todo=f"Run with the {what} the file records, or use another --state-file for this one",
             )
 
@@ -232,6 +305,14 @@ def _write_atomically(path: Path, content: bytes) -> None:
     _fsync_folder(folder)
 
 
+class LockHeldError(Exception):
+    """A live run holds the lock; `error` says who, for when waiting is over."""
+
+    def __init__(self, error: StateFileError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 def _acquire(lock: Path, command: str, say: Callable[[str], None]) -> None:
     """Create the lock file exclusively; take it over only if its process is gone."""
     record = {
@@ -252,12 +333,14 @@ def _acquire(lock: Path, command: str, say: Callable[[str], None]) -> None:
         except FileExistsError:
             holder = _read_lock(lock)
             if _alive(holder):
-                raise StateFileError(
-                    f"The state file is in use by {holder.get('command', 'another run')} "
-                    f"(pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started_at')})",
-                    where=str(lock),
-                    todo="Wait for that run to finish, or stop it; if that process no longer exists, delete the lock "
-                    "file",
+                raise LockHeldError(
+                    StateFileError(
+                        f"The state file is in use by {holder.get('command', 'another run')} "
+                        f"(pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started_at')})",
+                        where=str(lock),
+                        todo="Wait for that run to finish (or pass --lock-timeout SECONDS to wait for it); if that "
+                        "process no longer exists, remove the lock with teardown.py --unlock",
+                    )
                 ) from None
             say(
                 f"Taking over a lock left by pid {holder.get('pid')} (started {holder.get('started_at')}), "

@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deployer import cost
+from deployer.clients import Connection
 from deployer.observe import (
     AlarmStatus,
     LoadBalancerStatus,
@@ -44,6 +44,7 @@ from deployer.observe import (
 from deployer.output import Output
 from deployer.probe import Probe, UrlAnswer
 from deployer.settings import Settings
+from deployer.state import StateStore
 
 if TYPE_CHECKING:
     from mypy_boto3_logs.type_defs import FilteredLogEventTypeDef
@@ -52,15 +53,16 @@ ID_COLUMN = 40  # longer identifiers (ARNs) overflow the column rather than push
 COST_ITEM_COLUMN = 24
 
 
-def show_status(path: Path | None, output: Output, probe: Probe | None = None) -> int:
+def show_status(store: StateStore, aws: Connection | None, output: Output, probe: Probe | None = None) -> int:
     """status.py: the report as text lines or one JSON document."""
-    report = read_status(path, probe)
+    report = read_status(store, aws, probe)
     output.result(asdict(report), render_status(report))
     return 0
 
 
 def show_logs(
-    path: Path | None,
+    store: StateStore,
+    aws: Connection | None,
     since: str,
     follow: bool,
     output: Output,
@@ -79,7 +81,7 @@ def show_logs(
         else:
             output.result({}, [format_event(event)], quiet=format_event(event))
 
-    group = read_logs(path, since, follow=follow, write=write, sleep=sleep, now=now)
+    group = read_logs(store, aws, since, follow=follow, write=write, sleep=sleep, now=now)
     if output.mode == "json" and not follow:
         output.result({"log_group": group, "events": events})
     return 0

@@ -37,7 +37,7 @@ from deployer.output import Output
 from deployer.settings import Settings, validate
 from deployer.state import State, StateFile
 from deployer.steps.base import StepContext
-from tests import aas_emulation
+from tests import aas_emulation, s3_emulation
 from tests.contract import install as contract_hook
 from tests.contract.hook import subprocess_pythonpath
 from tests.ecs_emulation import keep_service_settings
@@ -124,6 +124,7 @@ def recorded_clients(log: CallLog) -> AwsClients:
     emulate_log_group_keys(clients.logs, ACCOUNT)
     aas_emulation.install(clients.autoscaling)
     keep_service_settings()
+    s3_emulation.install()
     return clients
 
 
@@ -284,6 +285,7 @@ def moto_server() -> Iterator[MotoServer]:
     os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     os.environ["MOTO_ECS_SERVICE_RUNNING"] = "1"
     keep_service_settings()  # the server answers from this process's moto
+    s3_emulation.install()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
