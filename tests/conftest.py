@@ -110,14 +110,16 @@ class CallLog:
 TEST_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1})
 
 
-# One botocore session for all in-process tests: its loader keeps the parsed service
-# models, which makes building clients ten times cheaper.
-_SHARED_BOTOCORE = botocore.session.get_session()
+# One session for all in-process tests: its botocore loader keeps the parsed service
+# models, which makes building clients ten times cheaper. One boto3.Session too: each new
+# one over the same botocore session registers boto3's S3 handlers again, and the second
+# registration refuses to build an S3 client ("Cannot inject class attribute 'upload_file'").
+_SHARED_SESSION = boto3.Session(botocore_session=botocore.session.get_session(), region_name=REGION)
 
 
 def recorded_clients(log: CallLog) -> AwsClients:
     """Clients as the CLI builds them, each recording its calls into `log`."""
-    clients = build_clients(boto3.Session(botocore_session=_SHARED_BOTOCORE, region_name=REGION), TEST_CLIENT_CONFIG)
+    clients = build_clients(_SHARED_SESSION, TEST_CLIENT_CONFIG)
     for client in clients.every():
         client.meta.events.register("before-call", log.record)
         contract_hook(client)  # already there through the create_client patch; explicit here
