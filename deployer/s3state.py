@@ -433,8 +433,8 @@ class S3StateFile:
             raise StateFileError(
                 f"The bucket {self.location.bucket} is in {region}, but this stack runs in {self.region}",
                 where=self.where,
-                todo=f"Keep the state in a bucket of {self.region} (a new name lets provision create one), or run "
-                f"with --region {region} if that is the stack's region",
+                todo=f"Keep the state in a bucket of {self.region} (a new name lets provision create one), or, if "
+                f"{region} is the stack's region, run in it (--region, deploy.toml's region or AWS_REGION)",
             )
         self._bucket_checked = True
         return True

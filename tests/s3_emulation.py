@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import xmltodict
+import xmltodict  # type: ignore[import-untyped]
 from moto.s3.models import FakeBucket
 from moto.s3.responses import S3Response
 

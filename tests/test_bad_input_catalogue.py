@@ -478,7 +478,7 @@ CATALOGUE: list[Case] = [
         "state file",
         PROVISION,
         provision_args(),
-        ("state file is corrupt: it is not UTF-8 text", "left exactly as it is", "Restore it from a backup"),
+        ("state file is corrupt or not a state file (it is not UTF-8 text)", "left exactly as it is", "Restore it from a backup"),
         state=b"\xff\xfe{garbage",
     ),
     Case(
