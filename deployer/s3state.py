@@ -362,6 +362,8 @@ class S3StateFile:
         except ClientError as exc:
             if error_code(exc) in CONDITION_FAILED:
                 return None
+            if etag is not None and error_code(exc) in MISSING_KEY:
+                return None  # If-Match on a key deleted since: S3 answers 404 NoSuchKey (conditional-writes page)
             raise
 
     def _holder(self) -> Holder | None:
@@ -376,8 +378,10 @@ class S3StateFile:
         record = record if isinstance(record, dict) else {}
         lease = record.get("lease_seconds")
         seconds = float(lease) if isinstance(lease, int | float) and lease > 0 else self.lease_seconds
+        # LastModified is whole seconds, cut down: the lock was written up to 1 s after it, so the lease counts
+        # from the end of that second (else a holder that renewed late in a second looks up to 1 s older).
         modified = response["LastModified"]
-        expires = modified.timestamp() + seconds
+        expires = modified.timestamp() + 1 + seconds
         return Holder(record, response["ETag"], datetime.fromtimestamp(expires, UTC), _server_now(response))
 
     def _release(self, etag: str, say: Callable[[str], None]) -> None:
