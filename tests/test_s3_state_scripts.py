@@ -223,11 +223,11 @@ def test_state_file_in_deploy_toml_works_like_the_flag(
 # ------------------------------------------------------------------ the lock
 
 
-def put_lock(s3: S3Client, record: dict[str, Any] = OTHER_HOLDER) -> bytes:
+def put_lock(s3: S3Client) -> bytes:
     """Another machine's run holds the lock (and made the bucket, on its first run)."""
     if BUCKET not in buckets(s3):
         s3.create_bucket(Bucket=BUCKET)
-    data = json.dumps(record).encode()
+    data = json.dumps(OTHER_HOLDER).encode()
     s3.put_object(Bucket=BUCKET, Key=LOCK_KEY, Body=data, IfNoneMatch="*")
     return data
 
@@ -274,6 +274,8 @@ def read_until(process: subprocess.Popen[str], text: str) -> str:
 def test_two_provisions_at_once_one_runs_and_the_other_names_it(
     server: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Both start together: the winner holds the lock for its whole run (seconds of AWS calls), the loser asks
+    for it within the difference of their start-ups (the default --lock-timeout 0: it refuses at once)."""
     clients, s3 = s3_of(server, monkeypatch)
     before = inventory(clients)
     runs = [machine(tmp_path, server, name).start(*PROVISION, "--state-file", URL) for name in ("laptop", "ci")]
