@@ -10,10 +10,10 @@ server, and checks for each:
   "Where: " and what to do (argparse's usage errors keep argparse's format);
 - no "Traceback" on stdout or stderr;
 - nothing lost: every file the row set up (state file, its lock, a state path that is a
-  folder) is byte-for-byte what it was and nothing appeared beside it, and the emulator
-  holds no resource; or, for an AWS refusal mid-run, the state file records every step
-  before the refused one, matching what exists, and the same command succeeds once the
-  cause is fixed.
+  folder) is byte-for-byte what it was and nothing appeared beside it, every S3 bucket and
+  object version (an S3 state, `s3`) is what it was, and the emulator holds no resource;
+  or, for an AWS refusal mid-run, the state file records every step before the refused
+  one, matching what exists, and the same command succeeds once the cause is fixed.
 
 Placeholders in arguments, settings, environment and fragments: `{tmp}` is the scratch
 folder the scripts run in, and a row's `setup` may add more (the lock holder's `{pid}`).
@@ -29,12 +29,13 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
+import boto3
 import pytest
 
 from deployer.state import SCHEMA_VERSION
-from tests.conftest import ACCOUNT, IMAGE, MotoServer
+from tests.conftest import ACCOUNT, IMAGE, REGION, MotoServer
 from tests.test_bad_input import (
     OTHER_ACCOUNT,
     STACK,
@@ -48,9 +49,13 @@ from tests.test_bad_input import (
     state_json,
 )
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 Category = Literal["flags", "deploy.toml", "state file", "environment", "AWS answers"]
 CATEGORIES: tuple[Category, ...] = ("flags", "deploy.toml", "state file", "environment", "AWS answers")
 Setup = Callable[[Path, ExitStack], dict[str, str]]
+S3Setup = Callable[["S3Client"], None]
 
 NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent.sock"}  # for rows that build: no engine can be reached by mistake
 LOCK_STARTED_AT = "2026-01-02T03:04:05+00:00"
@@ -71,6 +76,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)  # set for the run
     drop: tuple[str, ...] = ()  # removed from the run's environment
     setup: Setup | None = None  # anything else to prepare; returns extra placeholders
+    s3: S3Setup | None = None  # buckets and objects to prepare in the emulator's S3
     usage_error: bool = False  # argparse's own format ("usage: ..."), not the tool's paragraph
     fails_at: str | None = None  # AWS answers: the step AWS refuses, part-way through the stack
     fails_after_creating: bool = False  # AWS answers: that step's own resource was created (and must be recorded)
@@ -100,6 +106,23 @@ def state_folder(tmp: Path, _cleanup: ExitStack) -> dict[str, str]:
     (tmp / "state.json").mkdir()
     (tmp / "state.json" / "keep.txt").write_text("keep me\n")
     return {}
+
+
+STATE_BUCKET = "team-deploy-state"
+STATE_URL = f"s3://{STATE_BUCKET}/site/state.json"
+OTHER_REGION: Final = "eu-west-1"
+
+
+def not_a_state(s3: S3Client) -> None:
+    """The state's key holds someone else's object (in a bucket of the user's, without versioning)."""
+    s3.create_bucket(Bucket=STATE_BUCKET)
+    s3.put_object(Bucket=STATE_BUCKET, Key="site/state.json", Body=b"quarterly report\n")
+
+
+def bucket_in_other_region(s3: S3Client) -> None:
+    """The state's bucket exists, in another region than the stack's."""
+    other = boto3.client("s3", region_name=OTHER_REGION, endpoint_url=s3.meta.endpoint_url)
+    other.create_bucket(Bucket=STATE_BUCKET, CreateBucketConfiguration={"LocationConstraint": OTHER_REGION})
 
 
 def site_without_dockerfile(tmp: Path, _cleanup: ExitStack) -> dict[str, str]:
@@ -306,6 +329,40 @@ CATALOGUE: list[Case] = [
         toml="scale_cpu_percent = 95\n",
     ),
     Case(
+        "state-url-malformed",
+        "flags",
+        PROVISION,
+        provision_args("--state-file", "s3://Team_State/site/state.json"),
+        (
+            "The state location 's3://Team_State/site/state.json' is not a usable s3://BUCKET/KEY",
+            "breaks S3's naming rules",
+            "Where: --state-file or deploy.toml's state_file",
+            "s3://my-team-state/site/state.json",
+        ),
+    ),
+    Case(
+        "state-s3-with-local",
+        "flags",
+        PROVISION,
+        ("--local", "--state-file", STATE_URL),
+        ("--local keeps its state beside its emulator", "an s3:// state does not apply", "Leave out --state-file"),
+    ),
+    Case(
+        "import-state-without-s3",
+        "flags",
+        PROVISION,
+        provision_args("--import-state", "state.json"),
+        ("--import-state moves a local state into S3", "needs an s3:// --state-file", "Pass --state-file s3://"),
+        state=state_json(),
+    ),
+    Case(
+        "lock-timeout-negative",
+        "flags",
+        PROVISION,
+        provision_args("--state-file", STATE_URL, "--lock-timeout=-1"),
+        ("--lock-timeout -1 is negative", "Where: command line", "Pass 0 or more seconds"),
+    ),
+    Case(
         "domain-with-local",
         "flags",
         PROVISION,
@@ -464,6 +521,14 @@ CATALOGUE: list[Case] = [
         ("'build_args'", "build arguments (BASE_IMAGE) are given with image", "remove the build arguments"),
         toml='build_args = { BASE_IMAGE = "python:3.12-slim" }\n',
     ),
+    Case(
+        "toml-state-url-malformed",
+        "deploy.toml",
+        PROVISION,
+        provision_args(),
+        ("'s3://team-deploy-state/' is not a usable s3://BUCKET/KEY", "the key", "is missing", "deploy.toml's"),
+        toml=f'state_file = "s3://{STATE_BUCKET}/"\n',
+    ),
     # ----------------------------------------------------------------- state file
     Case(
         "state-not-json",
@@ -478,7 +543,7 @@ CATALOGUE: list[Case] = [
         "state file",
         PROVISION,
         provision_args(),
-        ("state file is corrupt or not a state file (it is not UTF-8 text)", "left exactly as it is", "Restore it from a backup"),
+        ("state file is corrupt", "(it is not UTF-8 text)", "left exactly as it is", "Restore it from a backup"),
         state=b"\xff\xfe{garbage",
     ),
     Case(
@@ -542,6 +607,34 @@ CATALOGUE: list[Case] = [
         provision_args(),
         ("state file cannot be read", "Is a directory", "Where: state.json", "--state-file"),
         setup=state_folder,
+    ),
+    Case(
+        "state-s3-not-our-state",
+        "state file",
+        PROVISION,
+        provision_args("--state-file", STATE_URL),
+        (f"The object {STATE_URL} is not a state of this tool", "left exactly as it is", "a key of its own"),
+        s3=not_a_state,
+    ),
+    Case(
+        "teardown-s3-not-our-state",
+        "state file",
+        TEARDOWN,
+        ("--state-file", STATE_URL, "--yes"),
+        (f"The object {STATE_URL} is not a state of this tool", "left exactly as it is"),
+        s3=not_a_state,
+    ),
+    Case(
+        "state-s3-bucket-other-region",
+        "state file",
+        PROVISION,
+        provision_args("--state-file", STATE_URL),
+        (
+            f"The bucket {STATE_BUCKET} is in {OTHER_REGION}, but this stack runs in {REGION}",
+            f"Where: {STATE_URL}",
+            f"--region {OTHER_REGION}",
+        ),
+        s3=bucket_in_other_region,
     ),
     # ----------------------------------------------------------------- environment
     Case(
@@ -673,6 +766,18 @@ def files_under(folder: Path) -> dict[str, bytes | None]:
     }
 
 
+def s3_objects(s3: S3Client) -> dict[str, list[tuple[str, str, str]]]:
+    """Every bucket with every version of every object (key, version, ETag); delete markers too."""
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    for bucket in s3.list_buckets().get("Buckets", []):
+        answer = s3.list_object_versions(Bucket=bucket["Name"])
+        entries = [*answer.get("Versions", []), *answer.get("DeleteMarkers", [])]
+        found[bucket["Name"]] = sorted(
+            (entry["Key"], entry["VersionId"], str(entry.get("ETag", "delete marker"))) for entry in entries
+        )
+    return found
+
+
 def assert_usage_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
     """argparse's refusal: its usage and one "prog: error: ..." line, exit 2, no traceback."""
     context = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
@@ -695,7 +800,10 @@ def test_bad_input(server: MotoServer, tmp_path: Path, case: Case) -> None:
         config.write_bytes(case.toml if isinstance(case.toml, bytes) else fill(case.toml, values).encode())
         if case.state is not None:
             state.write_bytes(case.state if isinstance(case.state, bytes) else case.state.encode())
-        before, files_before = Snapshot.take(state), files_under(tmp_path)
+        s3 = boto3.client("s3", region_name=REGION, endpoint_url=server.url)
+        if case.s3 is not None:
+            case.s3(s3)
+        before, files_before, s3_before = Snapshot.take(state), files_under(tmp_path), s3_objects(s3)
         args = tuple(fill(arg, values) for arg in case.args)
         env = {name: fill(value, values) for name, value in case.env.items()}
         result = run_bare(tmp_path, server, case.script, *args, drop=case.drop, env=env)
@@ -712,6 +820,7 @@ def test_bad_input(server: MotoServer, tmp_path: Path, case: Case) -> None:
     if case.fails_at is None:
         before.assert_unchanged()
         assert after == files_before, "a file the row set up changed, or one appeared"
+        assert s3_objects(s3) == s3_before, "a bucket or an object changed, or one appeared"
         assert aws_resources(server) == {}
     else:
         assert_nothing_lost(server, tmp_path, case)
