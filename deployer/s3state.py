@@ -192,6 +192,7 @@ class S3StateFile:
         self._bucket_checked = False
         self._bucket_created = False
         self._renewer: _Renewer | None = None
+        self._read_ahead: tuple[State | None, str | None] | None = None
 
     @property
     def where(self) -> str:
@@ -200,16 +201,24 @@ class S3StateFile:
     # ------------------------------------------------------------ the state
 
     def load(self) -> State | None:
-        """The recorded state, or None when the object (or the bucket) does not exist yet."""
+        """The recorded state, or None when the object (or the bucket) does not exist yet. Under the lock, the
+        read `locked()` made just before taking it (unless it had to wait: then the state is read again)."""
+        if self._read_ahead is not None:
+            state, self._etag = self._read_ahead
+            self._read_ahead = None
+            return state
         if not self._bucket_exists():
             return None
+        state, self._etag = self._read_state()
+        return state
+
+    def _read_state(self) -> tuple[State | None, str | None]:
+        """The state and its ETag; an object that is not a state of this tool is refused and left as it is."""
         answer = self._get(self.location.key)
         if answer is None:
-            self._etag = None
-            return None
-        body, self._etag = answer[0], answer[1]["ETag"]
+            return None, None
         try:
-            return decode_state(body)
+            return decode_state(answer[0]), answer[1]["ETag"]
         except CorruptStateError as exc:
             raise StateFileError(
                 f"The object {self.where} is not a state of this tool ({exc}); it was left exactly as it is",
@@ -274,8 +283,12 @@ class S3StateFile:
         """Hold `KEY.lock` for the run, renewing its lease in the background."""
         if not self._bucket_exists():
             self._create_bucket()
+        # Read before locking: an object that is not our state is refused before the lock is written.
+        self._read_ahead = self._read_state()
         body = self._lock_body(command)
-        etag = self._acquire(body, say)
+        etag, contended = self._acquire(body, say)
+        if contended:
+            self._read_ahead = None  # another run held the state meanwhile: read it again under the lock
         renewer = _Renewer(self, body, etag)
         self._renewer = renewer
         renewer.start()
@@ -313,13 +326,16 @@ class S3StateFile:
         }
         return json.dumps(record).encode()
 
-    def _acquire(self, body: bytes, say: Callable[[str], None]) -> str:
+    def _acquire(self, body: bytes, say: Callable[[str], None]) -> tuple[str, bool]:
+        """The lock's ETag, and whether another run held it first."""
         deadline = time.monotonic() + self.lock_timeout
         waiting = False
+        contended = False
         while True:
             etag = self._put_if(self.location.lock_key, body, None)
             if etag is not None:
-                return etag
+                return etag, contended
+            contended = True
             holder = self._holder()
             if holder is None:
                 continue  # released between our write and our read: try again
@@ -327,7 +343,7 @@ class S3StateFile:
                 say(f"Taking over the state's lock from {holder.describe()}")
                 etag = self._put_if(self.location.lock_key, body, holder.etag)
                 if etag is not None:
-                    return etag
+                    return etag, contended
                 continue  # another run took it over first
             remaining = deadline - time.monotonic()
             if remaining <= 0:

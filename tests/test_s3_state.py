@@ -672,6 +672,33 @@ def test_a_key_holding_something_else_is_refused_and_left_alone(
     assert writes(calls) == []
 
 
+def test_a_key_holding_something_else_is_refused_before_the_lock_is_written(
+    s3: S3Client, bucket: str, calls: CallLog
+) -> None:
+    """provision and teardown take the lock before loading: the object is read first, so the refusal comes
+    before any write (no lock version, no delete marker in a versioned bucket)."""
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"hello")
+    calls.clear()
+    with (
+        pytest.raises(StateFileError, match="not a state of this tool"),
+        make_store(s3, []).locked("provision.py", print),
+    ):
+        pytest.fail("the lock must not be taken")
+    assert writes(calls) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=KEY + ".lock")
+
+
+def test_under_the_lock_the_state_read_before_it_is_used_without_a_second_read(
+    s3: S3Client, bucket: str, calls: CallLog
+) -> None:
+    make_store(s3, []).save(sample_state())
+    store = make_store(s3, [])
+    calls.clear()
+    with store.locked("provision.py", print):
+        assert store.load() == sample_state()
+    assert [op for _service, op in calls.calls].count("GetObject") == 1
+
+
 # ------------------------------------------------------------------ 11. import
 
 
