@@ -231,11 +231,13 @@ class S3StateFile:
         if self._renewer is not None:
             self._renewer.check()
         body = state_bytes(state)
-        first = self._etag is None
+        if self._etag is None:
+            # Before the state exists: a run that dies in between leaves no state, so the next run's first save
+            # configures the bucket again. Configured after the write, a crash in between would leave a state,
+            # no later save would be a first one, and a setup a crash had cut short would never be finished.
+            self._configure_or_warn()
         written = self._put_if(self.location.key, body, self._etag)
         self._etag = written if written is not None else self._settle_refused_write(body)
-        if first:
-            self._configure_or_warn()
 
     def import_state(self, state: State) -> None:
         """Write a local state as the first version of this object; refuse if the key holds anything."""
@@ -493,8 +495,8 @@ class S3StateFile:
         self._configure()
 
     def _configure_or_warn(self) -> None:
-        """After a state's first write: configure a bucket of ours again (a crash may have cut its setup
-        short), or warn about a bucket of the user's without versioning."""
+        """Just before a state's first save (after an import's write): configure a bucket of ours again (a crash
+        may have cut its setup short), or warn about a bucket of the user's without versioning."""
         if self._bucket_created:
             return
         if self._tagged_ours():
