@@ -217,7 +217,7 @@ def bench_context(
     account = account_id(clients)
     state_file = StateFile(state_path)
     state = state_file.load() or State(stack=settings.stack, region=clients.region, account_id=account)
-    check_identity(state, settings.stack, clients.region, account, state_file.path)
+    check_identity(state, settings.stack, clients.region, account, state_file.where)
     partition = session.get_partition_for_region(clients.region)
     return StepContext(clients, settings, Ledger(state, state_file.save), account, partition, output, **fields)
 
