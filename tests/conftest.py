@@ -386,3 +386,13 @@ def containers(docker_client: docker.DockerClient) -> Iterator[list[Container]]:
     yield started
     for container in started:
         container.remove(force=True)
+
+
+@pytest.fixture
+def observer() -> Iterator[AwsClients]:
+    """A fresh in-process moto account, and clients (not the tool's) to look at what it holds (the crash-point
+    tests run the tool in it with clients of their own)."""
+    with mock_aws():
+        clients = recorded_clients(CallLog())
+        hosted_zone(clients)
+        yield clients

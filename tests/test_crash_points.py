@@ -461,15 +461,6 @@ def clean() -> Recording:
     return clean_recording()
 
 
-@pytest.fixture
-def observer() -> Iterator[AwsClients]:
-    """A fresh in-process moto account, and clients (not the tool's) to look at what it holds."""
-    with mock_aws():
-        clients = recorded_clients(CallLog())
-        hosted_zone(clients)
-        yield clients
-
-
 def provision(ctx: StepContext) -> None:
     """One step after another (parallel=False): the certificate's background steps would otherwise make the
     order of the calls, and so the numbering of the crash points, differ from run to run."""

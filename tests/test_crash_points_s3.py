@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from email.utils import formatdate
 from functools import cache
@@ -227,15 +227,6 @@ def clean() -> Recording:
     return clean_recording()
 
 
-@pytest.fixture
-def observer() -> Iterator[AwsClients]:
-    """A fresh in-process moto account, and clients (not the tool's) to look at what it holds."""
-    with mock_aws():
-        clients = recorded_clients(CallLog())
-        hosted_zone(clients)
-        yield clients
-
-
 def kill(run: Callable[[Process], object], process: Process, killer: Killer, point: str) -> None:
     with pytest.raises(Killed):
         run(process)
@@ -256,10 +247,10 @@ def test_the_clean_recording_is_one_stack_with_every_state_call_numbered(clean: 
     assert clean.provision_points[:8] == [
         *("s3-HeadBucket-bucket", "s3-CreateBucket-bucket", "s3-PutPublicAccessBlock-bucket"),
         *("s3-PutBucketEncryption-bucket", "s3-PutBucketVersioning-bucket", "s3-PutBucketPolicy-bucket"),
-        *("s3-PutObject-lock", "s3-GetObject-state"),
+        *("s3-GetObject-state", "s3-PutObject-lock"),
     ]
     assert clean.provision_points[-1] == "s3-DeleteObject-lock"
-    assert clean.teardown_points[:3] == ["s3-HeadBucket-bucket", "s3-PutObject-lock", "s3-GetObject-state"]
+    assert clean.teardown_points[:3] == ["s3-HeadBucket-bucket", "s3-GetObject-state", "s3-PutObject-lock"]
     assert clean.teardown_points[-2:] == ["s3-DeleteObject-state", "s3-DeleteObject-lock"]
     saves = clean.provision_points.count("s3-PutObject-state")
     assert saves >= len(ONE_STACK), "every step's record is saved into S3 as it is made"
@@ -310,7 +301,7 @@ def test_teardown_killed_after_a_call_converges_on_the_next_run(
 def test_before_the_lease_runs_out_the_next_run_is_refused_and_changes_nothing(
     clean: Recording, observer: AwsClients, tmp_path: Path
 ) -> None:
-    at = clean.provision_points.index("s3-GetObject-state") + 1  # killed right after the state was read
+    at = clean.provision_points.index("s3-PutObject-lock") + 1  # killed right after it took the lock
     killer = Killer(at)
     kill(run_provision, new_process(tmp_path, killer), killer, clean.provision_points[at - 1])
     held = observer.s3.get_object(Bucket=BUCKET, Key=LOCK)["ETag"]
@@ -321,8 +312,8 @@ def test_before_the_lease_runs_out_the_next_run_is_refused_and_changes_nothing(
     with pytest.raises(StateFileError, match=r"The state is locked by provision\.py"):
         run_provision(again)
     assert observer.s3.get_object(Bucket=BUCKET, Key=LOCK)["ETag"] == held
-    assert [operation for _, operation in calls.calls] == ["HeadBucket", "PutObject", "GetObject"], (
-        "the bucket, the refused If-None-Match write of the lock, its holder read: nothing else"
+    assert [operation for _, operation in calls.calls] == ["HeadBucket", "GetObject", "PutObject", "GetObject"], (
+        "the bucket, the state read, the refused If-None-Match write of the lock, its holder read: nothing else"
     )
 
 
