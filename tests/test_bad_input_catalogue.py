@@ -632,7 +632,7 @@ CATALOGUE: list[Case] = [
         (
             f"The bucket {STATE_BUCKET} is in {OTHER_REGION}, but this stack runs in {REGION}",
             f"Where: {STATE_URL}",
-            f"--region {OTHER_REGION}",
+            f"if {OTHER_REGION} is the stack's region, run in it (--region",
         ),
         s3=bucket_in_other_region,
     ),
