@@ -345,6 +345,14 @@ def open_store(
     return store, aws
 
 
+def _connection_for(region: str | None, reusable: Connection | None) -> Connection:
+    """`reusable` (the S3 state's connection) when it serves `region` (None: whatever the chain gives), else a new
+    connection: a run in the state bucket's region makes one STS call, not two."""
+    if reusable is not None and (region is None or region == reusable.clients.region):
+        return reusable
+    return connect(region)
+
+
 def _reader(args: argparse.Namespace, output: Output) -> tuple[StateStore, Connection | None]:
     """status.py's and logs.py's store: they read without the lock, in deploy.toml's region (or AWS's)."""
     return open_store(args, output, lambda: configured_value(PROJECT_DIR / CONFIG_FILE_NAME, "region"))
@@ -365,8 +373,7 @@ def open_context(
     to this stack, region and account, and build the run's context.
 
     A dry run gets a scratch ledger (nothing it records reaches the disk)."""
-    if aws is None or (settings.region is not None and settings.region != aws.clients.region):
-        aws = connect(settings.region)
+    aws = _connection_for(settings.region, aws)
     if state is None:
         state = State(stack=settings.stack, region=aws.clients.region, account_id=aws.account_id)
     check_identity(state, settings.stack, aws.clients.region, aws.account_id, state_file.where)
@@ -412,8 +419,7 @@ def _print_policy(args: argparse.Namespace, store: StateStore, aws: Connection |
     with an S3 state, the S3 actions on its bucket, object and lock."""
     state = store.load()
     settings = _settings(args, state)
-    if aws is None or (settings.region is not None and settings.region != aws.clients.region):
-        aws = connect(settings.region)
+    aws = _connection_for(settings.region, aws)
     documents = policy.documents(settings, aws.partition, aws.clients.region, aws.account_id, state)
     text = json.dumps(documents, indent=2)
     output.result(documents, [text], quiet=text)
