@@ -123,6 +123,9 @@ class AlarmStep(Step["MetricAlarmTypeDef"]):
             raise ValueError(kind)
         self.kind = kind
         self.name = f"{kind}-alarm"
+        # The unhealthy alarm's dimensions are the target group's and the NLB's; the shortfall alarm's are
+        # names from the settings.
+        self.needs = ("target-group", "load-balancer") if kind == "unhealthy" else ()
 
     def wanted(self, settings: Settings) -> bool:
         """The shortfall alarm reads Container Insights' task counts: only with container_insights."""

@@ -492,6 +492,8 @@ class AliasRecordStep(RecordStep):
 
     name = "dns-alias"
     resource = "DNS alias record"
+    # Its target; its delete reads the recorded NLB too (only an alias to it is the stack's), so it goes first.
+    needs = (LOAD_BALANCER_STEP,)
     # Route 53 takes up to a minute to bring a change to every name server: only the site's users need
     # that, not the steps after this one (the cluster, the service), so it is waited for at the end.
     wait_deferred = True

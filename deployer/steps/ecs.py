@@ -211,7 +211,7 @@ def _ecs_role_refused(exc: ClientError) -> DeployerError:
 class TaskDefinitionStep(Step["TaskDefinitionTypeDef"]):
     name = "task-definition"
     resource = "task definition"
-    needs = ("image",)
+    needs = ("image", "execution-role", "task-role", "log-group")  # what `definition` names
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[TaskDefinitionTypeDef] | None:
         return self._latest(ctx, ids["family"])
@@ -343,6 +343,33 @@ class ServiceStep(Step["ServiceTypeDef"]):
     name = "service"
     resource = "ECS service"
     wait_deferred = True
+    # What it is created with (`_create`: cluster, revision, subnets, group, target groups, alarms) and what its
+    # wait asks through (the NLB's name, the target group's health). Also, without a read:
+    # * the listeners: ECS refuses a service whose target group no listener of a load balancer uses (with a
+    #   domain, the site's group is the TLS listener's and the redirect's the plain listener's);
+    # * the route tables: the tasks pull their image through them (the public one to the internet gateway,
+    #   the private one to the NAT gateway), and visitors reach the NLB through the public one;
+    # * the network ACL: a subnet made by this run starts on the VPC's default ACL, which an earlier run emptied,
+    #   so the tasks could not pull their image until the stack's ACL holds their subnets.
+    needs = (
+        "cluster",
+        "task-definition",
+        "subnet-1",
+        "subnet-2",
+        "private-subnet-1",
+        "private-subnet-2",
+        "task-security-group",
+        "route-table",
+        "private-route-table",
+        "network-acl",
+        "target-group",
+        "redirect-target-group",
+        "load-balancer",
+        "listener",
+        "https-listener",
+        "unhealthy-alarm",
+        "shortfall-alarm",
+    )
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[ServiceTypeDef] | None:
         return self._describe(ctx, ids["cluster"], ids["name"])

@@ -51,6 +51,7 @@ class DefaultSecurityGroupStep(Step["SecurityGroupTypeDef"]):
 
     name = "default-security-group"
     resource = "default security group"
+    needs = ("vpc",)
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[SecurityGroupTypeDef] | None:
         groups = absent_if(
@@ -210,6 +211,8 @@ class NetworkAclStep(Step["NetworkAclTypeDef"]):
 
     name = "network-acl"
     resource = "network ACL"
+    # After every subnet it guards (subnet_steps; the private ones only in private mode): it moves each onto itself.
+    needs = ("vpc", "subnet-1", "subnet-2", "private-subnet-1", "private-subnet-2")
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[NetworkAclTypeDef] | None:
         acl = _acl_in_vpc(ctx, ids, [])
@@ -354,6 +357,10 @@ class DefaultNetworkAclStep(Step["NetworkAclTypeDef"]):
 
     name = "default-network-acl"
     resource = "default network ACL"
+    # Emptied only once no subnet of the stack uses it: AWS puts every new subnet on the VPC's default ACL
+    # (https://docs.aws.amazon.com/vpc/latest/userguide/default-network-acl.html), and the stack's own ACL
+    # then moves each subnet onto itself; emptied before that, a subnet would pass no traffic meanwhile.
+    needs = ("vpc", "subnet-1", "subnet-2", "private-subnet-1", "private-subnet-2", "network-acl")
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[NetworkAclTypeDef] | None:
         acl = _acl_in_vpc(ctx, ids, [{"Name": "default", "Values": ["true"]}])

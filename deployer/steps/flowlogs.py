@@ -37,6 +37,7 @@ GONE = "InvalidFlowLogId.NotFound"
 class FlowLogStep(Step["FlowLogTypeDef"]):
     name = "flow-log"
     resource = "VPC flow log"
+    needs = ("vpc", GROUP_STEP, ROLE_STEP)  # what it logs, where to, and the role that writes there
 
     def wanted(self, settings: Settings) -> bool:
         return settings.flow_logs

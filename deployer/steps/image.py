@@ -50,6 +50,7 @@ class ImageStep(Step[Ids]):
     name = "image"
     resource = "container image"
     background = True  # a build and push take minutes and need only the repository
+    needs = ("repository",)  # pushed there, and scanned there (`_target`)
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[Ids] | None:
         return Existing(ids, ids)

@@ -105,6 +105,7 @@ class TargetGroupStep(Step[LiveTargetGroup]):
 
     name = "target-group"
     resource = "target group"
+    needs = ("vpc",)
 
     def group_name(self, settings: Settings) -> str:
         return settings.names.target_group
@@ -223,6 +224,10 @@ class LoadBalancerStep(Step["LoadBalancerTypeDef"]):
     name = "load-balancer"
     resource = "network load balancer"
     wait_deferred = True  # the listener and the service need its ARN, not an active NLB
+    # Its subnets and group; and an internet-facing load balancer is refused in a VPC without an internet
+    # gateway ("InvalidSubnet: VPC vpc-... has no internet gateway", openshift/installer#1110). At teardown its
+    # public addresses must be gone before the gateway can be detached (see InternetGatewayStep.delete).
+    needs = ("subnet-1", "subnet-2", "nlb-security-group", "internet-gateway")
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[LoadBalancerTypeDef] | None:
         return self._describe(ctx, arn=ids["arn"])
@@ -407,6 +412,7 @@ class ListenerStep(PortListener):
 
     name = "listener"
     resource = "listener"
+    needs = ("load-balancer", "target-group", "redirect-target-group")  # with a domain it forwards to the redirect
 
     def port(self, settings: Settings) -> int:
         return settings.listener_port
@@ -462,7 +468,9 @@ class HttpsListenerStep(PortListener):
 
     name = "https-listener"
     resource = "TLS listener"
-    needs = ("validation-record",)
+    # The certificate must be ISSUED: `validation-record` waits for that (the runner joins that background step
+    # here). ACM refuses to delete a certificate a listener uses, so teardown deletes the listener first.
+    needs = ("load-balancer", "target-group", "certificate", "validation-record")
 
     def port(self, settings: Settings) -> int:
         return HTTPS_PORT

@@ -36,6 +36,7 @@ class LogGroupStep(Step["LogGroupTypeDef"]):
     """`LogGroupStep()`: the tasks' group; `LogGroupStep("flow-logs")`: the flow logs' group."""
 
     resource = "log group"
+    needs = (KEY_STEP,)  # with log_kms_key = "create", the key it is encrypted with (wanted_key)
 
     def __init__(self, kind: str = "ecs") -> None:
         self.kind = kind

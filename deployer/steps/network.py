@@ -91,6 +91,7 @@ class SubnetStep(Step["SubnetTypeDef"]):
     """One public subnet; the stack has two, in two zones, so the NLB survives a zone outage."""
 
     resource = "subnet"
+    needs = ("vpc",)
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -163,6 +164,7 @@ class PrivateSubnetStep(SubnetStep):
 class InternetGatewayStep(Step["InternetGatewayTypeDef"]):
     name = "internet-gateway"
     resource = "internet gateway"
+    needs = ("vpc",)
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[InternetGatewayTypeDef] | None:
         found = absent_if(
@@ -233,6 +235,7 @@ class RouteTableStep(Step["RouteTableTypeDef"]):
 
     name = "route-table"
     resource = "route table"
+    needs = ("vpc", "internet-gateway")  # its default route goes to the gateway
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[RouteTableTypeDef] | None:
         tables = absent_if(
@@ -368,6 +371,9 @@ class SecurityGroupStep(Step["SecurityGroupTypeDef"]):
     def __init__(self, role: str) -> None:
         self.role = role
         self.name = f"{role}-security-group"
+        # The tasks' group admits the NLB's group by ID; AWS also refuses to delete a group another
+        # group's rule names (DependencyViolation), so teardown deletes the tasks' group first.
+        self.needs = ("vpc",) if role == "nlb" else ("vpc", "nlb-security-group")
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[SecurityGroupTypeDef] | None:
         groups = absent_if(

@@ -81,6 +81,11 @@ class NatGatewayStep(PrivateStep, Step["NatGatewayTypeDef"]):
 
     name = "nat-gateway"
     resource = "NAT gateway"
+    # In public subnet 1 with the stack's address. AWS fails a public NAT gateway in a VPC without an internet
+    # gateway ("Network vpc-xxxxxxxx has no internet gateway attached", "Troubleshoot NAT gateways",
+    # https://docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-troubleshooting.html); and at teardown the
+    # gateway's address must be gone before the internet gateway can be detached (see InternetGatewayStep.delete).
+    needs = ("subnet-1", "nat-address", "internet-gateway")
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[NatGatewayTypeDef] | None:
         found = absent_if(
@@ -159,6 +164,7 @@ class PrivateRouteTableStep(PrivateStep, Step["RouteTableTypeDef"]):
 
     name = "private-route-table"
     resource = "route table"
+    needs = ("vpc", "nat-gateway", "private-subnet-1", "private-subnet-2")  # its route, the subnets it serves
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[RouteTableTypeDef] | None:
         tables = absent_if(

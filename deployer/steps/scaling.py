@@ -78,6 +78,7 @@ class ScalableTargetStep(Step["ScalableTargetTypeDef"]):
 
     name = TARGET_STEP
     resource = "scalable target"
+    needs = ("service",)  # it scales the service
     # Back to a fixed count: deregistered before the service is set to it, so the scaler cannot change it after.
     removed_first = True
 
@@ -246,6 +247,7 @@ class ScalingPolicyStep(Step["ScalingPolicyTypeDef"]):
 
     resource = "scaling policy"
     removed_first = True  # before its target (teardown order), before the service's count is set
+    needs = (TARGET_STEP,)
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
