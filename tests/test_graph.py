@@ -6,8 +6,8 @@ Three parts:
 * the real stack's graph under several settings: no cycle, every need names a step, deployer/stack.py's order
   is a topological order (so the sequential runner already respects every need), its reverse is a teardown
   order, and today's background joins (deployer/runner.py provision) stay where they were;
-* the needs are complete: during real in-process runs (provision, a re-run, settings switched off, a lost
-  state, teardown) every read a step makes of another step's record (`State.get`, under `StepContext.ids`
+* the needs are complete: during real in-process runs (plans, provision, a re-run, settings switched off and on,
+  a lost state, teardown) every read a step makes of another step's record (`State.get`, under `StepContext.ids`
   and `recorded`) or of its creation time (`StepContext.fresh`) is recorded against the step that made it,
   and must name one of that step's own declared needs (directly: reaching it through another need is not
   enough, since a graph runner may run the two at once).
@@ -26,13 +26,14 @@ from typing import Any, TypeVar
 import pytest
 
 from deployer import graph, runner
-from deployer.graph import CriticalPath, GraphError, build
+from deployer.graph import CriticalPath, Graph, GraphError, build
 from deployer.images import BuildSpec, ImageBuilder, RegistryAuth
 from deployer.settings import Settings
 from deployer.stack import build_steps, steps_by_name
 from deployer.state import Ids, State
 from deployer.steps.base import Step, StepContext
-from tests.conftest import DOMAIN, IMAGE, REGION, RecordingOutput, hosted_zone, lost_state
+from tests.conftest import DOMAIN, IMAGE, REGION, RecordingOutput, hosted_zone, lost_state, planning
+from tests.inventory import added, inventory
 from tests.rollouts import Rollout
 from tests.route53_emulation import emulate_route53
 from tests.scans import answer_scans
@@ -357,6 +358,7 @@ def phases(read_log: ReadLog) -> Callable[[str, Callable[[], object]], None]:
 def test_every_read_while_provisioning_and_tearing_down_is_a_declared_need(
     everything: StepContext, read_log: ReadLog, phases: Callable[[str, Callable[[], object]], None]
 ) -> None:
+    phases("plan of an empty account", lambda: runner.plan(planning(everything)))
     phases("provision", lambda: runner.provision(everything))
     # The instrumentation sees the reads that matter, background threads included.
     assert {"cluster", "task-definition", "load-balancer", "target-group"} <= read_log.reads["service"]
@@ -364,6 +366,7 @@ def test_every_read_while_provisioning_and_tearing_down_is_a_declared_need(
     assert "certificate" in read_log.reads["validation-record"]  # in the background thread
     assert "certificate" in read_log.reads["https-listener"]
     phases("re-run", lambda: runner.provision(everything))
+    phases("plan of the stack", lambda: runner.plan(planning(everything)))
     phases("lost state", lambda: runner.discover(lost_state(everything)))
     phases("teardown", lambda: runner.teardown(everything))
     assert read_log.reads["dns-alias"] == {"load-balancer"}
@@ -384,3 +387,35 @@ def test_every_read_while_switching_the_optional_steps_off_is_a_declared_need(
     # which moto still maps to the deleted certificate (a KeyError inside moto's RequestCertificate).
     again = replace(everything, settings=replace(everything.settings, domain=None))
     phases("switched on again", lambda: runner.provision(again))
+
+
+def latest_first(allowed: Graph) -> list[str]:
+    """An order the graph allows that differs most from its own: among the ready steps, the latest one first."""
+    return Graph(tuple(reversed(allowed.names)), allowed.needs).order()
+
+
+def test_the_needs_suffice_to_provision_and_tear_down_in_another_order(everything: StepContext) -> None:
+    """Provisioned in another order the graph allows (roles, cluster and alarms first; the scaling policies
+    before the service's other needs are done...) the stack is the one the runner makes: its re-run changes
+    nothing. Torn down in another order the reversed graph allows (the network before the roles and log
+    groups), everything goes. What moto checks of AWS's rules (a VPC with subnets, a group in use) holds."""
+    before = inventory(everything.clients)
+    steps = steps_by_name()
+    forwards = graph.provision_graph(build_steps(), everything.settings)
+    order = latest_first(forwards)
+    assert order != forwards.order()
+    assert forwards.violations(order) == []
+    for name in order:
+        _, ids, _ = runner.provision_step(everything, steps[name])
+        steps[name].wait(everything, ids)
+    rerun = runner.provision(everything)
+    assert {line.outcome for line in rerun.steps} == {"unchanged"}
+
+    backwards = graph.teardown_graph(build_steps(), [record.step for record in everything.state.resources])
+    order = latest_first(backwards)
+    assert order != backwards.order()
+    for name in order:
+        steps[name].delete(everything, everything.ids(name))
+        everything.ledger.forget(name)
+    assert everything.state.resources == []
+    assert added(before, inventory(everything.clients)) == {}
