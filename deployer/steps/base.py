@@ -240,6 +240,11 @@ class Step(ABC, Generic[LiveT]):
     # Runs beside the other steps (it needs only what comes before it); steps listed in
     # another step's `needs` are waited for before that step starts.
     background: bool = False
+    # The steps this one relies on: every step whose identifiers it reads (StepContext.ids, recorded, fresh) when
+    # it is checked, created, converged, waited for or deleted, and every step AWS requires to exist first (said
+    # where declared). Named directly, not through another need; a step the settings turn off counts as done.
+    # Teardown deletes a step's resource before those of its needs (deployer/graph.py; tests/test_graph.py
+    # checks every read of a real run against this).
     needs: tuple[str, ...] = ()
     # Its wait matters only for serving, not for the steps after it: done at the end.
     wait_deferred: bool = False
