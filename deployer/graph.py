@@ -7,7 +7,12 @@ each step's `needs` comment say which). From that:
 * provision: a step may start once every step it needs has finished (`Graph.order`, `Graph.levels`,
   `Graph.earliest_starts`, `Graph.schedule`);
 * teardown: the same graph reversed (`Graph.reversed`): a resource is deleted once every step that
-  needs it is gone, so what nothing needs (roles, log groups, alarms) goes while the network waits.
+  needs it is gone, so what nothing needs (roles, log groups, alarms) goes while the network waits;
+* checking a run: `Graph.violations` (an order of steps), `Graph.started_early` (start and finish events
+  of a parallel run).
+
+`restricted` keeps the steps a run walks (the wanted ones; the recorded ones at teardown), passing a need on a
+step left out on to what that step needs.
 
 The graph is checked when it is built (`graph_of`, `build`): a need that names no step, a step that
 needs itself, two steps of one name, and a cycle are refused with `GraphError`, naming the step (or the
@@ -112,6 +117,20 @@ class Graph:
             for need in self.needs.get(name, ())
             if position.get(need, math.inf) > position[name]
         ]
+
+    def started_early(self, events: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """For a run recorded as ("start" | "finish", step) events in the order they happened: the (step, need)
+        pairs where the step started before its need had finished (or without it finishing at all)."""
+        finished: set[str] = set()
+        early: list[tuple[str, str]] = []
+        for event, name in events:
+            if event == "finish":
+                finished.add(name)
+            elif event == "start":
+                early.extend((name, need) for need in self.needs.get(name, ()) if need not in finished)
+            else:
+                raise ValueError(f"An event is 'start' or 'finish', not {event!r}")
+        return early
 
     def levels(self) -> list[list[str]]:
         """The steps by depth: level 0 needs nothing, level n needs a step of level n-1 (and none deeper).

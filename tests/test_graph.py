@@ -75,6 +75,17 @@ def test_the_order_puts_needs_first_and_breaks_ties_in_the_given_order() -> None
     assert made_up.violations(["a", "c"]) == [("c", "b")]  # c ran without its need
 
 
+def test_a_step_that_started_before_its_need_finished_is_named() -> None:
+    """What a parallel run's recorded events are checked with: starting after the need started is not enough."""
+    made_up = build([("vpc", ()), ("role", ()), ("subnet", ("vpc",))])
+    good = [("start", "vpc"), ("start", "role"), ("finish", "vpc"), ("start", "subnet"), ("finish", "subnet")]
+    assert made_up.started_early(good) == []
+    overlapping = [("start", "vpc"), ("start", "subnet"), ("finish", "vpc"), ("finish", "subnet")]
+    assert made_up.started_early(overlapping) == [("subnet", "vpc")]
+    with pytest.raises(ValueError, match="not 'begin'"):
+        made_up.started_early([("begin", "vpc")])
+
+
 def test_the_reversed_graph_deletes_a_step_once_every_step_needing_it_is_gone() -> None:
     made_up = build([("vpc", ()), ("subnet", ("vpc",)), ("role", ()), ("service", ("subnet", "role"))])
     reverse = made_up.reversed()
