@@ -6,11 +6,12 @@ Three parts:
 * the real stack's graph under several settings: no cycle, every need names a step, deployer/stack.py's order
   is a topological order (so the sequential runner already respects every need), its reverse is a teardown
   order, and today's background joins (deployer/runner.py provision) stay where they were;
-* the needs are complete: during real in-process runs (plans, provision, a re-run, settings switched off and on,
-  a lost state, teardown) every read a step makes of another step's record (`State.get`, under `StepContext.ids`
-  and `recorded`) or of its creation time (`StepContext.fresh`) is recorded against the step that made it,
-  and must name one of that step's own declared needs (directly: reaching it through another need is not
-  enough, since a graph runner may run the two at once).
+* the needs are complete: during real in-process runs (plans, provision, a re-run, another domain, settings
+  switched off and on, a lost state, teardown) every read a step makes of another step's record (`State.get`,
+  under `StepContext.ids` and `recorded`) or of its creation time (`StepContext.fresh`) is recorded against the
+  step that made it, and must name one of that step's own declared needs (directly: reaching it through another
+  need is not enough, since a graph runner may run the two at once); and the needs suffice: the stack provisions
+  and tears down in other orders the graph allows.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from deployer.settings import Settings
 from deployer.stack import build_steps, steps_by_name
 from deployer.state import Ids, State
 from deployer.steps.base import Step, StepContext
-from tests.conftest import DOMAIN, IMAGE, REGION, RecordingOutput, hosted_zone, lost_state, planning
+from tests.conftest import DOMAIN, IMAGE, REGION, ZONE, RecordingOutput, hosted_zone, lost_state, planning
 from tests.inventory import added, inventory
 from tests.rollouts import Rollout
 from tests.route53_emulation import emulate_route53
@@ -384,7 +385,13 @@ def test_every_read_while_provisioning_and_tearing_down_is_a_declared_need(
     phases("re-run", lambda: runner.provision(everything))
     phases("plan of the stack", lambda: runner.plan(planning(everything)))
     phases("lost state", lambda: runner.discover(lost_state(everything)))
-    phases("teardown", lambda: runner.teardown(everything))
+    # Another domain: a new certificate, validation record and alias, the old ones retired at the end.
+    moved = replace(everything, settings=replace(everything.settings, domain=f"shop.{ZONE}"))
+    reports: list[runner.RunReport] = []
+    phases("domain changed", lambda: reports.append(runner.provision(moved)))
+    retired = [line.step for line in reports[0].steps if line.outcome == "retired"]
+    assert retired == ["dns-alias", "validation-record", "certificate"]
+    phases("teardown", lambda: runner.teardown(moved))
     assert read_log.reads["dns-alias"] == {"load-balancer"}
     assert read_log.unanswered == set(), "a delete read the record of a step already deleted"
     assert everything.state.resources == []
