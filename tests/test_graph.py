@@ -418,10 +418,11 @@ def latest_first(allowed: Graph) -> list[str]:
 
 
 def test_the_needs_suffice_to_provision_and_tear_down_in_another_order(everything: StepContext) -> None:
-    """Provisioned in another order the graph allows (roles, cluster and alarms first; the scaling policies
-    before the service's other needs are done...) the stack is the one the runner makes: its re-run changes
-    nothing. Torn down in another order the reversed graph allows (the network before the roles and log
-    groups), everything goes. What moto checks of AWS's rules (a VPC with subnets, a group in use) holds."""
+    """Provisioned in another order the graph allows (the alarm, cluster, roles and key before the VPC; the
+    certificate and the image late) the stack is the one the runner makes: its re-run changes nothing. Torn
+    down in another order the reversed graph allows (the route tables and the NAT gateway right after the
+    service, the roles and log groups after them), everything goes. Moto checks some of AWS's rules on the
+    way (a VPC with subnets, a group in use), not all (an NLB in a VPC without an internet gateway)."""
     before = inventory(everything.clients)
     steps = steps_by_name()
     forwards = graph.provision_graph(build_steps(), everything.settings)
