@@ -169,11 +169,13 @@ class Graph:
                 name = self.names[heapq.heappop(ready)]
                 starts[name] = now
                 heapq.heappush(running, (now + durations[name], self._index[name]))
-            now, index = heapq.heappop(running)
-            for user in users[self.names[index]]:
-                waiting[user] -= 1
-                if waiting[user] == 0:
-                    heapq.heappush(ready, self._index[user])
+            now = running[0][0]
+            while running and running[0][0] == now:  # every step finishing now frees its slot before any starts
+                _, index = heapq.heappop(running)
+                for user in users[self.names[index]]:
+                    waiting[user] -= 1
+                    if waiting[user] == 0:
+                        heapq.heappush(ready, self._index[user])
         return starts
 
     def critical_path(self, durations: Mapping[str, float], tails: Mapping[str, float] | None = None) -> CriticalPath:

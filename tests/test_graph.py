@@ -131,6 +131,11 @@ def test_a_bounded_schedule_runs_at_most_that_many_steps_at_once() -> None:
     # Two at once: a and b; at 1 s a's slot goes to c, ready since the start and earlier than d; d at 3 s.
     assert made_up.schedule(durations, 2) == {"a": 0.0, "b": 0.0, "c": 1.0, "d": 3.0}
     assert made_up.schedule(durations, math.inf) == made_up.earliest_starts(durations)
+    # a and b finish together at 2 s: both slots go to x and w (freed by b, earlier in the order) before z, ready
+    # since the start; not z to a's slot before b's finish is seen.
+    tied = build([("a", ()), ("b", ()), ("x", ("b",)), ("w", ("b",)), ("z", ())])
+    ties = {"a": 2.0, "b": 2.0, "x": 1.0, "w": 1.0, "z": 1.0}
+    assert tied.schedule(ties, 2) == {"a": 0.0, "b": 0.0, "x": 2.0, "w": 2.0, "z": 3.0}
     with pytest.raises(ValueError, match="No duration for d"):
         made_up.schedule({"a": 1.0, "b": 1.0, "c": 1.0}, 2)
     with pytest.raises(ValueError, match="slots must be at least 1"):
