@@ -26,10 +26,13 @@ from deployer.errors import EXIT_INTERRUPTED, DeployerError, SettingsError
 from deployer.images import ImageBuilder
 from deployer.ledger import Ledger
 from deployer.output import Output
+from deployer.parallel import Scheduler
 from deployer.probe import Probe
 from deployer.s3state import S3StateFile, is_s3_url, parse_s3_url
 from deployer.settings import (
     CONFIG_FILE_NAME,
+    DEFAULT_PARALLELISM,
+    MAX_PARALLELISM,
     Settings,
     check_certificate_arn,
     check_log_kms_key,
@@ -195,6 +198,7 @@ def provision_parser() -> argparse.ArgumentParser:
         "then stop",
     )
     _lock_flags(parser)
+    _parallelism_flag(parser)
     _local_flag(parser)
     parser.add_argument(
         "--local-port",
@@ -220,6 +224,7 @@ def teardown_parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", help="with --sweep: the region to search (default: the state file's or AWS's)")
     parser.add_argument("--dry-run", action="store_true", help="with --sweep: only list what would be deleted")
     _lock_flags(parser)
+    _parallelism_flag(parser)
     _local_flag(parser)
     _common_flags(parser, local_default=True)
     return parser
@@ -253,6 +258,16 @@ def logs_parser() -> argparse.ArgumentParser:
     )
     _common_flags(parser, local_default=False)
     return parser
+
+
+def _parallelism_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        metavar="N",
+        help=f"run at most N steps at once (deploy.toml: parallelism; default {DEFAULT_PARALLELISM}, "
+        f"1 to {MAX_PARALLELISM}; 1: one after another)",
+    )
 
 
 def _lock_flags(parser: argparse.ArgumentParser) -> None:
@@ -509,7 +524,8 @@ def _provision_locked(args: argparse.Namespace, state_file: StateStore, aws: Con
     ctx = open_context(state_file, settings, state, output, images=images, local_mode=args.local, aws=aws)
     output.line(f"Provisioning stack '{settings.stack}' in {ctx.clients.region} (account {ctx.account_id})")
     # Local: no AWS waits (the emulator runs no tasks, and its load balancer's address is not ours to probe).
-    report = runner.provision(ctx, wait=not args.no_wait and not args.local)
+    scheduler = Scheduler(slots=ctx.settings.parallelism)
+    report = runner.provision(ctx, wait=not args.no_wait and not args.local, scheduler=scheduler)
     if args.local:
         report.outputs["url"] = _run_local_site(ctx, images, args)
     timings = report.timings()
@@ -615,6 +631,7 @@ def _settings(args: argparse.Namespace, state: State | None) -> Settings:
         "min_tasks": getattr(args, "min_tasks", None),
         "max_tasks": getattr(args, "max_tasks", None),
         "state_file": args.state_file,
+        "parallelism": getattr(args, "parallelism", None),
     }
     return load_settings(config, flags, fallback=recorded)
 
@@ -674,7 +691,7 @@ def _teardown_recorded(args: argparse.Namespace, state_file: StateStore, aws: Co
         return _nothing_deleted(output, f"{state_file.where} records no resources; it is removed")
     if not args.yes:
         _confirm(output, state, state_file.where)
-    ctx = open_context(state_file, Settings(stack=state.stack, region=state.region), state, output, aws=aws)
+    ctx = open_context(state_file, _teardown_settings(args, state), state, output, aws=aws)
     return _delete_everything(ctx, state_file, output)
 
 
@@ -738,9 +755,22 @@ def _sweep(args: argparse.Namespace, state_file: StateStore, aws: Connection | N
     return _delete_everything(ctx, state_file, output)
 
 
+def _teardown_settings(args: argparse.Namespace, state: State) -> Settings:
+    """Teardown needs only the stack, its region and how many steps may run at once (--parallelism)."""
+    if args.parallelism is None:
+        return Settings(stack=state.stack, region=state.region)
+    if not 1 <= args.parallelism <= MAX_PARALLELISM:
+        raise SettingsError(
+            f"--parallelism {args.parallelism} is outside 1-{MAX_PARALLELISM}",
+            where="command line",
+            todo="Use a value in that range",
+        )
+    return Settings(stack=state.stack, region=state.region, parallelism=args.parallelism)
+
+
 def _delete_everything(ctx: StepContext, state_file: StateStore, output: Output) -> int:
     output.line(f"Tearing down stack '{ctx.state.stack}' in {ctx.state.region} (account {ctx.account_id})")
-    report = runner.teardown(ctx)
+    report = runner.teardown(ctx, Scheduler(slots=ctx.settings.parallelism))
     state_file.delete()
     done = f"Done: every recorded resource is deleted and {state_file.where} is removed."
     output.result({"deleted": [vars(line) for line in report.steps], "state_file": state_file.where}, [done])

@@ -74,3 +74,8 @@ class ForeignResourceError(DeployerError):
 
 class WaitTimeoutError(DeployerError):
     """A resource did not reach the wanted status in time."""
+
+
+class StoppedError(Exception):
+    """Raised at a wait or retry pause of a step told to stop because another step of its run failed
+    (deployer/parallel.py): not a failure of its own, and never shown to the user."""

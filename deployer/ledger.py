@@ -3,7 +3,8 @@
 A run is given its settings, clients and output (`StepContext`, frozen); everything it
 changes goes through one `Ledger`: a step's identifiers recorded or forgotten, and the
 outputs. Each change is saved at once (under a lock, since the image step records from
-a background thread), so a crash cannot lose a created resource.
+the threads of steps running at once, deployer/parallel.py), so a crash cannot lose a created
+resource.
 
 A dry run gets a scratch ledger over a copy of the state whose saves go nowhere: the
 plan is a mode the runner is given, not a switch flipped on a live context.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from deployer.state import Ids, State
 
@@ -31,10 +32,11 @@ class Ledger:
         """A copy to plan on: records what would be created, saves nothing."""
         return cls(copy.deepcopy(state), lambda _state: None)
 
-    def record(self, step: str, ids: Ids) -> None:
-        """Set a step's identifiers and save at once if they changed."""
+    def record(self, step: str, ids: Ids, order: Sequence[str] = ()) -> None:
+        """Set a step's identifiers (a new one in its place in `order`, see State.record) and save at once if
+        they changed."""
         with self._lock:
-            if self.state.record(step, ids):
+            if self.state.record(step, ids, order):
                 self._persist(self.state)
 
     def forget(self, step: str) -> None:

@@ -1,18 +1,20 @@
-"""Provision and teardown: walk the steps, save the state after each one, report.
+"""Provision and teardown: walk the stack's graph, save the state after each step, report.
 
-provision: for each step in order, `find` the resource; `create` it if nothing
-was found, else `converge` it; record its identifiers (saved at once); `wait`
-unless told not to. A step the settings turn off (`Step.wanted`) is skipped on the
-way, and if the state records its resource (a setting changed since), that resource
-is deleted at the end, in teardown order, once everything else has converged away from it
-and the site serves (e.g. the NAT gateway after the tasks moved to public subnets).
-Then record the site URL.
+provision: the graph of the wanted steps (deployer/graph.py, checked before any AWS call) is walked by
+deployer/parallel.py: every step whose needs have finished starts, up to `Scheduler.slots` at once. Each step
+`find`s its resource, `create`s it if nothing was found, else `converge`s it, records its identifiers (saved at
+once, one save at a time, each in its place in the stack's order), and `wait`s unless told not to; a deferred
+wait (`Step.wait_deferred`) runs beside the steps after it. Before the walk, what a setting turned off and must
+go first (`Step.removed_first`) is removed; after it, the rest of what the settings turned off (in teardown
+order, once everything has converged away from it and the site serves, e.g. the NAT gateway after the tasks
+moved to public subnets), then what replaced resources replaced (`Step.retire`). Then the site URL.
 
-teardown: for each resource the state records, in the stack's order reversed
-(`teardown_order`), `delete` it and forget it (saved at once), so an interrupted
-teardown resumes where it stopped.
+teardown: the recorded resources' graph reversed: each resource is deleted once every recorded step that
+needs it is gone, several at once, and forgotten (saved at once), so an interrupted teardown resumes where it
+stopped.
 
-Any AWS refusal becomes an `AwsCallError` naming the step and the resource.
+Any AWS refusal becomes an `AwsCallError` naming the step and the resource; several failing steps of one run
+become one `StepsFailedError` naming each.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from deployer import parallel
 from deployer.clients import error_code, error_message
 from deployer.errors import AwsCallError, AwsSetupError, DeployerError, ForeignResourceError
+from deployer.graph import Graph, graph_of, provision_graph, teardown_graph
+from deployer.parallel import DEFAULT_SCHEDULER, Scheduler
 from deployer.stack import build_steps, steps_by_name
 from deployer.state import Ids, ResourceRecord, State
 from deployer.steps.base import PLANNED, SUPERSEDED, PlannedDependencyError, Step, StepContext
@@ -116,47 +121,26 @@ class RunReport:
         }
 
 
-def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> RunReport:
-    """All steps in order; with `parallel`, a background step (the image) runs beside the others until a
-    step needs it, and deferred waits (load balancer active, site serving) run last, where they overlap
-    the rollout instead of holding up the steps after them.
+def provision(ctx: StepContext, wait: bool = True, scheduler: Scheduler = DEFAULT_SCHEDULER) -> RunReport:
+    """Every wanted step once its needs are done, several at once (deployer/parallel.py), then the clean-up.
 
-    An interrupt or a failure while the background step runs ends the run at once: the background step
-    is told to stop (nothing is pushed after it) and is not waited for (its thread is a daemon).
+    The graph is built and checked first (a cycle or an unknown need is refused before any AWS call). A step
+    whose wait only matters for serving (`Step.wait_deferred`: the NLB turning active, the alias, the rollout)
+    hands its wait to a tail, which the steps needing it do not wait for. An interrupt ends the run at once:
+    an image build is told to stop (nothing is pushed after it) and no thread is waited for.
     """
+    graph = provision_graph(build_steps(), ctx.settings)
     check_zones(ctx)
     steps = [step for step in build_steps() if step.wanted(ctx.settings)]
     check_steps(ctx, steps)
+    run = replace(ctx, stop=threading.Event(), order=graph_of(build_steps()).names)
+    removed = _remove_unwanted(run, first=True)
     lines: dict[str, StepReport] = {}
-    deferred: list[tuple[Step[Any], Ids]] = []
-    background: dict[str, Background] = {}
-    removed = _remove_unwanted(ctx, first=True)
-    try:
-        for step in steps:
-            for name in step.needs:
-                if name in background:
-                    lines[name] = _announce(ctx, background.pop(name).result())
-            _raise_background_failure(background)
-            if parallel and step.background:
-                background[step.name] = Background(partial(_run_step, ctx, step, wait), step.name)
-                continue
-            if parallel and wait and step.wait_deferred:
-                line, ids = _run_step(ctx, step, wait=False)
-                deferred.append((step, ids))
-            else:
-                line, ids = _run_step(ctx, step, wait)
-            lines[step.name] = _announce(ctx, line)
-        for name, running in background.items():
-            lines[name] = _announce(ctx, running.result())
-    except BaseException:
-        if background and ctx.images is not None:
-            ctx.images.cancel()
-        raise
-    for step, ids in deferred:
-        lines[step.name] = _finish_wait(ctx, step, ids, lines[step.name])
+    work = partial(_provision_work, run, {step.name: step for step in steps}, wait, lines)
+    _walk(run, graph, work, scheduler, frozenset(step.name for step in steps if step.cancellable))
     report = RunReport(steps=[*removed, *(lines[step.name] for step in steps)])
-    report.steps.extend(_remove_unwanted(ctx))
-    report.steps.extend(_retire_superseded(ctx, steps))
+    report.steps.extend(_remove_unwanted(run))
+    report.steps.extend(_retire_superseded(run, steps))
     outputs = {key: value for key, value in ctx.state.outputs.items() if key != DNS_RECORD}
     outputs["url"] = site_url(ctx)
     if ctx.settings.certificate_arn is not None:  # DNS managed elsewhere: the record the user creates
@@ -171,45 +155,23 @@ def provision(ctx: StepContext, wait: bool = True, parallel: bool = True) -> Run
     return report
 
 
-class Background:
-    """One step running in a daemon thread: an interrupt never waits for it (a ThreadPoolExecutor would be
-    joined before the interrupt got out, and again at interpreter exit)."""
-
-    def __init__(self, work: Callable[[], tuple[StepReport, Ids]], name: str) -> None:
-        self._work = work
-        self._done = threading.Event()
-        self._line: StepReport | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"deployer-background-{name}", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._line = self._work()[0]
-        except BaseException as exc:  # handed to the main thread, which raises it
-            self._error = exc
-        finally:
-            self._done.set()
-
-    @property
-    def failed(self) -> bool:
-        return self._done.is_set() and self._error is not None
-
-    def result(self) -> StepReport:
-        """Wait for the step; a Ctrl-C meanwhile reaches the main thread at once (the wait polls)."""
-        while not self._done.wait(0.1):
-            pass
-        if self._error is not None:
-            raise self._error
-        assert self._line is not None
-        return self._line
+def _walk(
+    ctx: StepContext, graph: Graph, work: parallel.Work, scheduler: Scheduler, abandon: frozenset[str] = frozenset()
+) -> None:
+    """Run the graph; when the run stops (a failure, an interrupt) an image build is told to stop too."""
+    cancel = ctx.images.cancel if ctx.images is not None else lambda: None
+    parallel.run(graph, work, scheduler, parallel.Stopping(ctx.stop, ctx.output.live, cancel, abandon))
 
 
-def _raise_background_failure(background: dict[str, Background]) -> None:
-    """A background step that failed is reported now, not when a later step would need it."""
-    for running in background.values():
-        if running.failed:
-            running.result()
+def _provision_work(
+    ctx: StepContext, steps: dict[str, Step[Any]], wait: bool, lines: dict[str, StepReport], name: str
+) -> Callable[[], None] | None:
+    """One step on a worker thread: its line is announced as it finishes; a deferred wait comes back as a tail."""
+    step = steps[name]
+    deferred = wait and step.wait_deferred
+    line, ids = _run_step(ctx, step, wait and not deferred)
+    lines[name] = _announce(ctx, line)
+    return partial(_finish_wait, ctx, step, ids, lines) if deferred else None
 
 
 def _run_step(ctx: StepContext, step: Step[Any], wait: bool) -> tuple[StepReport, Ids]:
@@ -224,13 +186,15 @@ def _run_step(ctx: StepContext, step: Step[Any], wait: bool) -> tuple[StepReport
     return StepReport(step.name, outcome, ctx.clock.now() - started, "; ".join(changes) or primary(ids), waited), ids
 
 
-def _finish_wait(ctx: StepContext, step: Step[Any], ids: Ids, line: StepReport) -> StepReport:
+def _finish_wait(ctx: StepContext, step: Step[Any], ids: Ids, lines: dict[str, StepReport]) -> None:
+    """A deferred wait (a tail): the step's line gains the time waited."""
     started = ctx.clock.now()
     with _explained(step, ctx.state):
         step.wait(ctx, ids)
     waited = ctx.clock.now() - started
     ctx.say(f"{step.name:<22} {'ready':<9} ({waited:.1f}s waiting)")
-    return StepReport(line.step, line.outcome, line.seconds + waited, line.detail, line.wait_seconds + waited)
+    line = lines[step.name]
+    lines[step.name] = replace(line, seconds=line.seconds + waited, wait_seconds=line.wait_seconds + waited)
 
 
 def _announce(ctx: StepContext, line: StepReport) -> StepReport:
@@ -408,7 +372,17 @@ def plan(ctx: StepContext) -> RunReport:
         detail = primary(ctx.state.get(step.name))
         report.steps.append(StepReport(step.name, "remove", 0.0, detail))
         ctx.say(f"{step.name:<22} {'remove':<9} {detail}")
+    _say_waves(ctx, provision_graph(build_steps(), ctx.settings))
     return report
+
+
+def _say_waves(ctx: StepContext, graph: Graph) -> None:
+    """The graph's order for the dry run: the steps by wave (a step is in the wave after the last of its needs;
+    each wave's steps may run at once, up to `parallelism` of them)."""
+    waves = graph.levels()
+    ctx.say(f"Order: {len(waves)} waves, up to {ctx.settings.parallelism} steps at once")
+    for number, wave in enumerate(waves, 1):
+        ctx.say(f"  {number:>2}. {', '.join(wave)}")
 
 
 def _plan_step(ctx: StepContext, step: Step[Any]) -> tuple[str, str]:
@@ -427,26 +401,36 @@ def _plan_step(ctx: StepContext, step: Step[Any]) -> tuple[str, str]:
     return "unchanged", primary(converged.ids)
 
 
-def teardown(ctx: StepContext) -> RunReport:
-    report = RunReport()
+def teardown(ctx: StepContext, scheduler: Scheduler = DEFAULT_SCHEDULER) -> RunReport:
+    """Delete every recorded resource once every recorded step that needs it is gone (the graph reversed),
+    several at once, forgetting each as it goes (saved at once), so an interrupted teardown resumes where it
+    stopped. A step this version does not know is refused before anything is deleted."""
     known = steps_by_name()
-    for record in teardown_order(ctx.state):
-        step = known.get(record.step)
-        if step is None:
+    records = teardown_order(ctx.state)
+    for record in records:
+        if record.step not in known:
             raise DeployerError(
                 f"The state file records a step '{record.step}' this version does not know",
                 where="state file, resources",
                 todo="Use the version of the tool that wrote the state file, or delete that resource by hand "
                 "and remove its entry",
             )
-        started = ctx.clock.now()
-        with _explained(step, ctx.state):
-            outcome = step.delete(ctx, record.ids) or "deleted"
-        ctx.ledger.forget(record.step)
-        line = StepReport(step.name, outcome, ctx.clock.now() - started, primary(record.ids))
-        report.steps.append(line)
-        ctx.say(f"{line.step:<22} {line.outcome:<9} {line.detail} ({line.seconds:.1f}s)")
-    return report
+    graph = teardown_graph(build_steps(), [record.step for record in records])
+    run = replace(ctx, stop=threading.Event(), order=graph_of(build_steps()).names)
+    lines: dict[str, StepReport] = {}
+    recorded = {record.step: record.ids for record in records}
+    _walk(run, graph, partial(_delete_work, run, recorded, lines), scheduler)
+    return RunReport(steps=[lines[record.step] for record in records])
+
+
+def _delete_work(ctx: StepContext, recorded: dict[str, Ids], lines: dict[str, StepReport], name: str) -> None:
+    """One recorded resource deleted on a worker thread, then forgotten."""
+    step = steps_by_name()[name]
+    started = ctx.clock.now()
+    with _explained(step, ctx.state):
+        outcome = step.delete(ctx, recorded[name]) or "deleted"
+    ctx.ledger.forget(name)
+    lines[name] = _announce(ctx, StepReport(name, outcome, ctx.clock.now() - started, primary(recorded[name])))
 
 
 @contextmanager

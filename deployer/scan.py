@@ -131,7 +131,7 @@ def _wait(ctx: StepContext, target: Target) -> DescribeImageScanFindingsResponse
             last = status
         if ctx.clock.now() >= deadline:
             raise _timed_out(target, status)
-        ctx.clock.sleep(DELAY)
+        ctx.pause(DELAY)
 
 
 def _ask(ecr: ECRClient, target: Target) -> DescribeImageScanFindingsResponseTypeDef | None:

@@ -113,6 +113,10 @@ HTTPS_PORT = 443
 REDIRECT_PORT = 8081
 # The issue's choice, and AWS's recommended TLS 1.3 policy for NLB listeners; the FIPS + post-quantum
 # policy is stricter (see tls_policy in the README's Security table).
+# Steps at once (deployer/parallel.py); beyond 16 nothing is gained: the widest wave of the stack's graph is
+# about that wide (tests/test_graph.py), and AWS's request rates come nearer.
+DEFAULT_PARALLELISM = 4
+MAX_PARALLELISM = 16
 DEFAULT_TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 # `tls_policy`: the NLB policies that accept TLS 1.2 and 1.3 only (AWS, "Security policies for your Network
 # Load Balancer": https://docs.aws.amazon.com/elasticloadbalancing/latest/network/describe-ssl-policies.html).
@@ -223,6 +227,9 @@ class Settings:
     tls_policy: str = DEFAULT_TLS_POLICY
     # Where the state lives: a path, or s3://BUCKET/KEY for a team (deployer/s3state.py); --state-file wins.
     state_file: str | None = None
+    # How many steps run at once (deployer/parallel.py says why 4 keeps far from AWS's request rates); 1: one
+    # after another, in the stack's order.
+    parallelism: int = DEFAULT_PARALLELISM
 
     @property
     def state_location(self) -> S3Location | None:
@@ -871,6 +878,7 @@ def _validate_task(settings: Settings) -> None:
         "deregistration_delay": (0, 3600),
         "service_wait_timeout": (1, 86400),
         "max_failed_tasks": (1, 100),
+        "parallelism": (1, MAX_PARALLELISM),
     }
     for key, (low, high) in ranges.items():
         value = getattr(settings, key)

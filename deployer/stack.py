@@ -41,11 +41,11 @@ from deployer.steps.scaling import ScalableTargetStep, ScalingPolicyStep
 
 def build_steps() -> list[Step[Any]]:
     return [
-        # The repository comes first so the image can be built and pushed in the background
-        # while the network, IAM and load-balancer steps run (see runner.provision).
+        # The repository comes first so the image can be built and pushed while the network, IAM and
+        # load-balancer steps run (every step starts once its needs are done: deployer/parallel.py).
         RepositoryStep(),
         ImageStep(),
-        # With a domain in the account's hosted zone: requested first, in the background, so that ACM's
+        # With a domain in the account's hosted zone: requested first, beside the others, so that ACM's
         # validation runs while the network, the roles and the NLB are built (only the TLS listener needs it).
         CertificateStep(),
         VpcStep(),
@@ -55,7 +55,7 @@ def build_steps() -> list[Step[Any]]:
         InternetGatewayStep(),
         RouteTableStep(),
         # Its record written once the certificate names it (a few seconds), then the wait for ISSUED in the
-        # background; before the private network, whose NAT gateway takes minutes.
+        # meanwhile; before the private network, whose NAT gateway takes minutes.
         ValidationRecordStep(),
         # network = "private" only (Step.wanted): after the public route table, so a switch back to
         # public removes them (newest first) before anything they depend on.
@@ -83,7 +83,7 @@ def build_steps() -> list[Step[Any]]:
         LoadBalancerStep(),
         ListenerStep(),
         # Before the service: with a domain port 80 forwards to the redirect target group, and ECS refuses a
-        # service whose target group no listener uses. Waits for the certificate (the one join).
+        # service whose target group no listener uses. Starts once the certificate is issued (validation-record).
         HttpsListenerStep(),
         AliasRecordStep(),  # its INSYNC wait deferred to the end
         ClusterStep(),

@@ -24,7 +24,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,20 +54,29 @@ class State:
     outputs: dict[str, str] = field(default_factory=dict)
 
     def get(self, step: str) -> Ids | None:
-        for record in self.resources:
+        for record in list(self.resources):  # a copy: another step's thread may be recording meanwhile
             if record.step == step:
                 return dict(record.ids)
         return None
 
-    def record(self, step: str, ids: Ids) -> bool:
-        """Set a step's identifiers, keeping its place in creation order; True if anything changed."""
+    def record(self, step: str, ids: Ids, order: Sequence[str] = ()) -> bool:
+        """Set a step's identifiers, keeping its place; True if anything changed.
+
+        A new step goes at the end, or, given the stack's `order`, before the first recorded step that comes
+        after it there: steps that run at once finish in any order, and the file stays the same whatever it was.
+        """
         for record in self.resources:
             if record.step == step:
                 if record.ids == ids:
                     return False
                 record.ids = dict(ids)
                 return True
-        self.resources.append(ResourceRecord(step, dict(ids)))
+        rank = {name: index for index, name in enumerate(order)}
+        place = len(self.resources)
+        if step in rank:
+            later = (index for index, record in enumerate(self.resources) if rank.get(record.step, -1) > rank[step])
+            place = next(later, place)
+        self.resources.insert(place, ResourceRecord(step, dict(ids)))
         return True
 
     def forget(self, step: str) -> None:

@@ -23,6 +23,7 @@ from deployer import awsrules, runner
 from deployer.clients import AwsClients
 from deployer.errors import AwsCallError, SettingsError
 from deployer.ledger import Ledger
+from deployer.parallel import Scheduler
 from deployer.settings import (
     MAX_STACK_LENGTH,
     NAME_KINDS,
@@ -260,7 +261,7 @@ def test_security_group_prefix_fails_mid_deploy_on_aws(aws: AwsClients, state_pa
     served = refuse_like_aws(aws.ec2, "CreateSecurityGroup", security_group_name_rule)
     ctx = unvalidated_context(aws, Settings(stack="sg-web", region=REGION, image=IMAGE), state_path)
     with pytest.raises(AwsCallError) as refused:
-        runner.provision(ctx, wait=False, parallel=False)
+        runner.provision(ctx, wait=False, scheduler=Scheduler(slots=1))
     assert refused.value.step == "nlb-security-group"
     assert refused.value.code == "InvalidParameterValue"
     assert served == [
@@ -306,7 +307,7 @@ def test_bad_tag_fails_mid_deploy_on_aws(aws: AwsClients, served_tags: list[Refu
     settings = Settings(stack="test-site", region=REGION, image=IMAGE, tags={"team": "a,b#1"})
     ctx = unvalidated_context(aws, settings, state_path)
     with pytest.raises(AwsCallError) as refused:
-        runner.provision(ctx, wait=False, parallel=False)
+        runner.provision(ctx, wait=False, scheduler=Scheduler(slots=1))
     assert refused.value.step == "log-group"
     (refusal,) = served_tags
     assert refusal[1].startswith("1 validation error detected: Value 'a,b#1' at 'tags.1.member.value'")
@@ -363,7 +364,7 @@ def test_48_tags_fail_on_aws(aws: AwsClients, state_path: Path) -> None:
     settings = Settings(stack="test-site", region=REGION, image=IMAGE, tags={f"k{n}": "v" for n in range(48)})
     ctx = unvalidated_context(aws, settings, state_path)
     with pytest.raises(AwsCallError) as refused:
-        runner.provision(ctx, wait=False, parallel=False)
+        runner.provision(ctx, wait=False, scheduler=Scheduler(slots=1))
     assert refused.value.step == "vpc"
     assert [record.step for record in ctx.state.resources] == ["repository", "image"]
     rule = tag_rule(aws.logs, "TagKey", "TagValue", "Tags", "InvalidParameterException")
@@ -385,7 +386,7 @@ def test_accepted_tags_deploy_the_whole_stack(
     validate(settings)
     ctx = unvalidated_context(aws, settings, state_path)
     Rollout().install(aws.ecs, aws.elbv2)
-    report = runner.provision(ctx, wait=False, parallel=False)
+    report = runner.provision(ctx, wait=False, scheduler=Scheduler(slots=1))
     assert [line.outcome for line in report.steps] == first_outcomes(settings)
     assert served_tags == []
     role_tags = {t["Key"]: t["Value"] for t in aws.iam.list_role_tags(RoleName=f"test-site-{REGION}-task")["Tags"]}

@@ -22,6 +22,7 @@ moved to the new one; `retire` then deletes it (and `delete` deletes both).
 
 from __future__ import annotations
 
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from botocore.exceptions import ClientError
 from deployer import zones
 from deployer.clients import AwsClients, error_code
 from deployer.clock import SYSTEM_CLOCK, Clock
-from deployer.errors import DeployerError, ForeignResourceError, ResourceDriftError, WaitTimeoutError
+from deployer.errors import DeployerError, ForeignResourceError, ResourceDriftError, StoppedError, WaitTimeoutError
 from deployer.images import ImageBuilder
 from deployer.ledger import Ledger
 from deployer.output import Output
@@ -80,6 +81,11 @@ class StepContext:
     probe: Callable[[str, str | None], int | None] = site_status
     clock: Clock = SYSTEM_CLOCK
     poll_seconds: float = 10.0
+    # Set when a step of the run failed, or on Ctrl-C: the other steps end at their next pause (deployer/parallel.py).
+    # Each run of the runner gets its own (a copy of the context, all else shared).
+    stop: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+    # The stack's steps in order (deployer/stack.py, given by the runner): where a new step's record goes.
+    order: tuple[str, ...] = ()
     _zones: list[Zone] = field(default_factory=list, compare=False, repr=False)  # memo of the region's zones
     _lookups: dict[str, object] = field(default_factory=dict, compare=False, repr=False)  # see `once`
     # When (ctx.clock) this run created each step's resource: "not yet" answers about a resource
@@ -93,9 +99,15 @@ class StepContext:
     def say(self, line: str) -> None:
         self.output.line(line)
 
+    def pause(self, seconds: float) -> None:
+        """Sleep between polls or retries; a step whose run is stopping (another step failed) ends here."""
+        if self.stop.is_set():
+            raise StoppedError("another step of this run failed")
+        self.clock.sleep(seconds)
+
     def retry(self, call: Callable[[], T], *rules: Retry) -> T:
         """Run an AWS call, waiting out the answers `rules` call transient (see deployer/retry.py)."""
-        return with_retries(call, rules, self.clock.sleep, self.clock.now, self.say)
+        return with_retries(call, rules, self.pause, self.clock.now, self.say)
 
     def delete_when_free(self, call: Callable[[], object], *gone: str) -> None:
         """A delete (or detach) that waits out "still in use" (STILL_IN_USE); a `gone` code means already done."""
@@ -122,8 +134,9 @@ class StepContext:
         return None if recorded is None or PLANNED in recorded else recorded
 
     def remember(self, step: str, ids: Ids) -> None:
-        """Record identifiers and save at once, so a crash cannot lose a created resource."""
-        self.ledger.record(step, ids)
+        """Record identifiers and save at once, so a crash cannot lose a created resource; a new step takes its
+        place in the stack's order (`order`), whenever it finished."""
+        self.ledger.record(step, ids, self.order)
 
     def mark_created(self, step: str) -> None:
         """The runner notes that this run created the step's resource just now."""
@@ -192,13 +205,13 @@ class StepContext:
     def _pause(self, what: str, started: float, seconds: float) -> None:
         """Sleep until the next poll; on a terminal, show the elapsed time every second meanwhile."""
         if not self.output.terminal:
-            self.clock.sleep(seconds)
+            self.pause(seconds)
             return
         remaining = seconds
         while remaining > 0:
             self.output.live(f"  waiting for {what}: {self.clock.now() - started:.0f} s elapsed")
             step = min(1.0, remaining)
-            self.clock.sleep(step)
+            self.pause(step)
             remaining -= step
         self.output.live("")
 
@@ -237,9 +250,9 @@ class Step(ABC, Generic[LiveT]):
 
     name: str
     resource: str
-    # Runs beside the other steps (it needs only what comes before it); steps listed in
-    # another step's `needs` are waited for before that step starts.
-    background: bool = False
+    # Told to stop when its run stops (ctx.images.cancel), it records nothing afterwards: a failing run does not
+    # wait for it to end (deployer/parallel.py, Stopping.abandon).
+    cancellable: bool = False
     # The steps this one relies on: every step whose identifiers it reads (StepContext.ids, recorded, fresh) when
     # it is checked, created, converged, waited for or deleted, and every step AWS requires to exist first (said
     # where declared). Named directly, not through another need; a step the settings turn off counts as done.

@@ -302,7 +302,6 @@ class CertificateStep(Step["CertificateDetailTypeDef"]):
 
     name = CERTIFICATE_STEP
     resource = "ACM certificate"
-    background = True  # requested early: ACM validates while the load balancer is made
 
     def wanted(self, settings: Settings) -> bool:
         return settings.managed_dns

@@ -304,7 +304,6 @@ class ValidationRecordStep(RecordStep):
 
     name = "validation-record"
     resource = "DNS validation record"
-    background = True
     needs = (CERTIFICATE_STEP,)
 
     def wanted(self, settings: Settings) -> bool:
@@ -349,7 +348,7 @@ class ValidationRecordStep(RecordStep):
         return Converged(made.get("ids", ids), changes)
 
     def wait(self, ctx: StepContext, ids: Ids) -> None:
-        """Until ACM has seen the record and issued the certificate (in the background, beside the NLB)."""
+        """Until ACM has seen the record and issued the certificate (beside the NLB: only the TLS listener needs it)."""
         certificates.wait_issued(ctx, ctx.ids(CERTIFICATE_STEP)["arn"])
 
     def remove(self, ctx: StepContext, ids: Ids) -> str | None:

@@ -49,7 +49,7 @@ SCAN_THRESHOLD = "scan_threshold"
 class ImageStep(Step[Ids]):
     name = "image"
     resource = "container image"
-    background = True  # a build and push take minutes and need only the repository
+    cancellable = True  # a build and push take minutes; cancelled, nothing is pushed or recorded (ImageBuilder)
     needs = ("repository",)  # pushed there, and scanned there (`_target`)
 
     def find_recorded(self, ctx: StepContext, ids: Ids) -> Existing[Ids] | None:

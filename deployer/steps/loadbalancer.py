@@ -461,15 +461,15 @@ class HttpsListenerStep(PortListener):
     UnsupportedCertificate ("... must have a fully-qualified domain name, a supported signature, and a supported
     key size"), a code missing from botocore's CreateListener errors and a message that does not say "not issued"
     (DataBiosphere/azul#8321: a listener created 17 s before the certificate's IssuedAt). The wait runs in the
-    background step `validation-record` while the NLB provisions; here it is one look (certificates.wait_issued).
+    step `validation-record` while the NLB provisions; here it is one look (certificates.wait_issued).
 
     No AlpnPolicy: the NLB does not translate HTTP/2, and the site's server speaks HTTP/1.1 only.
     """
 
     name = "https-listener"
     resource = "TLS listener"
-    # The certificate must be ISSUED: `validation-record` waits for that (the runner joins that background step
-    # here). ACM refuses to delete a certificate a listener uses, so teardown deletes the listener first.
+    # The certificate must be ISSUED: `validation-record` waits for that (this step starts once
+    # it has). ACM refuses to delete a certificate a listener uses, so teardown deletes the listener first.
     needs = ("load-balancer", "target-group", "certificate", "validation-record")
 
     def port(self, settings: Settings) -> int:
