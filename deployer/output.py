@@ -11,13 +11,14 @@ something to say; nothing else prints. The modes keep stdout machine-readable:
 * `quiet`: errors only, plus the one line a script wants (provision's URL).
 
 `--verbose` adds detail lines (the Docker engine's raw build and push stream). Errors
-always go to stderr. Threads (the background image build) write through the same lock,
-so lines never interleave.
+always go to stderr. Threads (the steps running at once) write through the same lock,
+so lines never interleave; each thread has its own part of the live line.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -49,6 +50,7 @@ class Output:
         self._stdin = stdin or sys.stdin
         self._lock = threading.RLock()
         self._live_shown = False
+        self._live_parts: dict[int, str] = {}  # each thread's part of the live line
         self._progress = {"text": self._stdout, "json": self._stderr, "quiet": None}[mode]
         self.terminal = self._progress is not None and _isatty(self._progress)
 
@@ -70,13 +72,28 @@ class Output:
         self._write(self._stderr, f"error: {text}")
 
     def live(self, text: str) -> None:
-        """On a terminal, replace the live line with `text` ("" clears it); elsewhere nothing."""
+        """On a terminal, set this thread's part of the live line to `text` ("" removes it); elsewhere nothing.
+
+        Steps run at once (deployer/parallel.py): the runner shows what runs, a step its wait, the image its
+        push; the line shows every thread's part, joined, cut to the terminal's width so it never wraps (a
+        wrapped line could not be rewritten in place)."""
         if not self.terminal or self._progress is None:
             return
         with self._lock:
-            self._progress.write("\r\033[K" + text)
-            self._progress.flush()
-            self._live_shown = bool(text)
+            key = threading.get_ident()
+            if text:
+                self._live_parts[key] = text
+            else:
+                self._live_parts.pop(key, None)
+            self._show_live()
+
+    def _show_live(self) -> None:
+        assert self._progress is not None
+        width = shutil.get_terminal_size().columns - 1
+        shown = " | ".join(self._live_parts.values())[:width]
+        self._progress.write("\r\033[K" + shown)
+        self._progress.flush()
+        self._live_shown = bool(shown)
 
     def bar(self, label: str, done: int, total: int) -> None:
         """A live byte progress bar, e.g. for an image push."""
@@ -120,6 +137,8 @@ class Output:
             self._clear_live()
             stream.write(text + "\n")
             stream.flush()
+            if self._live_parts and self.terminal:  # the other threads' parts stay shown under the new line
+                self._show_live()
 
     def _clear_live(self) -> None:
         if self._live_shown and self._progress is not None:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import shutil
+import threading
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from deployer import runner
+from deployer.output import Output
 from deployer.runner import PHASES, RunReport, StepReport
 from deployer.stack import build_steps
 from deployer.steps.base import StepContext
@@ -63,3 +70,25 @@ def test_text_output_ends_with_the_time_by_phase(server: MotoServer, run_script:
     lines = result.stdout.strip().splitlines()
     assert lines[-2].startswith("Time by phase: network ") and "health" in lines[-2]
     assert lines[-1].startswith("Site URL: http://")
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_live_line_shows_every_threads_part_and_never_wraps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps run at once: the runner's "running: ..." and a step's wait share the one live line."""
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda: os.terminal_size((41, 24)))
+    stream = Tty()
+    output = Output("text", stdout=stream)
+    output.live("running: vpc, repository")
+    waiter = threading.Thread(target=output.live, args=("waiting for the NLB: 3 s elapsed",))
+    waiter.start()
+    waiter.join()
+    shown = stream.getvalue().split("\r\033[K")[-1]
+    assert shown == "running: vpc, repository | waiting for t"  # both parts, cut to 40 columns
+    output.line("vpc created")
+    assert stream.getvalue().endswith("vpc created\n\r\033[Krunning: vpc, repository | waiting for t")
+    output.live("")
+    assert stream.getvalue().split("\r\033[K")[-1] == "waiting for the NLB: 3 s elapsed"
