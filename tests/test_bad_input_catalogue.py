@@ -363,6 +363,21 @@ CATALOGUE: list[Case] = [
         ("--lock-timeout -1 is negative", "Where: command line", "Pass 0 or more seconds"),
     ),
     Case(
+        "parallelism-zero",
+        "flags",
+        PROVISION,
+        provision_args("--parallelism", "0"),
+        ("Invalid setting 'parallelism': 0 is outside 1-16", "Use a value in that range"),
+    ),
+    Case(
+        "teardown-parallelism-too-high",
+        "flags",
+        TEARDOWN,
+        ("--yes", "--parallelism", "17"),
+        ("--parallelism 17 is outside 1-16", "Where: command line", "Use a value in that range"),
+        state=state_json(),
+    ),
+    Case(
         "domain-with-local",
         "flags",
         PROVISION,

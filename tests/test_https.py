@@ -14,6 +14,8 @@ import pytest
 
 from deployer import cost, runner
 from deployer.errors import DeployerError
+from deployer.parallel import Scheduler
+from deployer.stack import build_steps
 from deployer.steps.base import StepContext
 from tests.conftest import DOMAIN, CallLog, FakeSite, hosted_zone
 from tests.faults import inject_errors
@@ -100,16 +102,20 @@ def test_adding_then_removing_the_domain(https: StepContext, calls: CallLog) -> 
 
 
 def test_teardown_of_a_stack_that_got_its_domain_later(https: StepContext) -> None:
-    """The certificate and the redirect target group are recorded after the service and the listeners
-    that use them; teardown still deletes those first (the stack's order reversed, not creation order)."""
+    """The certificate and the redirect target group are created after the service and the listeners that
+    use them; the state records them in the stack's order all the same, and teardown deletes their users first
+    (the graph reversed, not creation order)."""
     plain = replace(https, settings=replace(https.settings, domain=None))
     before = inventory(plain.clients)
     runner.provision(plain, wait=False)
     runner.provision(https, wait=False)
     recorded = [record.step for record in https.state.resources]
-    assert recorded.index("certificate") > recorded.index("service")
-    assert recorded.index("redirect-target-group") > recorded.index("service")
-    runner.teardown(https)
+    assert recorded == [step.name for step in build_steps() if step.name in recorded]
+    assert recorded.index("certificate") < recorded.index("service")
+    events: list[tuple[str, str]] = []
+    runner.teardown(https, Scheduler(observe=lambda event, step: events.append((event, step))))
+    assert events.index(("finish", "service")) < events.index(("start", "redirect-target-group"))
+    assert events.index(("finish", "https-listener")) < events.index(("start", "certificate"))
     assert inventory(https.clients) == before
 
 
