@@ -36,6 +36,7 @@ from deployer.steps.base import REGION_TAG, STACK_TAG, Step, StepContext
 from deployer.steps.ecs import ClusterStep, ServiceStep
 from tests.conftest import ACCOUNT, IMAGE, REGION, TEST_CLIENT_CONFIG, CallLog, MotoServer, RunScript, make_context
 from tests.faults import inject_errors
+from tests.inventory import inventory
 from tests.rollouts import Rollout
 from tests.steps_helpers import provision_through
 
@@ -149,15 +150,22 @@ def test_sweep_skips_a_same_named_resource_without_our_tags(ctx: StepContext, st
 def test_a_repository_made_by_hand_with_the_stacks_name_survives_provision_and_sweep(
     ctx: StepContext, calls: CallLog
 ) -> None:
+    """Refused, never adopted or changed. Steps that need nothing of the repository may have run beside it
+    (the graph runner): what they made is recorded, and a teardown leaves only the user's repository."""
     ecr = ctx.clients.ecr
+    before = inventory(ctx.clients)
     ecr.create_repository(repositoryName=ctx.settings.names.repository)  # someone else's, no tags
     calls.clear()
     with pytest.raises(ForeignResourceError, match="ECR repository test-site"):
         runner.provision(ctx, wait=False)
-    assert calls.changing() == []
+    assert not [call for call in calls.changing() if call[0] == "ecr"], "the repository was touched"
+    assert ctx.state.get("repository") is None
     skipped = runner.discover(_lost(ctx))
     assert [foreign.step for foreign in skipped] == ["repository"]
+    runner.teardown(ctx)
     assert ecr.describe_repositories(repositoryNames=["test-site"])["repositories"]
+    ecr.delete_repository(repositoryName="test-site")
+    assert inventory(ctx.clients) == before
 
 
 def test_resources_with_our_tags_are_still_adopted(ctx: StepContext, calls: CallLog) -> None:

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from deployer import retry, runner
 from deployer.errors import AwsCallError, DeployerError
+from deployer.parallel import Scheduler
 from deployer.retry import Retry, with_retries
 from deployer.steps.base import StepContext
 from tests.conftest import FakeClock
@@ -112,8 +113,8 @@ def test_permanent_errors_fail_at_once(
     ctx: StepContext, clock: FakeClock, service: str, operation: str, code: str, message: str
 ) -> None:
     injected = inject_errors(client_of(ctx, service), operation, code, message, times=100)
-    with pytest.raises(AwsCallError) as failure:
-        runner.provision(ctx, wait=False)
+    with pytest.raises(AwsCallError) as failure:  # one step at a time: both subnets would fail alike at once
+        runner.provision(ctx, wait=False, scheduler=Scheduler(slots=1))
     assert injected.served == 1, "no retry storm"
     assert clock.slept == []
     assert failure.value.code == code
