@@ -9,11 +9,11 @@ tail, `deployer-tail-load-balancer`) must not hold up the listener or the servic
 one slot (`Scheduler(slots=1)`) one step runs after another in the stack's order.
 
 So that the overlap shows however fast or slow the machine is, three races are pinned
-(each for at most 10 s): the first CreateVpc is held until the build has started (the
-image step starts only once the repository exists, and a warm emulator can beat it to
-CreateVpc), the build lasts at least 0.5 s and, beyond that, until the other steps have
-made the calls checked below, and the load balancer's wait lasts until the service was
-created. A runner that did not overlap would run the whole build before CreateVpc (or
+(each for at most 10 s): the first call of each operation checked below is held until the
+build has started (the image step starts only once the repository exists, and a warm
+emulator can beat it to CreateVpc or CreateRole), the build lasts at least 0.5 s and, beyond
+that, until the other steps have made those calls, and the load balancer's wait lasts until
+the service was created. A runner that did not overlap would run the whole build before CreateVpc (or
 every other call after it); one that waited for the load balancer in place would create
 the service only after the wait: the assertions below would fail.
 """
@@ -46,6 +46,16 @@ STEP_THREAD = "deployer-step-"
 BALANCER_TAIL = "deployer-tail-load-balancer"
 MIN_BUILD_SECONDS = 0.5
 HOLD_CAP_SECONDS = 10.0
+
+
+# Calls of steps that do not need the image, and the steps that make them: each comes while it builds.
+DURING_THE_BUILD = {
+    "CreateVpc": ("vpc",),
+    "CreateSubnet": ("subnet-1", "subnet-2"),
+    "CreateRole": ("flow-logs-role", "execution-role", "task-role"),
+    "CreateTargetGroup": ("target-group",),
+    "CreateLoadBalancer": ("load-balancer",),
+}
 
 
 @dataclass(frozen=True)
@@ -154,7 +164,8 @@ def recorder(ctx: StepContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[Reco
 def built(ctx: StepContext, recorder: Recorder, scheduler: Scheduler = DEFAULT_SCHEDULER) -> SlowBuilder:
     overlapping = scheduler.slots > 1
     builder = SlowBuilder(hold_until=recorder.all_seen(list(DURING_THE_BUILD)) if overlapping else None)
-    recorder.gates["CreateVpc"] = builder.started
+    for operation in DURING_THE_BUILD:
+        recorder.gates[operation] = builder.started
     # The image is built from website/ (its Dockerfile must exist, as validate checks); the build arguments
     # do not matter: the fake builder never runs Docker. A chosen BASE_IMAGE keeps deployer/baseimage.py
     # from asking the engine whether it holds the Dockerfile's default base.
@@ -164,16 +175,6 @@ def built(ctx: StepContext, recorder: Recorder, scheduler: Scheduler = DEFAULT_S
     assert builder.builds == 1
     assert builder.pushes == 1
     return builder
-
-
-# Calls of steps that do not need the image, and the steps that make them: each comes while it builds.
-DURING_THE_BUILD = {
-    "CreateVpc": ("vpc",),
-    "CreateSubnet": ("subnet-1", "subnet-2"),
-    "CreateRole": ("flow-logs-role", "execution-role", "task-role"),
-    "CreateTargetGroup": ("target-group",),
-    "CreateLoadBalancer": ("load-balancer",),
-}
 
 
 def test_other_steps_call_aws_while_the_image_builds(ctx: StepContext, serving: Rollout, recorder: Recorder) -> None:
