@@ -145,14 +145,18 @@ def measure(args: argparse.Namespace, output: common.BenchOutput) -> common.Resu
     }
     rows = [f"wall seconds, medians of {args.rounds} (the default stack, moto on loopback):"]
     rows.append(f"  {'phase':<13} {'graph':>7} {'slots=1':>8} {'Ansible':>8} {'x (graph)':>10} {'x (slots=1)':>12}")
-    rows[-1] += f" {'context':>8}"
+    rows[-1] += f" {'context':>8} {'run: graph':>11} {'slots=1':>8}"
     for phase in PHASES:
         graph, single, ansible = medians["graph"][phase], medians["slots=1"][phase], ANSIBLE_SECONDS[phase]
         rows.append(f"  {phase:<13} {graph:>7.2f} {single:>8.2f} {ansible:>8.1f} ")
         context = statistics.median(r[CONTEXT + phase] for rounds in runs.values() for r in rounds)
         rows[-1] += f"{ansible / graph:>10.1f} {ansible / single:>12.1f} {context:>8.2f}"
-    rows.append("  (context: the part of each phase that built the session, the clients, the identity and the state")
-    rows[-1] += ", median of both schedulers' rounds)"
+        alone = {
+            name: statistics.median(r[phase] - r[CONTEXT + phase] for r in rounds) for name, rounds in runs.items()
+        }
+        rows[-1] += f" {alone['graph']:>11.2f} {alone['slots=1']:>8.2f}"
+    rows.append("  (context: the part of each phase that built the session, the clients, the identity and the state,")
+    rows[-1] += " median of both schedulers' rounds; run: the rest, the runner's, medians)"
     for name, rounds in runs.items():
         rows.append(
             f"  all rounds, {name}: "
