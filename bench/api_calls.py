@@ -8,8 +8,12 @@ What it measures
     CLI makes that call too -- and a state.json), then `runner.provision(ctx, wait=True)`
     or `runner.teardown(ctx)`. A botocore `before-call` handler on the session sees
     every call once (waiters included, botocore's own retries not). A call is
-    "changing" unless its operation starts with Describe, List or Get; calls are
-    attributed to steps from the runner's progress lines.
+    "changing" unless its operation starts with Describe, List or Get. A call is
+    attributed to the step whose thread made it (deployer/parallel.py runs each step, and
+    its deferred wait, on a thread named deployer-step-<name> or deployer-tail-<name>); the
+    main thread's calls are labelled by when they came: the identity, the state's bucket and
+    lock, the runner's checks before the steps (the zones), the state's deletion and unlock.
+    The runner runs as the CLI does by default: the graph, several steps at once.
 
     AWS is a moto server on loopback with fake credentials (`bench.common.moto_server`).
     A few uncounted reads first make moto build its backends (IAM's managed policies),
@@ -66,32 +70,44 @@ IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
 PHASES = ("provision", "no-op re-run", "teardown")
 S3_STATE = "s3://bench-site-team-state/bench-site/state.json"
 RENEWER_THREAD = "state-lock-lease"  # deployer/s3state.py's _Renewer: its calls are counted apart
+STEP_THREADS = ("deployer-step-", "deployer-tail-")  # deployer/parallel.py's threads, named after their step
+RUNNER_CHECKS = "(runner's main thread: checks before the steps, outputs saved after)"
 EXTRA_PER_SAVE = 2
 NOOP_EXTRA = 4
 
 
 class Phase:
-    """The calls of one phase, in order, and how many each step made (a step's progress line ends it)."""
+    """The calls of one phase, in order, and how many each step made (by the thread that made it)."""
 
     def __init__(self, name: str) -> None:
         self.name, self.seconds, self.calls, self.by_step = name, 0.0, list[tuple[str, str]](), Counter[str]()
         self.outcomes: dict[str, str] = {}
         self.saves, self.renewals = 0, 0
-        self._attributed, self._steps = 0, frozenset(steps_by_name())
+        self._main = 0  # the main thread's calls since the last `close`
+        self._steps = frozenset(steps_by_name())
+        self._lock = threading.Lock()  # steps call from several threads at once
 
     def before_call(self, model: OperationModel, **_: Any) -> None:
-        if threading.current_thread().name == RENEWER_THREAD:
-            self.renewals += 1
-            return
-        self.calls.append((model.service_model.service_name, model.name))
+        thread = threading.current_thread().name
+        with self._lock:
+            if thread == RENEWER_THREAD:
+                self.renewals += 1
+                return
+            self.calls.append((model.service_model.service_name, model.name))
+            step = next((thread.removeprefix(p) for p in STEP_THREADS if thread.startswith(p)), None)
+            if step is None:
+                self._main += 1
+            elif step not in self._steps:
+                raise common.BenchError(f"a call from thread {thread}, which names no step")
+            else:
+                self.by_step[step] += 1
 
     def close(self, label: str) -> None:
-        self.by_step[label] += len(self.calls) - self._attributed
-        self._attributed = len(self.calls)
-
-    def listen(self, line: str) -> None:
-        if line.split(" ", 1)[0] in self._steps:
-            self.close(line.split(" ", 1)[0])
+        """The main thread's calls since the last close were `label`'s."""
+        with self._lock:
+            if self._main:
+                self.by_step[label] += self._main
+            self._main = 0
 
     @property
     def changing(self) -> int:
@@ -113,7 +129,7 @@ class Phase:
 
 def run_phase(name: str, settings: Settings, state_path: Path, echo: bool) -> Phase:
     phase = Phase(name)
-    output = common.BenchOutput(echo, listen=phase.listen)
+    output = common.BenchOutput(echo)
     output.line(f"== {name}")
 
     def run() -> runner.RunReport:
@@ -122,7 +138,7 @@ def run_phase(name: str, settings: Settings, state_path: Path, echo: bool) -> Ph
         return runner.teardown(ctx) if name == "teardown" else runner.provision(ctx, wait=True)
 
     phase.seconds, report = common.timed(run)
-    phase.close("(after the steps)")
+    phase.close(RUNNER_CHECKS)
     phase.outcomes = {line.step: line.outcome for line in report.steps}
     return phase
 
@@ -131,7 +147,7 @@ def run_s3_phase(name: str, settings: Settings, scratch: Path, echo: bool) -> Ph
     """One phase with the state in S3, in deployer/cli.py's order: the identity, the lock (the bucket created
     on provision's first run), the state loaded, the steps saving into S3; teardown deletes the state."""
     phase = Phase(f"{name}, S3 state")
-    output = common.BenchOutput(echo, listen=phase.listen)
+    output = common.BenchOutput(echo)
     output.line(f"== {phase.name}")
 
     def run() -> runner.RunReport:
@@ -150,10 +166,10 @@ def run_s3_phase(name: str, settings: Settings, scratch: Path, echo: bool) -> Ph
             state = store.load() or State(settings.stack, local.clients.region, local.account_id)
             phase.close("(state: bucket, lock, load)")
             ctx = replace(local, ledger=Ledger(state, save))
-            if name != "teardown":
-                return runner.provision(ctx, wait=True)
-            report = runner.teardown(ctx)
-            store.delete()
+            report = runner.teardown(ctx) if name == "teardown" else runner.provision(ctx, wait=True)
+            phase.close(RUNNER_CHECKS)
+            if name == "teardown":
+                store.delete()
             return report
 
     phase.seconds, report = common.timed(run)

@@ -1,11 +1,14 @@
-"""Ctrl-C and failures while the image builds in the background (issue 9, defect 1): the run ends at once.
+"""Ctrl-C and failures while the image builds beside the other steps (issue 9, defect 1; issue 15): the run ends
+at once.
 
 * Ctrl-C: provision.py runs as a user runs it, against the moto server, with a slow fake
   build (tests/slow_build_provision.py, no Docker). SIGINT 1 s into the build must end the
   process with exit 130 within 2 s; nothing is pushed afterwards, and the state file on
-  disk records what was created so far.
-* A failure: in-process, a later step's permanent AWS error while a slow fake build runs
-  is raised at once, not when the build would have ended; nothing is pushed.
+  disk records what was created so far. (tests/test_parallel.py interrupts it with several steps in flight
+  and compares the state with what the emulator holds.)
+* A failure: in-process, another step's permanent AWS error while a slow fake build runs
+  is raised at once, not when the build would have ended: the image step is abandoned (`Step.cancellable`:
+  told to stop, it records nothing), its build told to stop, and nothing is pushed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -34,6 +37,8 @@ BUILD_SECONDS = 10.0
 INTERRUPT_AFTER_SECONDS = 1.0
 EXIT_WITHIN_SECONDS = 2.0
 START_CAP_SECONDS = 60.0
+# A chosen base keeps deployer/baseimage.py from asking the (absent) engine for the default one.
+FAKE_BASE = '[build_args]\nBASE_IMAGE = "fake/base:1"\n'
 
 
 def wait_for(path: Path, process: subprocess.Popen[str], cap: float) -> None:
@@ -48,19 +53,19 @@ def wait_for(path: Path, process: subprocess.Popen[str], cap: float) -> None:
         time.sleep(0.02)
 
 
-def test_ctrl_c_while_the_image_builds_exits_130_at_once_and_pushes_nothing(server: MotoServer, tmp_path: Path) -> None:
+def slow_provision(server: MotoServer, tmp_path: Path, config: str) -> tuple[subprocess.Popen[str], Path]:
+    """provision.py with the slow fake build (tests/slow_build_provision.py), `config` as its deploy.toml;
+    returns the process and the folder of the build's markers."""
     markers = tmp_path / "markers"
     markers.mkdir()
-    config = tmp_path / "deploy.toml"
-    # A chosen base keeps deployer/baseimage.py from asking the (absent) engine for the default one.
-    config.write_text('[build_args]\nBASE_IMAGE = "fake/base:1"\n')
+    (tmp_path / "deploy.toml").write_text(config)
     env = {
         **script_env(server, tmp_path),
         "SLOW_BUILD_MARKERS": str(markers),
         "SLOW_BUILD_SECONDS": str(BUILD_SECONDS),
     }
     process = subprocess.Popen(
-        [sys.executable, str(PROJECT_DIR / "tests" / "slow_build_provision.py"), "--config", str(config)],
+        [sys.executable, str(PROJECT_DIR / "tests" / "slow_build_provision.py"), "--config", "deploy.toml"],
         cwd=tmp_path,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -68,11 +73,27 @@ def test_ctrl_c_while_the_image_builds_exits_130_at_once_and_pushes_nothing(serv
         stderr=subprocess.PIPE,
         text=True,
     )
+    return process, markers
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """How a process ended after SIGINT: its exit code, how long after the signal, what it wrote."""
+
+    code: int | None
+    seconds: float
+    out: str
+    err: str
+
+    def __str__(self) -> str:
+        return f"exit {self.code} after {self.seconds:.2f} s\nstdout:\n{self.out}\nstderr:\n{self.err}"
+
+
+def interrupt(process: subprocess.Popen[str]) -> Interrupted:
+    """Send SIGINT (as Ctrl-C does) and wait for the process to end (killed if it has not within the build's
+    time: the assertions then fail on the time)."""
+    assert process.poll() is None, "provision ended before the interrupt"
     try:
-        wait_for(markers / "building", process, START_CAP_SECONDS)
-        build_started = time.monotonic()
-        time.sleep(INTERRUPT_AFTER_SECONDS)
-        assert process.poll() is None, "provision ended before the interrupt"
         process.send_signal(signal.SIGINT)
         interrupted = time.monotonic()
         try:
@@ -80,16 +101,30 @@ def test_ctrl_c_while_the_image_builds_exits_130_at_once_and_pushes_nothing(serv
         except subprocess.TimeoutExpired:
             process.kill()
             out, err = process.communicate()
-        elapsed = time.monotonic() - interrupted
+        return Interrupted(process.returncode, time.monotonic() - interrupted, out, err)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
 
-    context = f"exit {process.returncode} after {elapsed:.2f} s\nstdout:\n{out}\nstderr:\n{err}"
-    assert process.returncode == 130, context
-    assert elapsed <= EXIT_WITHIN_SECONDS, context
-    assert "interrupted" in err and "Traceback" not in err, context
+
+def assert_ended_at_once(ended: Interrupted) -> None:
+    assert ended.code == 130, ended
+    assert ended.seconds <= EXIT_WITHIN_SECONDS, ended
+    assert "interrupted" in ended.err and "Traceback" not in ended.err, ended
+
+
+def test_ctrl_c_while_the_image_builds_exits_130_at_once_and_pushes_nothing(server: MotoServer, tmp_path: Path) -> None:
+    process, markers = slow_provision(server, tmp_path, FAKE_BASE)
+    try:
+        wait_for(markers / "building", process, START_CAP_SECONDS)
+    except BaseException:
+        interrupt(process)
+        raise
+    build_started = time.monotonic()
+    time.sleep(INTERRUPT_AFTER_SECONDS)
+    ended = interrupt(process)
+    assert_ended_at_once(ended)
 
     # Until well after the build would have ended: nothing is pushed.
     time.sleep(max(0.0, build_started + BUILD_SECONDS + 2.0 - time.monotonic()))
@@ -119,6 +154,7 @@ class StubbornBuilder(ImageBuilder):
         self.release = threading.Event()
         self.finished = threading.Event()
         self.cancelled_at = 0.0
+        self.thread = ""
 
     def cancel(self) -> None:
         self.cancelled_at = time.monotonic()
@@ -128,6 +164,7 @@ class StubbornBuilder(ImageBuilder):
         return None
 
     def build(self, spec: BuildSpec, reference: str) -> None:
+        self.thread = threading.current_thread().name
         self.started.set()
         try:
             ends = time.monotonic() + self.seconds
@@ -144,6 +181,8 @@ class StubbornBuilder(ImageBuilder):
 
 
 def test_a_step_failure_while_the_image_builds_is_reported_at_once(ctx: StepContext) -> None:
+    """The VPC step fails while the image step's build runs on its own thread: the run does not wait for the
+    build (the image step is abandoned), tells it to stop, and the push never happens."""
     builder = StubbornBuilder(seconds=5.0)
 
     def once_building(model: OperationModel, **_: Any) -> None:
@@ -161,12 +200,13 @@ def test_a_step_failure_while_the_image_builds_is_reported_at_once(ctx: StepCont
             runner.provision(building)
         failed = time.monotonic()
         assert raised.value.step == "vpc"
+        assert builder.thread == "deployer-step-image"
         assert builder.started.is_set() and not builder.finished.is_set(), "the failure came outside the build"
         assert failed - started < 2.0, f"the failure was reported after {failed - started:.2f} s"
-        assert builder.cancelled_at, "the background build was not told to stop"
+        assert builder.cancelled_at, "the build was not told to stop"
     finally:
         builder.release.set()
         assert builder.finished.wait(10)
-    time.sleep(0.3)  # the background thread's push attempt, if any
+    time.sleep(0.3)  # the image step's push attempt, if any
     assert builder.pushes == 0
     assert ctx.state.get("image") is None
