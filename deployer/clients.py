@@ -9,6 +9,10 @@ they receive an `AwsClients`, so tests can hand them clients with hooks attached
 from __future__ import annotations
 
 import os
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
@@ -17,7 +21,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
-from deployer.errors import AwsSetupError
+from deployer.errors import AwsSetupError, StoppedError
 
 if TYPE_CHECKING:
     from mypy_boto3_acm import ACMClient
@@ -187,3 +191,27 @@ def connect(region: str | None) -> Connection:
     session = create_session(region)
     clients = build_clients(session)
     return Connection(clients, account_id(clients), session.get_partition_for_region(clients.region))
+
+
+@contextmanager
+def refused_once_stopped(clients: AwsClients, stop: threading.Event) -> Iterator[None]:
+    """While the block runs, once `stop` is set no stack call leaves: each raises StoppedError before it is sent.
+
+    A run that stops (a failed step, a Ctrl-C; deployer/parallel.py) lets its running steps end after the call
+    they are in, so the resource that call made is recorded and none is made after it. The S3 client is left
+    alone: it keeps the state (saves, the lock's release) and belongs to no step.
+    """
+    hook = f"deployer-stop-{uuid.uuid4()}"
+
+    def refuse(**_: object) -> None:
+        if stop.is_set():
+            raise StoppedError("the run is stopping")
+
+    stack = [client for client in clients.every() if client is not clients.s3]
+    for client in stack:
+        client.meta.events.register("before-call", refuse, unique_id=hook)
+    try:
+        yield
+    finally:
+        for client in stack:
+            client.meta.events.unregister("before-call", unique_id=hook)

@@ -10,15 +10,17 @@ few seconds), and the run ends when every step and every tail has ended; the ste
 wait for its tail.
 
 Failures: the first failure stops new starts; `Stopping.event` is set so that running steps and tails end at
-their next wait or retry pause (`StepContext.pause`), and the main thread waits for them, so their last records
-are saved; a step that records nothing once told to stop (the image build, cancelled) is not waited for. Then
-one error: the failure itself when there is one (its message and exit code unchanged), else `StepsFailedError`
-naming every one. A bug (an exception that is not a `DeployerError`) or a
-process-level exception (a `BaseException` such as a simulated crash) is raised as it is, after the wait.
+their next AWS call (deployer/clients.py, refused_once_stopped) or wait or retry pause (`StepContext.pause`),
+and the main thread waits for them, so their last records are saved; a step that records nothing once told to
+stop (the image build, cancelled) is not waited for. Then one error: the failure itself when there is one (its
+message and exit code unchanged), else `StepsFailedError` naming every one. A bug (an exception that is not a
+`DeployerError`) or a process-level exception (a `BaseException` such as a simulated crash) is raised as it
+is, after the wait.
 
-Interrupts: Ctrl-C reaches the main thread, which waits on the queue in 0.1 s slices, so it gets out at once;
-`Stopping.event` is set and nothing waits for the daemon threads (the command then exits: see deployer/cli.py).
-Everything a step created was recorded when AWS answered (`StepContext.remember`), so the state holds it.
+Interrupts: Ctrl-C reaches the main thread, which waits on the queue in 0.1 s slices, so it sees it at once;
+`Stopping.event` is set, and the running steps get up to `SETTLE_SECONDS` to end (a step that AWS has just
+answered records what it made, `StepContext.remember`, then ends at its next pause), so the state holds every
+resource that exists; then the command exits (deployer/cli.py) without waiting for the daemon threads.
 
 Why threads and a bound: the work is waiting on AWS (HTTP calls and polls), which threads overlap well. The
 bound keeps the run far from AWS's per-account request rates, which apply per API and per Region: EC2's
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -49,6 +52,9 @@ from deployer.settings import DEFAULT_PARALLELISM as DEFAULT_SLOTS
 
 # How often the main thread looks up from the queue: the bound on how late it sees a Ctrl-C.
 TICK_SECONDS = 0.1
+# After a Ctrl-C, how long the running steps get to record what AWS already made for them (a call answered a
+# moment ago) before the command exits; inside the 2 s within which a Ctrl-C must end the command.
+SETTLE_SECONDS = 1.0
 
 Event = Literal["start", "finish"]
 # A step's work: run it, and hand back its tail (a wait nothing else needs) or None.
@@ -169,6 +175,16 @@ class _Run:
         """The running steps the walk waits for: all of them, or once stopping, all but the abandoned ones."""
         return self.running - self.stopping.abandon if self.failures else self.running
 
+    def _settle(self, until: float) -> None:
+        """After an interrupt: take outcomes until the running steps (but the abandoned) and tails have ended, or
+        `until` (time.monotonic). A step ends at its next pause, once its last call's answer is recorded."""
+        while (self.running - self.stopping.abandon) or self.tails:
+            try:
+                outcome = self.outcomes.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                return
+            (self.tails if outcome.tail else self.running).discard(outcome.name)
+
     def _stop(self) -> None:
         if not self.stopping.event.is_set():
             self.stopping.event.set()
@@ -200,6 +216,7 @@ def run(graph: Graph, work: Work, scheduler: Scheduler, stopping: Stopping) -> N
         walk.walk()
     except BaseException:
         walk._stop()
+        walk._settle(time.monotonic() + SETTLE_SECONDS)  # a second Ctrl-C here still gets out at once
         raise
     finally:
         stopping.live("")

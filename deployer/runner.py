@@ -30,7 +30,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deployer import parallel
-from deployer.clients import error_code, error_message
+from deployer.clients import error_code, error_message, refused_once_stopped
 from deployer.errors import AwsCallError, AwsSetupError, DeployerError, ForeignResourceError
 from deployer.graph import Graph, graph_of, provision_graph, teardown_graph
 from deployer.parallel import DEFAULT_SCHEDULER, Scheduler
@@ -158,9 +158,11 @@ def provision(ctx: StepContext, wait: bool = True, scheduler: Scheduler = DEFAUL
 def _walk(
     ctx: StepContext, graph: Graph, work: parallel.Work, scheduler: Scheduler, abandon: frozenset[str] = frozenset()
 ) -> None:
-    """Run the graph; when the run stops (a failure, an interrupt) an image build is told to stop too."""
+    """Run the graph; when the run stops (a failure, an interrupt) no step's AWS call leaves any more and an image
+    build is told to stop too."""
     cancel = ctx.images.cancel if ctx.images is not None else lambda: None
-    parallel.run(graph, work, scheduler, parallel.Stopping(ctx.stop, ctx.output.live, cancel, abandon))
+    with refused_once_stopped(ctx.clients, ctx.stop):
+        parallel.run(graph, work, scheduler, parallel.Stopping(ctx.stop, ctx.output.live, cancel, abandon))
 
 
 def _provision_work(
