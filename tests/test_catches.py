@@ -22,6 +22,7 @@ from botocore.model import OperationModel
 
 from deployer import cli, local, runner
 from deployer.images import BuildSpec, ImageBuilder, RegistryAuth
+from deployer.parallel import Scheduler
 from deployer.settings import Settings
 from deployer.stack import build_steps
 from deployer.state import StateFile
@@ -64,7 +65,7 @@ def test_teardown_crash_leaves_a_state_file_without_the_resources_already_delete
     # Teardown goes newest first: service ... target-group, then the task role (IAM's first change).
     ctx.clients.iam.meta.events.register("before-call", crash_on_iam_change)
     with pytest.raises(Crash):
-        runner.teardown(ctx)
+        runner.teardown(ctx, Scheduler(slots=1))  # one at a time, so exactly the steps before the role are gone
 
     kept = STEP_ORDER[: STEP_ORDER.index("task-role") + 1]
     assert saved_steps(state_path) == kept, (

@@ -12,6 +12,7 @@ import pytest
 from deployer import runner
 from deployer.errors import WaitTimeoutError
 from deployer.ledger import Ledger
+from deployer.parallel import Scheduler
 from deployer.settings import Settings
 from deployer.stack import build_steps
 from deployer.state import State, StateFile
@@ -200,7 +201,7 @@ def test_teardown_deletes_everything_in_reverse_order(ctx: StepContext, calls: C
     before = inventory(ctx.clients)
     runner.provision(ctx)
     calls.clear()
-    report = runner.teardown(ctx)
+    report = runner.teardown(ctx, Scheduler(slots=1))  # one at a time: the reversed graph's order, the stack's reversed
     assert [line.step for line in report.steps] == [s.name for s in reversed(wanted_steps(ctx.settings))]
     assert inventory(ctx.clients) == before
     assert ctx.state.resources == []
