@@ -4,26 +4,39 @@ The hardest instant is right after AWS has served a call and before the tool hea
 the answer: the resource exists, the state file does not know it. Here a botocore
 `after-call` hook raises `Killed` (a BaseException, so nothing in the tool can
 catch it, like a SIGKILL) right after the n-th call was served by in-process moto.
-A brand new process is then simulated: a new StepContext whose state comes from
-the state file on disk only, with fresh clients, runs the same command again.
+The process is dead from then on, on every thread: the steps still running beside
+the one that was killed (deployer/parallel.py runs several at once) send no more
+calls, hear no more answers and save nothing more (`Killer`). A brand new process
+is then simulated once every thread of the dead one has ended: a new StepContext
+whose state comes from the state file on disk only, with fresh clients, runs the
+same command again.
 
-Every crash point is tried, not a sample: the list of calls comes from a clean
-recording made once at collection time, so each case has a pytest id like
-`provision-after-call-02-CreateVpc`. After the second provision the account must
-hold exactly the clean run's stack (same counts per kind, same names, same
-configuration once identifiers are read through the state), and a teardown must
-leave the account as it was. After the second teardown nothing may be left.
+Every crash point is tried, not a sample. The points are numbered by a clean
+recording made once at collection time one step after another (Scheduler(slots=1):
+the same numbering in every run), so each case has a pytest id like
+`provision-after-call-02-CreateVpc`. The run that is killed is the parallel one
+(the runner's default scheduler), killed after its n-th call: with several steps
+at once the n-th call may belong to another step than in the recording, and
+differ from run to run; the id names the recorded one. The next run is parallel
+too; for every `RANDOM_EVERY`-th point it is run once more with its steps started
+in a seeded random order (the order in which steps finished must not matter).
+After the second provision the account must hold exactly the clean run's stack
+(same counts per kind, same names, same configuration once identifiers are read
+through the state), and a teardown must leave the account as it was. After the
+second teardown nothing may be left.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,6 +47,8 @@ from moto import mock_aws
 
 from deployer import runner
 from deployer.clients import AwsClients
+from deployer.ledger import Ledger
+from deployer.parallel import DEFAULT_SCHEDULER, Scheduler
 from deployer.settings import Settings
 from deployer.state import State, StateFile
 from deployer.steps.base import StepContext
@@ -68,6 +83,11 @@ ONE_STACK = {
     "alarms": EXPECTED_WITH_DOMAIN["alarms"] + 4,
 }
 
+# One step after another in the stack's order: the clean recording, whose calls number the crash points.
+SEQUENTIAL = Scheduler(slots=1)
+# Every this-many-th crash point is tried a second time, the next run starting its steps in a random order.
+RANDOM_EVERY = 4
+
 # Crash points where the tool is known not to converge: (phase, operation, occurrence of
 # that operation in the phase, 1-based) -> reason. Keyed by operation rather than by call
 # number so that the entries survive unrelated changes to the call sequence.
@@ -85,31 +105,76 @@ class Killed(BaseException):
 
 
 class Killer:
-    """An `after-call` hook that counts the calls AWS served and kills the run after call `at`."""
+    """The `before-call` and `after-call` hooks of one process: numbers the calls AWS served (`points`, from
+    every thread) and kills the process right after call `at`. From then on the process is dead on every thread:
+    a call does not leave it, the answer to a call already on its way is not heard, and nothing reaches the
+    disk (`persist`), so no step running beside the killed one changes AWS or the state after the crash."""
 
     def __init__(self, at: int | None = None) -> None:
         self.at = at
-        self.operations: list[str] = []
+        self.points: list[str] = []
+        self.dead = False
+        self._lock = threading.Lock()  # the steps' threads call at once: one numbering, one instant of death
 
-    def __call__(self, model: Any, **_: Any) -> None:
-        self.operations.append(model.name)
-        if len(self.operations) == self.at:
-            raise Killed(f"killed right after call {self.at} ({model.name}) was served")
+    def install(self, clients: AwsClients) -> None:
+        for client in clients.every():
+            client.meta.events.register("before-call", self.before_call)
+            client.meta.events.register("after-call", self.after_call)
 
+    def before_call(self, **_: Any) -> None:
+        with self._lock:
+            if self.dead:
+                raise Killed("the process is gone: this call never leaves it")
 
-def hooked_clients(killer: Killer) -> AwsClients:
-    clients = recorded_clients(CallLog())
-    for item in fields(clients):
-        client = getattr(clients, item.name)
-        if hasattr(client, "meta"):
-            client.meta.events.register("after-call", killer)
-    return clients
+    def after_call(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            if self.dead:
+                raise Killed(f"the process is gone: AWS served {model.name}, nobody heard the answer")
+            point = self.point(model, context)
+            if point is None:
+                return
+            self.points.append(point)
+            if self.kills():
+                self.dead = True
+                raise Killed(f"killed right after call {len(self.points)} ({point}) was served")
+
+    def point(self, model: Any, context: dict[str, Any]) -> str | None:
+        """The name a served call is numbered under (None: not numbered)."""
+        return str(model.name)
+
+    def kills(self) -> bool:
+        """Whether the call just numbered is the last one the process lives through."""
+        return len(self.points) == self.at
+
+    def persist(self, save: Callable[[State], None]) -> Callable[[State], None]:
+        """`save`, as long as the process lives (a save is all done before the death, or not done)."""
+
+        def persist(state: State) -> None:
+            with self._lock:
+                if self.dead:
+                    raise Killed("the process is gone: nothing more reaches the disk")
+                save(state)
+
+        return persist
 
 
 def new_process(state_path: Path, killer: Killer | None = None) -> StepContext:
     """A context as a freshly started CLI builds it: the state comes from the file on disk only."""
-    clients = hooked_clients(killer) if killer is not None else recorded_clients(CallLog())
-    return make_context(clients, SETTINGS, state_path, state=load(state_path))
+    clients = recorded_clients(CallLog())
+    ctx = make_context(clients, SETTINGS, state_path, state=load(state_path))
+    if killer is None:
+        return ctx
+    killer.install(clients)
+    return replace(ctx, ledger=Ledger(ctx.state, killer.persist(StateFile(state_path).save)))
+
+
+def the_dead_process_is_gone() -> None:
+    """Every thread of the killed run has ended (a step the run did not wait for, the image, too): nothing of the
+    dead process is left to act while the next one runs."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("deployer-"):
+            thread.join(timeout=60)
+            assert not thread.is_alive(), f"{thread.name} outlived its process"
 
 
 def load(state_path: Path) -> State:
@@ -278,7 +343,8 @@ def configuration(clients: AwsClients, state: State) -> Any:
             "type": (balancer["Type"], balancer["Scheme"]),
             "subnets": Unordered(z["SubnetId"] for z in balancer["AvailabilityZones"]),
             "security groups": balancer.get("SecurityGroups"),
-            "listeners": [
+            # Listed in the order they were made (moto); steps run at once make them in any order.
+            "listeners": Unordered(
                 (
                     listener["ListenerArn"],
                     listener["Protocol"],
@@ -288,7 +354,7 @@ def configuration(clients: AwsClients, state: State) -> Any:
                     listener.get("SslPolicy"),
                 )
                 for listener in elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
-            ],
+            ),
         },
         "cluster": [
             (c["clusterArn"], c["status"]) for c in ecs.describe_clusters(clusters=[names.cluster])["clusters"]
@@ -324,12 +390,12 @@ def configuration(clients: AwsClients, state: State) -> Any:
             }
             for service in services
         ],
-        "alarms": [
+        "alarms": Unordered(  # the same: in the order they were made
             (a["AlarmName"], a.get("MetricName"), a.get("Dimensions"), a["EvaluationPeriods"], a.get("Metrics"))
             for a in clients.cloudwatch.describe_alarms(AlarmNames=[names.unhealthy_alarm, names.shortfall_alarm])[
                 "MetricAlarms"
             ]
-        ],
+        ),
         "scaling": _scaling(clients, f"service/{names.cluster}/{names.service}"),
     }
     references = {**defaults}
@@ -427,28 +493,30 @@ def isolated_environment() -> Iterator[Path]:
 
 @cache
 def clean_recording() -> Recording:
-    """A clean provision and teardown: the calls each makes, and the stack provision leaves."""
+    """A clean provision and teardown, one step after another: the calls each makes (numbered the same in every
+    run), and the stack provision leaves."""
     with isolated_environment() as folder, mock_aws():
         state_path = folder / "state.json"
         hosted_zone(recorded_clients(CallLog()))
         before = inventory(recorded_clients(CallLog()))
         provision_killer = Killer()
-        provision(new_process(state_path, provision_killer))
+        provision(new_process(state_path, provision_killer), SEQUENTIAL)
         new = added(before, inventory(recorded_clients(CallLog())))
         settled = configuration(recorded_clients(CallLog()), load(state_path))
         teardown_killer = Killer()
-        runner.teardown(new_process(state_path, teardown_killer))
+        runner.teardown(new_process(state_path, teardown_killer), SEQUENTIAL)
         left = added(before, inventory(recorded_clients(CallLog())))
-        return Recording(
-            provision_killer.operations, teardown_killer.operations, counts(new), shape(new), settled, left
-        )
+        return Recording(provision_killer.points, teardown_killer.points, counts(new), shape(new), settled, left)
 
 
-def crash_points(phase: str) -> list[Any]:
+def crash_points(phase: str, every: int = 1) -> list[Any]:
+    """The calls of the clean recording (every `every`-th of them), each named by its number and operation."""
     recording = clean_recording()
     calls = recording.provision_calls if phase == "provision" else recording.teardown_calls
     points = []
     for n, operation in enumerate(calls, start=1):
+        if n % every:
+            continue
         occurrence = calls[:n].count(operation)
         reason = KNOWN_BUGS.get((phase, operation, occurrence))
         marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
@@ -461,18 +529,26 @@ def clean() -> Recording:
     return clean_recording()
 
 
-def provision(ctx: StepContext) -> None:
-    """One step after another (parallel=False): the certificate's background steps would otherwise make the
-    order of the calls, and so the numbering of the crash points, differ from run to run."""
-    runner.provision(ctx, wait=False, parallel=False)
+def provision(ctx: StepContext, scheduler: Scheduler = DEFAULT_SCHEDULER) -> None:
+    runner.provision(ctx, wait=False, scheduler=scheduler)
 
 
-def kill(run: Callable[[StepContext], object], state_path: Path, at: int, operation: str) -> None:
-    """Run provision or teardown in a process that dies right after call `at` was served."""
+Run = Callable[[StepContext, Scheduler], object]
+
+
+def kill(run: Run, state_path: Path, at: int) -> Killer:
+    """Run provision or teardown, several steps at once, in a process that dies right after call `at` was served;
+    return once every thread of that process has ended."""
     killer = Killer(at)
     with pytest.raises(Killed):
-        run(new_process(state_path, killer))
-    assert killer.operations[-1] == operation, f"call {at} was {killer.operations[-1]}, not {operation} as recorded"
+        run(new_process(state_path, killer), DEFAULT_SCHEDULER)
+    the_dead_process_is_gone()
+    return killer
+
+
+def in_random_order(seed: int) -> Scheduler:
+    """The parallel runner starting, among the steps whose needs are done, one chosen at random (seeded)."""
+    return Scheduler(pick=random.Random(seed).choice)
 
 
 # --- the tests -------------------------------------------------------------------------------
@@ -485,32 +561,57 @@ def test_the_clean_recording_is_one_stack_that_teardown_removes(clean: Recording
     assert clean.left_after_teardown == {}
 
 
+def provision_converges_after_a_kill(
+    at: int, rerun: Scheduler, clean: Recording, observer: AwsClients, state_path: Path
+) -> None:
+    before = inventory(observer)
+    killed = kill(provision, state_path, at)
+    served = f"the killed run's calls: {killed.points}"
+
+    provision(new_process(state_path), rerun)
+    new = added(before, inventory(observer))
+    assert shape(new) == clean.shape, f"counts {counts(new)}, wanted {clean.counts}; {served}"
+    assert configuration(observer, load(state_path)) == clean.configuration, served
+
+    runner.teardown(new_process(state_path))
+    assert inventory(observer) == before, served
+    assert load(state_path).resources == [], served
+
+
+def teardown_converges_after_a_kill(at: int, rerun: Scheduler, observer: AwsClients, state_path: Path) -> None:
+    before = inventory(observer)
+    provision(new_process(state_path))
+    killed = kill(runner.teardown, state_path, at)
+
+    runner.teardown(new_process(state_path), rerun)
+    after = inventory(observer)
+    assert after == before, f"left behind: {added(before, after)}; the killed run's calls: {killed.points}"
+    assert load(state_path).resources == [], f"the killed run's calls: {killed.points}"
+
+
 @pytest.mark.parametrize(("at", "operation"), crash_points("provision"))
 def test_provision_killed_after_a_call_converges_on_the_next_run(
     at: int, operation: str, clean: Recording, observer: AwsClients, state_path: Path
 ) -> None:
-    before = inventory(observer)
-    kill(provision, state_path, at, operation)
+    provision_converges_after_a_kill(at, DEFAULT_SCHEDULER, clean, observer, state_path)
 
-    provision(new_process(state_path))
-    new = added(before, inventory(observer))
-    assert shape(new) == clean.shape, f"counts {counts(new)}, wanted {clean.counts}"
-    assert configuration(observer, load(state_path)) == clean.configuration
 
-    runner.teardown(new_process(state_path))
-    assert inventory(observer) == before
-    assert load(state_path).resources == []
+@pytest.mark.parametrize(("at", "operation"), crash_points("provision", every=RANDOM_EVERY))
+def test_provision_killed_after_a_call_converges_whatever_order_the_next_run_takes(
+    at: int, operation: str, clean: Recording, observer: AwsClients, state_path: Path
+) -> None:
+    provision_converges_after_a_kill(at, in_random_order(at), clean, observer, state_path)
 
 
 @pytest.mark.parametrize(("at", "operation"), crash_points("teardown"))
 def test_teardown_killed_after_a_call_converges_on_the_next_run(
     at: int, operation: str, observer: AwsClients, state_path: Path
 ) -> None:
-    before = inventory(observer)
-    provision(new_process(state_path))
-    kill(runner.teardown, state_path, at, operation)
+    teardown_converges_after_a_kill(at, DEFAULT_SCHEDULER, observer, state_path)
 
-    runner.teardown(new_process(state_path))
-    after = inventory(observer)
-    assert after == before, f"left behind: {added(before, after)}"
-    assert load(state_path).resources == []
+
+@pytest.mark.parametrize(("at", "operation"), crash_points("teardown", every=RANDOM_EVERY))
+def test_teardown_killed_after_a_call_converges_whatever_order_the_next_run_takes(
+    at: int, operation: str, observer: AwsClients, state_path: Path
+) -> None:
+    teardown_converges_after_a_kill(at, in_random_order(at), observer, state_path)

@@ -3,9 +3,10 @@
 The run is what deployer/cli.py does with `--state-file s3://BUCKET/KEY`: provision creates the bucket on
 its first run, takes the lock (`KEY.lock`), loads the state and saves it into S3 after every change;
 teardown takes the lock, loads, saves every forget and deletes the state object. The process dies right
-after any call AWS served (`Killed`, raised from an `after-call` hook) and, being dead, sends nothing more:
-the lock's release in `locked()`'s `finally` never reaches S3, so a crash leaves the lock behind, as a
-SIGKILL would.
+after any call AWS served (`Killed`, raised from an `after-call` hook) and, being dead, sends nothing more
+from any thread (tests/test_crash_points.py's `Killer`): the saves of the steps still running beside the
+killed one never reach S3, and the lock's release in `locked()`'s `finally` does not either, so a crash
+leaves the lock behind, as a SIGKILL would.
 
 The next run is a new process. It must take the dead run's lock over once its lease has run out, and the
 lease is S3's clock: the lock's LastModified plus its lease against the Date of S3's answer (deployer/
@@ -18,7 +19,11 @@ thread at times no recording can number, and are not crash points.
 
 Which points run: every call to S3 (the bucket, the lock, the loads and saves, the state's deletion) and
 every `SAMPLE_EVERY`-th of the stack's own calls (tests/test_crash_points.py tries every one of those with
-a local state; here only the change of store is under test). The clean run's numbering is the same.
+a local state; here only the change of store is under test). As there, the points are numbered by a clean
+run made one step after another, and the run that is killed, like the next one, runs several steps at once:
+its n-th call may be another than the recorded one (a save of another step's record, another step's call).
+The calls before the steps run (the bucket, the lock, the load) and after them (the last save, the lock's
+release) are the same in every run, so whether the killed run held the lock is known from the recording.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 from functools import cache
 from pathlib import Path
@@ -39,6 +44,7 @@ from deployer import runner
 from deployer.clients import AwsClients
 from deployer.errors import StateFileError
 from deployer.ledger import Ledger
+from deployer.parallel import DEFAULT_SCHEDULER, Scheduler
 from deployer.s3state import S3StateFile, parse_s3_url
 from deployer.state import State, decode_state
 from tests.conftest import ACCOUNT, REGION, CallLog, RecordingOutput, hosted_zone, make_context, recorded_clients
@@ -46,6 +52,7 @@ from tests.faults import keep_params
 from tests.inventory import added, inventory
 from tests.test_crash_points import (
     ONE_STACK,
+    SEQUENTIAL,
     SETTINGS,
     Killed,
     configuration,
@@ -53,7 +60,9 @@ from tests.test_crash_points import (
     isolated_environment,
     provision,
     shape,
+    the_dead_process_is_gone,
 )
+from tests.test_crash_points import Killer as ProcessKiller
 
 BUCKET = "crash-site-team-state"
 KEY = "crash-site/state.json"
@@ -73,27 +82,21 @@ def point_name(model: Any, context: dict[str, Any]) -> str:
     return f"s3-{model.name}-" + {KEY: "state", LOCK: "lock", None: "bucket"}[key]
 
 
-class Killer:
-    """Numbers the calls AWS served (the renewer's aside) and kills the process after call `at` (or the first
-    call that is `point`); from then on the process is gone, and no call leaves it."""
+class Killer(ProcessKiller):
+    """The dead process of tests/test_crash_points.py, its calls numbered by what they act on (the renewer's
+    aside), killed after call `at` or the first call that is `at_point`."""
 
-    def __init__(self, at: int | None = None, point: str | None = None) -> None:
-        self.at = at
-        self.point = point
-        self.points: list[str] = []
-        self.dead = False
+    def __init__(self, at: int | None = None, at_point: str | None = None) -> None:
+        super().__init__(at)
+        self.at_point = at_point
 
-    def before_call(self, **_: Any) -> None:
-        if self.dead:
-            raise Killed("the process is gone: this call never leaves it")
-
-    def after_call(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+    def point(self, model: Any, context: dict[str, Any]) -> str | None:
         if threading.current_thread().name == RENEWER_THREAD:
-            return
-        self.points.append(point_name(model, context))
-        if len(self.points) == self.at or self.points[-1] == self.point:
-            self.dead = True
-            raise Killed(f"killed right after call {self.at} ({self.points[-1]}) was served")
+            return None
+        return point_name(model, context)
+
+    def kills(self) -> bool:
+        return super().kills() or self.points[-1] == self.at_point
 
 
 def lease_ran_out(parsed: dict[str, Any], **_: Any) -> None:
@@ -121,11 +124,7 @@ def new_process(
 ) -> Process:
     clients = recorded_clients(CallLog())
     if killer is not None:
-        for item in fields(clients):
-            client = getattr(clients, item.name)
-            if hasattr(client, "meta"):
-                client.meta.events.register("before-call", killer.before_call)
-                client.meta.events.register("after-call", killer.after_call)
+        killer.install(clients)
         clients.s3.meta.events.register("before-parameter-build.s3", keep_params)
     if later:
         clients.s3.meta.events.register("after-call.s3.GetObject", lease_ran_out)
@@ -136,14 +135,14 @@ def new_process(
     return Process(clients, store, output, scratch)
 
 
-def run_provision(process: Process) -> None:
+def run_provision(process: Process, scheduler: Scheduler = DEFAULT_SCHEDULER) -> None:
     """deployer/cli.py's _provision: the lock (the bucket created first if missing), the state loaded, the run."""
     with process.store.locked("provision.py", process.output.line):
         state = process.store.load() or State(stack=SETTINGS.stack, region=REGION, account_id=ACCOUNT)
-        provision(process.context(state))
+        provision(process.context(state), scheduler)
 
 
-def run_teardown(process: Process) -> None:
+def run_teardown(process: Process, scheduler: Scheduler = DEFAULT_SCHEDULER) -> None:
     """deployer/cli.py's _teardown_recorded: no state, nothing to do; a state with no resources, deleted;
     else every resource deleted, then the state."""
     with process.store.locked("teardown.py", process.output.line):
@@ -151,7 +150,7 @@ def run_teardown(process: Process) -> None:
         if state is None:
             return
         if state.resources:
-            runner.teardown(process.context(state))
+            runner.teardown(process.context(state), scheduler)
         process.store.delete()
 
 
@@ -182,15 +181,16 @@ class Recording:
 
 @cache
 def clean_recording() -> Recording:
+    """A clean provision and teardown one step after another: their calls, numbered the same in every run."""
     with isolated_environment() as folder, mock_aws():
         observer = recorded_clients(CallLog())
         hosted_zone(observer)
         before = inventory(observer)
         provision_killer, teardown_killer = Killer(), Killer()
-        run_provision(new_process(folder, provision_killer))
+        run_provision(new_process(folder, provision_killer), SEQUENTIAL)
         new = added(before, inventory(observer))
         settled = configuration(observer, stored_state(observer.s3))
-        run_teardown(new_process(folder, teardown_killer, create_bucket=False))
+        run_teardown(new_process(folder, teardown_killer, create_bucket=False), SEQUENTIAL)
         left = added(before, inventory(observer))
         return Recording(
             provision_killer.points,
@@ -227,10 +227,12 @@ def clean() -> Recording:
     return clean_recording()
 
 
-def kill(run: Callable[[Process], object], process: Process, killer: Killer, point: str) -> None:
+def kill(run: Callable[[Process], object], process: Process) -> None:
+    """Run provision or teardown, several steps at once, in a process its killer kills; return once every thread
+    of that process has ended."""
     with pytest.raises(Killed):
         run(process)
-    assert killer.points[-1] == point, f"call {killer.at} was {killer.points[-1]}, not {point} as recorded"
+    the_dead_process_is_gone()
 
 
 def took_over(process: Process) -> bool:
@@ -262,21 +264,22 @@ def test_provision_killed_after_a_call_converges_on_the_next_run(
 ) -> None:
     before = inventory(observer)
     killer = Killer(at)
-    kill(run_provision, new_process(tmp_path, killer), killer, point)
+    kill(run_provision, new_process(tmp_path, killer))
+    served = f"the killed run's calls: {killer.points}"
     left_locked = LOCK in objects(observer.s3)
-    assert left_locked == holds_the_lock(clean.provision_points, at)
+    assert left_locked == holds_the_lock(clean.provision_points, at), served
 
     again = new_process(tmp_path, later=True)
     run_provision(again)
-    assert took_over(again) == left_locked
-    assert objects(observer.s3) == {KEY}, "the lock is released"
+    assert took_over(again) == left_locked, served
+    assert objects(observer.s3) == {KEY}, f"the lock is released; {served}"
     new = added(before, inventory(observer))
-    assert shape(new) == clean.shape, f"counts {counts(new)}, wanted {clean.counts}"
-    assert configuration(observer, stored_state(observer.s3)) == clean.configuration
+    assert shape(new) == clean.shape, f"counts {counts(new)}, wanted {clean.counts}; {served}"
+    assert configuration(observer, stored_state(observer.s3)) == clean.configuration, served
 
     run_teardown(new_process(tmp_path, create_bucket=False))
-    assert inventory(observer) == before
-    assert objects(observer.s3) == set()
+    assert inventory(observer) == before, served
+    assert objects(observer.s3) == set(), served
 
 
 @pytest.mark.parametrize(("at", "point"), crash_points("teardown"))
@@ -286,16 +289,17 @@ def test_teardown_killed_after_a_call_converges_on_the_next_run(
     before = inventory(observer)
     run_provision(new_process(tmp_path))
     killer = Killer(at)
-    kill(run_teardown, new_process(tmp_path, killer, create_bucket=False), killer, point)
+    kill(run_teardown, new_process(tmp_path, killer, create_bucket=False))
+    served = f"the killed run's calls: {killer.points}"
     left_locked = LOCK in objects(observer.s3)
-    assert left_locked == holds_the_lock(clean.teardown_points, at)
+    assert left_locked == holds_the_lock(clean.teardown_points, at), served
 
     again = new_process(tmp_path, later=True, create_bucket=False)
     run_teardown(again)
-    assert took_over(again) == left_locked
+    assert took_over(again) == left_locked, served
     after = inventory(observer)
-    assert after == before, f"left behind: {added(before, after)}"
-    assert objects(observer.s3) == set()
+    assert after == before, f"left behind: {added(before, after)}; {served}"
+    assert objects(observer.s3) == set(), served
 
 
 def test_before_the_lease_runs_out_the_next_run_is_refused_and_changes_nothing(
@@ -303,7 +307,8 @@ def test_before_the_lease_runs_out_the_next_run_is_refused_and_changes_nothing(
 ) -> None:
     at = clean.provision_points.index("s3-PutObject-lock") + 1  # killed right after it took the lock
     killer = Killer(at)
-    kill(run_provision, new_process(tmp_path, killer), killer, clean.provision_points[at - 1])
+    kill(run_provision, new_process(tmp_path, killer))
+    assert killer.points[-1] == "s3-PutObject-lock", "before the steps run, the calls are numbered as recorded"
     held = observer.s3.get_object(Bucket=BUCKET, Key=LOCK)["ETag"]
 
     calls = CallLog()
@@ -323,9 +328,9 @@ def test_a_crash_in_the_buckets_setup_then_one_at_the_first_save_leave_the_bucke
     """Two crashes in a row: after CreateBucket (the bucket tagged, not configured), then the re-run right after
     its first save reached S3. The third run must still find the bucket versioned, encrypted, private and TLS-only."""
     first = Killer(clean.provision_points.index("s3-CreateBucket-bucket") + 1)
-    kill(run_provision, new_process(tmp_path, first), first, "s3-CreateBucket-bucket")
-    second = Killer(point="s3-PutObject-state")
-    kill(run_provision, new_process(tmp_path, second), second, "s3-PutObject-state")
+    kill(run_provision, new_process(tmp_path, first))
+    assert first.points[-1] == "s3-CreateBucket-bucket", "before the steps run, the calls are numbered as recorded"
+    kill(run_provision, new_process(tmp_path, Killer(at_point="s3-PutObject-state")))
     run_provision(new_process(tmp_path, later=True))
 
     s3 = observer.s3
