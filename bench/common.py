@@ -12,6 +12,8 @@ import argparse
 import json
 import logging
 import os
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -171,9 +173,10 @@ def clean_environment(scratch: Path) -> dict[str, str]:
 
 
 @contextmanager
-def moto_server(scratch: Path, **moto_switches: str) -> Iterator[str]:
+def moto_server(scratch: Path, *, own_process: bool = False, **moto_switches: str) -> Iterator[str]:
     """A moto server on a free loopback port as this process's only AWS (fake credentials); yields its
-    endpoint. The environment is restored when it stops."""
+    endpoint. The environment is restored when it stops. With `own_process`, the server runs in a process of
+    its own (bench/emulator.py), as AWS answers from elsewhere."""
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(
@@ -187,16 +190,52 @@ def moto_server(scratch: Path, **moto_switches: str) -> Iterator[str]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # it logs every request; only errors matter
     keep_service_settings()  # moto's CreateService keeps the deployment configuration, as AWS does
     s3_emulation.install()  # moto's S3 honours the state bucket's TLS-only policy and creation tags as AWS does
+    try:
+        with _own_server() if own_process else _threaded_server() as endpoint:
+            os.environ["AWS_ENDPOINT_URL"] = endpoint
+            yield endpoint
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextmanager
+def _threaded_server() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
         host, port = server.get_host_and_port()
-        os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
-        yield os.environ["AWS_ENDPOINT_URL"]
+        yield f"http://{host}:{port}"
     finally:
         server.stop()
-        os.environ.clear()
-        os.environ.update(saved)
+
+
+@contextmanager
+def _own_server() -> Iterator[str]:
+    """bench/emulator.py in a child process, on a free loopback port, with this process's environment."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.emulator", str(port)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"bench/emulator.py did not start (exit {child.poll()})")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def bench_context(
