@@ -28,12 +28,13 @@ import pytest
 
 from deployer import graph, runner
 from deployer.graph import CriticalPath, Graph, GraphError, build
-from deployer.images import BuildSpec, ImageBuilder, RegistryAuth
+from deployer.images import RegistryAuth
 from deployer.settings import Settings
 from deployer.stack import build_steps, steps_by_name
 from deployer.state import Ids, State
 from deployer.steps.base import Step, StepContext
-from tests.conftest import DOMAIN, IMAGE, REGION, ZONE, RecordingOutput, hosted_zone, lost_state, planning
+from tests import test_policy
+from tests.conftest import DOMAIN, IMAGE, REGION, ZONE, hosted_zone, lost_state, planning
 from tests.inventory import added, inventory
 from tests.rollouts import Rollout
 from tests.route53_emulation import emulate_route53
@@ -305,21 +306,8 @@ def read_log(monkeypatch: pytest.MonkeyPatch) -> ReadLog:
     return log
 
 
-def _no_engine() -> Any:
-    raise AssertionError("the fake builder never talks to a Docker engine")
-
-
-class PushedBuilder(ImageBuilder):
-    """Build and push without Docker, so the image step builds into the stack's repository (and reads it)."""
-
-    def __init__(self) -> None:
-        super().__init__(RecordingOutput(), connect=_no_engine)
-
-    def registry_digest(self, reference: str, auth: RegistryAuth) -> str | None:
-        return None
-
-    def build(self, spec: BuildSpec, reference: str) -> None:
-        self.builds += 1
+class PushedBuilder(test_policy.PushedBuilder):
+    """test_policy's builder (no Docker), with a digest per tag: a changed site pushes another image."""
 
     def push(self, repository: str, tag: str, auth: RegistryAuth) -> str:
         self.pushes += 1
