@@ -19,7 +19,7 @@ is, after the wait.
 
 Interrupts: Ctrl-C reaches the main thread, which waits on the queue in 0.1 s slices, so it sees it at once;
 `Stopping.event` is set, and the running steps get up to `SETTLE_SECONDS` to end (a step that AWS has just
-answered records what it made, `StepContext.remember`, then ends at its next pause), so the state holds every
+answered records what it made, `StepContext.remember`, then ends at its next call or pause), so the state holds every
 resource that exists; then the command exits (deployer/cli.py) without waiting for the daemon threads.
 
 Why threads and a bound: the work is waiting on AWS (HTTP calls and polls), which threads overlap well. The
@@ -31,9 +31,9 @@ https://docs.aws.amazon.com/AmazonECS/latest/APIReference/request-throttling.htm
 Balancing's buckets ("Request throttling for the Elastic Load Balancing API",
 https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-api-throttling.html). With
 `DEFAULT_SLOTS` steps each making one call at a time, and an AWS call taking at least ~0.1 s, the run sends
-at most ~40 requests a second spread over a dozen APIs, and a whole provision sends ~120 requests in all:
-no one API's bucket can be emptied. Terraform's default is 10 at once (`-parallelism`); CloudFormation and
-Pulumi do not bound it.
+at most ~40 requests a second spread over a dozen APIs, and a whole provision of the default stack sends 81
+(bench/api_calls.py): no one API's bucket can be emptied. Terraform's default is 10 at once (`-parallelism`);
+CloudFormation and Pulumi do not bound it.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from deployer import parallel
 from deployer.clients import error_code, error_message, refused_once_stopped
 from deployer.errors import AwsCallError, AwsSetupError, DeployerError, ForeignResourceError
-from deployer.graph import Graph, graph_of, provision_graph, teardown_graph
+from deployer.graph import Graph, provision_graph, teardown_graph
 from deployer.parallel import DEFAULT_SCHEDULER, Scheduler
 from deployer.stack import build_steps, steps_by_name
 from deployer.state import Ids, ResourceRecord, State
@@ -126,14 +126,16 @@ def provision(ctx: StepContext, wait: bool = True, scheduler: Scheduler = DEFAUL
 
     The graph is built and checked first (a cycle or an unknown need is refused before any AWS call). A step
     whose wait only matters for serving (`Step.wait_deferred`: the NLB turning active, the alias, the rollout)
-    hands its wait to a tail, which the steps needing it do not wait for. An interrupt ends the run at once:
-    an image build is told to stop (nothing is pushed after it) and no thread is waited for.
+    hands its wait to a tail, which the steps needing it do not wait for. An interrupt ends the run within
+    about a second: an image build is told to stop (nothing is pushed after it), the running steps record what
+    AWS made for them, and no thread is waited for longer (deployer/parallel.py).
     """
-    graph = provision_graph(build_steps(), ctx.settings)
+    every = build_steps()
+    graph = provision_graph(every, ctx.settings)
     check_zones(ctx)
-    steps = [step for step in build_steps() if step.wanted(ctx.settings)]
+    steps = [step for step in every if step.wanted(ctx.settings)]
     check_steps(ctx, steps)
-    run = replace(ctx, stop=threading.Event(), order=graph_of(build_steps()).names)
+    run = replace(ctx, stop=threading.Event(), order=tuple(step.name for step in every))
     removed = _remove_unwanted(run, first=True)
     lines: dict[str, StepReport] = {}
     work = partial(_provision_work, run, {step.name: step for step in steps}, wait, lines)
@@ -418,21 +420,23 @@ def teardown(ctx: StepContext, scheduler: Scheduler = DEFAULT_SCHEDULER) -> RunR
                 "and remove its entry",
             )
     graph = teardown_graph(build_steps(), [record.step for record in records])
-    run = replace(ctx, stop=threading.Event(), order=graph_of(build_steps()).names)
+    run = replace(ctx, stop=threading.Event())
     lines: dict[str, StepReport] = {}
-    recorded = {record.step: record.ids for record in records}
+    recorded = {record.step: (known[record.step], record.ids) for record in records}
     _walk(run, graph, partial(_delete_work, run, recorded, lines), scheduler)
     return RunReport(steps=[lines[record.step] for record in records])
 
 
-def _delete_work(ctx: StepContext, recorded: dict[str, Ids], lines: dict[str, StepReport], name: str) -> None:
+def _delete_work(
+    ctx: StepContext, recorded: dict[str, tuple[Step[Any], Ids]], lines: dict[str, StepReport], name: str
+) -> None:
     """One recorded resource deleted on a worker thread, then forgotten."""
-    step = steps_by_name()[name]
+    step, ids = recorded[name]
     started = ctx.clock.now()
     with _explained(step, ctx.state):
-        outcome = step.delete(ctx, recorded[name]) or "deleted"
+        outcome = step.delete(ctx, ids) or "deleted"
     ctx.ledger.forget(name)
-    lines[name] = _announce(ctx, StepReport(name, outcome, ctx.clock.now() - started, primary(recorded[name])))
+    lines[name] = _announce(ctx, StepReport(name, outcome, ctx.clock.now() - started, primary(ids)))
 
 
 @contextmanager
