@@ -866,9 +866,9 @@ def assert_nothing_lost(server: MotoServer, tmp_path: Path, case: Case) -> None:
     assert recorded == [step for step in STEP_ORDER if step in recorded]
     assert not set(recorded) & needing(case.fails_at), "a step that needs the refused one ran"
     ids = {entry["step"]: entry["ids"] for entry in json.loads(state.read_text())["resources"]}
-    resources = aws_resources(server)
-    assert resources["vpcs"] == [ids["vpc"]["id"]]
-    assert resources["subnets"] == sorted(ids[step]["id"] for step in ("subnet-1", "subnet-2") if step in ids)
+    resources = aws_resources(server)  # what exists is what is recorded (how far the others got varies)
+    assert resources.get("vpcs", []) == [ids[step]["id"] for step in ("vpc",) if step in ids]
+    assert resources.get("subnets", []) == sorted(ids[step]["id"] for step in ("subnet-1", "subnet-2") if step in ids)
     roles = ("flow-logs-role", "execution-role", "task-role")
     assert resources.get("roles", []) == sorted(ids[s]["name"] for s in roles if s in ids)
     assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")] == []
