@@ -9,7 +9,7 @@ tail, `deployer-tail-load-balancer`) must not hold up the listener or the servic
 one slot (`Scheduler(slots=1)`) one step runs after another in the stack's order.
 
 So that the overlap shows however fast or slow the machine is, three races are pinned
-(each for at most 10 s): the first call of each operation checked below is held until the
+(each for at most 10 s): every call of each operation checked below is held until the
 build has started (the image step starts only once the repository exists, and a warm
 emulator can beat it to CreateVpc or CreateRole), the build lasts at least 0.5 s and, beyond
 that, until the other steps have made those calls, and the load balancer's wait lasts until
@@ -72,13 +72,15 @@ class Recorder:
 
     calls: list[Call] = field(default_factory=list)
     seen: dict[str, threading.Event] = field(default_factory=dict)
-    gates: dict[str, threading.Event] = field(default_factory=dict)  # an operation waits for its event once
+    # Every call of an operation waits for its event (once set, at once): several steps make the same call
+    # (CreateRole for three roles), and a second one must not slip past while the first is held.
+    gates: dict[str, threading.Event] = field(default_factory=dict)
     balancer_waits: list[tuple[str, float, float]] = field(default_factory=list)  # thread, start, end
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def before_call(self, model: OperationModel, params: dict[str, Any], **_: Any) -> None:
         with self._lock:
-            gate = self.gates.pop(model.name, None)
+            gate = self.gates.get(model.name)
         if gate is not None:
             gate.wait(HOLD_CAP_SECONDS)
         body = params.get("body", b"")
