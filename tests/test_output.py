@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import threading
 from dataclasses import replace
@@ -69,6 +70,10 @@ def test_text_output_ends_with_the_time_by_phase(server: MotoServer, run_script:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[-2].startswith("Time by phase: network ") and "health" in lines[-2]
+    # Steps run at once: their seconds (added up) are told apart from the run's own.
+    found = re.search(r"\(steps ([0-9.]+)s, overlapping; the run ([0-9.]+)s\)$", lines[-2])
+    assert found is not None, lines[-2]
+    assert float(found[1]) > 0 and float(found[2]) > 0
     assert lines[-1].startswith("Site URL: http://")
 
 
