@@ -330,13 +330,14 @@ def check_zones(ctx: StepContext) -> None:
 def discover(ctx: StepContext) -> list[ForeignResourceError]:
     """Add to the state every resource of the stack found by name or tags (in memory; the caller saves).
 
-    For a lost state file: the resources end up in creation order, as provision would have recorded them.
+    For a lost state file: each found resource takes its place in the stack's order, as provision records it.
     Every step is looked for, wanted or not: a resource a setting has since turned off is recorded too, so
     provision removes it and teardown deletes it. A resource with one of the stack's names but without its
     tags is not the stack's: it is skipped (never recorded, so never deleted) and reported; the skipped ones
     are returned.
     """
     steps = build_steps()
+    order = tuple(step.name for step in steps)
     skipped: list[ForeignResourceError] = []
     for step in steps:
         if ctx.state.get(step.name) is None:
@@ -348,9 +349,7 @@ def discover(ctx: StepContext) -> list[ForeignResourceError]:
                 ctx.output.warn(f"not this stack's, left alone: {foreign.resource} {foreign.name} ({foreign.what})")
                 continue
             if found is not None:
-                ctx.state.record(step.name, found.ids)
-    order = {step.name: index for index, step in enumerate(steps)}
-    ctx.state.resources.sort(key=lambda record: order.get(record.step, len(order)))
+                ctx.state.record(step.name, found.ids, order)
     return skipped
 
 

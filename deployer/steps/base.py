@@ -81,7 +81,7 @@ class StepContext:
     probe: Callable[[str, str | None], int | None] = site_status
     clock: Clock = SYSTEM_CLOCK
     poll_seconds: float = 10.0
-    # Set when a step of the run failed, or on Ctrl-C: the other steps end at their next pause (deployer/parallel.py).
+    # Set when a step of the run failed, or on Ctrl-C: the others end at their next AWS call or pause (parallel.py).
     # Each run of the runner gets its own (a copy of the context, all else shared).
     stop: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
     # The stack's steps in order (deployer/stack.py, given by the runner): where a new step's record goes.
